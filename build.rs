@@ -1,0 +1,63 @@
+//! Generates the Rust side of the contract in `proto/` into `OUT_DIR/protos`:
+//! messages with protobuf-codegen 3 (pure-Rust parser, no `protoc`), service traits, clients and
+//! `create_*` functions with grpcio-compiler. Nothing generated is committed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use protobuf::Message as _;
+
+const PROTO_DIR: &str = "proto";
+const PROTO_FILES: &[&str] = &["proto/grpc-api.proto"];
+
+fn main() {
+    println!("cargo:rerun-if-changed={PROTO_DIR}");
+    for file in PROTO_FILES {
+        println!("cargo:rerun-if-changed={file}");
+    }
+
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let protos_dir = out_dir.join("protos");
+
+    protobuf_codegen::Codegen::new()
+        .pure()
+        .include(PROTO_DIR)
+        .inputs(PROTO_FILES)
+        .cargo_out_dir("protos")
+        .run_from_script();
+
+    generate_services(&protos_dir);
+}
+
+/// Writes `<name>_grpc.rs` next to the messages and declares it in the generated `mod.rs`.
+fn generate_services(protos_dir: &Path) {
+    let parsed = protobuf_parse::Parser::new()
+        .pure()
+        .include(PROTO_DIR)
+        .inputs(PROTO_FILES)
+        .parse_and_typecheck()
+        .unwrap_or_else(|e| panic!("cannot parse {PROTO_FILES:?}: {e:#}"));
+
+    // grpcio-compiler takes protobuf 2 descriptors; the wire encoding of both is the same.
+    let descriptors: Vec<protobuf2::descriptor::FileDescriptorProto> = parsed
+        .file_descriptors
+        .iter()
+        .map(|fd| {
+            let bytes = fd.write_to_bytes().expect("encode a parsed descriptor");
+            protobuf2::Message::parse_from_bytes(&bytes).expect("decode a descriptor re-encoded")
+        })
+        .collect();
+    let to_generate: Vec<String> = parsed
+        .relative_paths
+        .iter()
+        .map(|p| p.to_str().to_owned())
+        .collect();
+
+    let mut mod_rs = fs::read_to_string(protos_dir.join("mod.rs")).expect("read generated mod.rs");
+    for file in grpcio_compiler::codegen::gen(&descriptors, &to_generate) {
+        fs::write(protos_dir.join(&file.name), file.content).expect("write generated service");
+        let module = file.name.trim_end_matches(".rs");
+        mod_rs.push_str(&format!("pub mod {module};\n"));
+    }
+    fs::write(protos_dir.join("mod.rs"), mod_rs).expect("write generated mod.rs");
+}
