@@ -1,5 +1,16 @@
-//! A gRPC API service on grpcio, wire-compatible with mrmat-python-api-grpc.
+//! A gRPC API service on grpcio (the gRPC C core), wire-compatible with mrmat-python-api-grpc:
+//! the same contract (`proto/grpc-api.proto`), services and answers.
+//!
+//! - [`apis`]: one module per API and version, each implementing a generated service trait;
+//! - [`store`]: where resources live;
+//! - [`server`]: configuration to a running server;
+//! - [`client`]: the command-line client's subcommands.
 
+pub mod apis;
+pub mod client;
 // Generated code is not ours to lint; it allows lints that newer compilers have removed.
 #[allow(renamed_and_removed_lints, clippy::all, missing_docs)]
 pub mod proto;
+pub mod seconds;
+pub mod server;
+pub mod store;

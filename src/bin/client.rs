@@ -1,1 +1,15 @@
-fn main() {}
+//! `mrmat-rust-api-grpc-client`: one call of the API per run, printed as the original printed it.
+
+use clap::Parser;
+use mrmat_rust_api_grpc::client::{self, Cli};
+
+fn main() {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    grpcio::redirect_log();
+    let stdout = std::io::stdout();
+    if let Err(e) = client::run(&cli, &mut stdout.lock()) {
+        eprintln!("mrmat-rust-api-grpc-client: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,1 +1,27 @@
-fn main() {}
+//! `mrmat-rust-api-grpc-server`: serves the API until SIGINT or SIGTERM.
+
+use clap::Parser;
+use mrmat_rust_api_grpc::server::{self, ServerConfig};
+
+/// Serves the mrmat gRPC API (greeting v1 and v2, healthz, resource v1).
+/// Logs go to stderr; RUST_LOG sets their level (default: info).
+#[derive(Debug, Parser)]
+#[command(name = "mrmat-rust-api-grpc-server", version)]
+struct Args {
+    #[command(flatten)]
+    config: ServerConfig,
+}
+
+/// Our lifecycle lines at info; the gRPC core's messages (already summarised in ours) only when asked for, e.g. RUST_LOG=info,grpcio=debug.
+const LOG_DEFAULT: &str = "info,grpcio=off";
+
+fn main() {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(LOG_DEFAULT)).init();
+    // The gRPC core's own messages go through the same logger and RUST_LOG (target `grpcio`).
+    grpcio::redirect_log();
+    if let Err(e) = server::run(&args.config) {
+        eprintln!("mrmat-rust-api-grpc-server: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,34 @@
+//! `GreetingV2Proto`: "Hello {name}", or "Hello Stranger" without a name.
+
+use grpcio::{RpcContext, Service, UnarySink};
+
+use crate::apis::reply;
+use crate::proto::{create_greeting_v2_proto, GreetingV2Input, GreetingV2Output, GreetingV2Proto};
+
+/// The greeting, version 2.
+#[derive(Clone, Debug, Default)]
+pub struct GreetingV2Api;
+
+/// The service to register on a server.
+pub fn service() -> Service {
+    create_greeting_v2_proto(GreetingV2Api)
+}
+
+/// The greeting for `name`; proto3 cannot tell an empty name from none, so both are a stranger.
+pub fn greeting(name: &str) -> String {
+    let name = if name.is_empty() { "Stranger" } else { name };
+    format!("Hello {name}")
+}
+
+impl GreetingV2Proto for GreetingV2Api {
+    fn get_greeting(
+        &mut self,
+        ctx: RpcContext,
+        req: GreetingV2Input,
+        sink: UnarySink<GreetingV2Output>,
+    ) {
+        let mut answer = GreetingV2Output::new();
+        answer.message = greeting(&req.name);
+        reply(&ctx, sink, answer);
+    }
+}

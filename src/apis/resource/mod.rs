@@ -1,0 +1,3 @@
+//! The resource API. Versions share the store, so a resource created through one is seen by all.
+
+pub mod v1;

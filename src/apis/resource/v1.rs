@@ -1,0 +1,90 @@
+//! `ResourceV1Proto`: list, get, create, modify (rename) and remove resources in a store.
+
+use std::sync::Arc;
+
+use grpcio::{RpcContext, Service, UnarySink};
+
+use crate::apis::{reply, status};
+use crate::proto::{
+    create_resource_v1_proto, Empty, ResourceV1, ResourceV1IdInput, ResourceV1Output,
+    ResourceV1Proto, ResourcesV1, StatusOutput,
+};
+use crate::store::{Resource, ResourceStore};
+
+/// The resource API, version 1, over a shared store.
+#[derive(Clone)]
+pub struct ResourceV1Api {
+    store: Arc<dyn ResourceStore>,
+}
+
+impl ResourceV1Api {
+    /// The API over `store`.
+    pub fn new(store: Arc<dyn ResourceStore>) -> Self {
+        Self { store }
+    }
+}
+
+/// The service to register on a server, over `store`.
+pub fn service(store: Arc<dyn ResourceStore>) -> Service {
+    create_resource_v1_proto(ResourceV1Api::new(store))
+}
+
+fn to_message(resource: Resource) -> ResourceV1 {
+    let mut message = ResourceV1::new();
+    message.id = resource.id;
+    message.owner_id = resource.owner_id;
+    message.name = resource.name;
+    message
+}
+
+/// An answer with a status and, when there is one, the resource.
+fn output(code: u32, text: &str, resource: Option<Resource>) -> ResourceV1Output {
+    let mut answer = ResourceV1Output::new();
+    answer.status = Some(status(code, text)).into();
+    answer.resource = resource.map(to_message).into();
+    answer
+}
+
+fn found_or_not(resource: Option<Resource>) -> ResourceV1Output {
+    match resource {
+        Some(resource) => output(200, "OK", Some(resource)),
+        None => output(404, "Not Found", None),
+    }
+}
+
+impl ResourceV1Proto for ResourceV1Api {
+    fn list(&mut self, ctx: RpcContext, _req: Empty, sink: UnarySink<ResourcesV1>) {
+        let mut answer = ResourcesV1::new();
+        answer.status = Some(status(200, "OK")).into();
+        answer.resources = self.store.list().into_iter().map(to_message).collect();
+        reply(&ctx, sink, answer);
+    }
+
+    fn get(&mut self, ctx: RpcContext, req: ResourceV1IdInput, sink: UnarySink<ResourceV1Output>) {
+        reply(&ctx, sink, found_or_not(self.store.get(req.id)));
+    }
+
+    fn create(&mut self, ctx: RpcContext, req: ResourceV1, sink: UnarySink<ResourceV1Output>) {
+        // The caller's id is ignored: the store assigns ids.
+        let created = self.store.create(req.owner_id, req.name);
+        reply(&ctx, sink, output(201, "Created", Some(created)));
+    }
+
+    fn modify(&mut self, ctx: RpcContext, req: ResourceV1, sink: UnarySink<ResourceV1Output>) {
+        reply(
+            &ctx,
+            sink,
+            found_or_not(self.store.rename(req.id, req.name)),
+        );
+    }
+
+    fn remove(&mut self, ctx: RpcContext, req: ResourceV1IdInput, sink: UnarySink<StatusOutput>) {
+        // 401 is the original's code for a successful removal; kept so its clients see the same.
+        let answer = if self.store.remove(req.id) {
+            status(401, "Removed")
+        } else {
+            status(410, "Gone")
+        };
+        reply(&ctx, sink, answer);
+    }
+}

@@ -1,0 +1,241 @@
+//! The command-line client: argument definitions, one function per subcommand, and the exact
+//! lines the original client printed.
+
+mod greeting;
+mod healthz;
+mod resource;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use grpcio::{CallOption, Channel, ChannelBuilder, EnvBuilder, RpcStatusCode};
+
+use crate::seconds::parse_seconds;
+
+/// Where the client connects unless told otherwise, as the original did.
+pub const DEFAULT_SERVER: &str = "localhost:50051";
+
+/// Calls the mrmat gRPC API and prints the answers as the original Python client did.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mrmat-rust-api-grpc-client",
+    version,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Server to call, HOST:PORT.
+    #[arg(long, env = "MRMAT_GRPC_SERVER", value_name = "HOST:PORT", default_value = DEFAULT_SERVER)]
+    pub server: String,
+
+    /// Deadline of each call; an unreachable or slow server is reported once it passes.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_TIMEOUT",
+        value_name = "SECONDS",
+        default_value = "5",
+        value_parser = parse_seconds
+    )]
+    pub timeout: Duration,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The APIs the server offers.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ask for a greeting.
+    #[command(subcommand)]
+    Greeting(GreetingCommand),
+    /// Ask whether the server is healthy; prints `[200] OK` when it is.
+    Healthz,
+    /// Manage resources.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+}
+
+/// Versions of the greeting API.
+#[derive(Debug, Subcommand)]
+pub enum GreetingCommand {
+    /// Prints `Hello World`.
+    V1,
+    /// Prints `Hello NAME`.
+    V2 {
+        /// Who to greet.
+        #[arg(short, long, default_value = "Stranger")]
+        name: String,
+    },
+}
+
+/// Versions of the resource API.
+#[derive(Debug, Subcommand)]
+pub enum ResourceCommand {
+    /// Resource API, version 1.
+    #[command(subcommand)]
+    V1(ResourceV1Command),
+}
+
+/// Calls of the resource API, version 1.
+#[derive(Debug, Subcommand)]
+pub enum ResourceV1Command {
+    /// List every resource.
+    List,
+    /// Show one resource.
+    Get {
+        /// Id of the resource.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Create a resource; the server assigns its id.
+    Create {
+        /// Id of the owner.
+        #[arg(long)]
+        owner_id: u64,
+        /// Name of the resource.
+        #[arg(long)]
+        name: String,
+    },
+    /// Rename a resource (its owner does not change).
+    Modify {
+        /// Id of the resource.
+        #[arg(long)]
+        id: u64,
+        /// Id of the owner (sent, as the original did; the server keeps the stored owner).
+        #[arg(long)]
+        owner_id: u64,
+        /// New name of the resource.
+        #[arg(long)]
+        name: String,
+    },
+    /// Remove a resource.
+    Remove {
+        /// Id of the resource.
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+/// Why a call did not produce an answer to print.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No connection to the server.
+    Unreachable { server: String, detail: String },
+    /// No answer within the deadline.
+    DeadlineExceeded { server: String, timeout: Duration },
+    /// The server answered with a gRPC error.
+    Failed {
+        server: String,
+        code: RpcStatusCode,
+        detail: String,
+    },
+    /// The answer could not be written to stdout.
+    Output(io::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable { server, detail } => {
+                write!(f, "cannot reach the server at {server}: {detail}")
+            }
+            Self::DeadlineExceeded { server, timeout } => write!(
+                f,
+                "no answer from the server at {server} within {}s (--timeout)",
+                timeout.as_secs_f64()
+            ),
+            Self::Failed {
+                server,
+                code,
+                detail,
+            } => {
+                write!(f, "the server at {server} answered {code:?}: {detail}")
+            }
+            Self::Output(e) => write!(f, "cannot write the answer: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        Self::Output(e)
+    }
+}
+
+/// A connection to the server plus what every call needs to report errors.
+pub(crate) struct Connection {
+    channel: Channel,
+    server: String,
+    timeout: Duration,
+}
+
+impl Connection {
+    fn open(server: &str, timeout: Duration) -> Self {
+        let env = Arc::new(
+            EnvBuilder::new()
+                .cq_count(1)
+                .name_prefix("grpc-client")
+                .build(),
+        );
+        let channel = ChannelBuilder::new(env).connect(server);
+        Self {
+            channel,
+            server: server.to_owned(),
+            timeout,
+        }
+    }
+
+    /// Options for one call: the deadline.
+    fn call_option(&self) -> CallOption {
+        CallOption::default().timeout(self.timeout)
+    }
+
+    /// Turns a failed call into an error that names the server.
+    fn error(&self, e: grpcio::Error) -> ClientError {
+        let (code, detail) = match e {
+            grpcio::Error::RpcFailure(status) => (status.code(), status.message().to_owned()),
+            other => (RpcStatusCode::UNKNOWN, other.to_string()),
+        };
+        // One line on stderr, whatever the core put in the message.
+        let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
+        let server = self.server.clone();
+        match code {
+            RpcStatusCode::UNAVAILABLE => ClientError::Unreachable { server, detail },
+            RpcStatusCode::DEADLINE_EXCEEDED => ClientError::DeadlineExceeded {
+                server,
+                timeout: self.timeout,
+            },
+            code => ClientError::Failed {
+                server,
+                code,
+                detail,
+            },
+        }
+    }
+}
+
+/// Makes the call `cli` asks for and writes the answer to `out`.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
+    let conn = Connection::open(&cli.server, cli.timeout);
+    match &cli.command {
+        Command::Greeting(GreetingCommand::V1) => greeting::v1(&conn, out),
+        Command::Greeting(GreetingCommand::V2 { name }) => greeting::v2(&conn, name, out),
+        Command::Healthz => healthz::get(&conn, out),
+        Command::Resource(ResourceCommand::V1(call)) => resource::v1(&conn, call, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn argument_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+}

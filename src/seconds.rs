@@ -1,0 +1,33 @@
+//! Durations given on the command line as a number of seconds, such as `5` or `0.25`.
+
+use std::time::Duration;
+
+/// Parses a positive, finite number of seconds (clap value parser).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(format!("`{text}` must be a positive number of seconds"));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` seconds is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_and_fractional_seconds_parse() {
+        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn zero_negative_and_junk_are_refused() {
+        for bad in ["0", "-1", "abc", "inf", "NaN", "1e300"] {
+            assert!(parse_seconds(bad).is_err(), "{bad} was accepted");
+        }
+    }
+}
