@@ -1,0 +1,58 @@
+//! Shared by the test files: a real server on a free port, and clients connected to it.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use grpcio::{CallOption, Channel, ChannelBuilder, EnvBuilder};
+use mrmat_rust_api_grpc::server::{self, RunningServer, ServerConfig};
+
+/// A server started for one test, stopped when dropped.
+pub struct TestServer {
+    server: Option<RunningServer>,
+    /// HOST:PORT to connect to.
+    pub address: String,
+}
+
+impl TestServer {
+    /// A channel to this server.
+    pub fn channel(&self) -> Channel {
+        let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+        ChannelBuilder::new(env).connect(&self.address)
+    }
+
+    /// Stops the server gracefully, as a signal would.
+    pub fn shutdown(mut self) -> bool {
+        self.server
+            .take()
+            .expect("running")
+            .shutdown(Duration::from_secs(5))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Starts the real server on 127.0.0.1, on a port the OS picks.
+pub fn spawn_server() -> TestServer {
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".to_owned(),
+        ..ServerConfig::default()
+    };
+    let server = server::start(&config).expect("the server starts on a free port");
+    let address = format!("127.0.0.1:{}", server.port());
+    TestServer {
+        server: Some(server),
+        address,
+    }
+}
+
+/// Every call in the tests has a deadline, so a broken server fails a test instead of hanging it.
+pub fn call() -> CallOption {
+    CallOption::default().timeout(Duration::from_secs(10))
+}
