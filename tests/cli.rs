@@ -1,0 +1,276 @@
+//! The client and server binaries as a user runs them: exact stdout, exit codes, error lines.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::spawn_server;
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
+const SERVER: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server");
+
+/// Runs the client with `args` after `--server address`, with no environment overrides.
+fn client(address: &str, args: &[&str]) -> Output {
+    Command::new(CLIENT)
+        .args(["--server", address])
+        .args(args)
+        .env_remove("MRMAT_GRPC_SERVER")
+        .env_remove("MRMAT_GRPC_TIMEOUT")
+        .output()
+        .expect("the client runs")
+}
+
+/// The client's stdout for a call that must succeed.
+fn stdout_of(address: &str, args: &[&str]) -> String {
+    let out = client(address, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn greeting_subcommands_print_the_greeting() {
+    let server = spawn_server();
+    let a = &server.address;
+    assert_eq!(stdout_of(a, &["greeting", "v1"]), "Hello World\n");
+    assert_eq!(stdout_of(a, &["greeting", "v2"]), "Hello Stranger\n");
+    assert_eq!(
+        stdout_of(a, &["greeting", "v2", "--name", "Mat"]),
+        "Hello Mat\n"
+    );
+    assert_eq!(
+        stdout_of(a, &["greeting", "v2", "-n", "Zoë"]),
+        "Hello Zoë\n"
+    );
+}
+
+#[test]
+fn healthz_prints_the_status_line() {
+    let server = spawn_server();
+    assert_eq!(stdout_of(&server.address, &["healthz"]), "[200] OK\n");
+}
+
+#[test]
+fn resource_subcommands_print_what_the_original_printed() {
+    let server = spawn_server();
+    let a = &server.address;
+    let r = |args: &[&str]| stdout_of(a, &[&["resource", "v1"], args].concat());
+    assert_eq!(r(&["list"]), "[200] OK\nResources:\n");
+    assert_eq!(
+        r(&["create", "--owner-id", "1", "--name", "a"]),
+        "[201] Created\n"
+    );
+    assert_eq!(
+        r(&["create", "--owner-id", "2", "--name", "b c"]),
+        "[201] Created\n"
+    );
+    assert_eq!(
+        r(&["list"]),
+        "[200] OK\nResources:\n- id: 0, owner_id: 1, name: a\n- id: 1, owner_id: 2, name: b c\n"
+    );
+    assert_eq!(
+        r(&["get", "--id", "1"]),
+        "[200] OK\n- id: 1, owner_id: 2, name: b c\n"
+    );
+    assert_eq!(r(&["get", "--id", "7"]), "[404] Not Found\n");
+    assert_eq!(
+        r(&["modify", "--id", "0", "--owner-id", "9", "--name", "z"]),
+        "[200] OK\n"
+    );
+    assert_eq!(
+        r(&["modify", "--id", "7", "--owner-id", "9", "--name", "z"]),
+        "[404] Not Found\n"
+    );
+    assert_eq!(
+        r(&["get", "--id", "0"]),
+        "[200] OK\n- id: 0, owner_id: 1, name: z\n"
+    );
+    assert_eq!(r(&["remove", "--id", "0"]), "[401] Removed\n");
+    assert_eq!(r(&["remove", "--id", "0"]), "[410] Gone\n");
+    assert_eq!(
+        r(&["list"]),
+        "[200] OK\nResources:\n- id: 1, owner_id: 2, name: b c\n"
+    );
+}
+
+#[test]
+fn server_address_comes_from_the_environment_too() {
+    let server = spawn_server();
+    let out = Command::new(CLIENT)
+        .arg("healthz")
+        .env("MRMAT_GRPC_SERVER", &server.address)
+        .output()
+        .expect("the client runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[200] OK\n");
+}
+
+#[test]
+fn unreachable_server_is_one_line_naming_it_and_exit_1() {
+    // A port that was free a moment ago: nothing listens there.
+    let address = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").to_string()
+    };
+    let started = Instant::now();
+    let out = client(&address, &["--timeout", "5", "healthz"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("cannot reach the server at"), "{stderr}");
+    assert!(stderr.contains(&address), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused fails fast"
+    );
+}
+
+#[test]
+fn silent_server_hits_the_deadline_and_exit_1() {
+    // Accepts connections and never speaks HTTP/2: only the deadline ends the call.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("addr").to_string();
+    let held = thread::spawn(move || {
+        let _conn = listener.accept();
+        thread::park_timeout(Duration::from_secs(20));
+    });
+    let started = Instant::now();
+    let out = client(&address, &["--timeout", "0.5", "greeting", "v1"]);
+    let elapsed = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&address), "{stderr}");
+    assert!(stderr.contains("within 0.5s"), "{stderr}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    held.thread().unpark();
+}
+
+#[test]
+fn no_subcommand_prints_help_and_fails() {
+    let out = Command::new(CLIENT).output().expect("the client runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage:"));
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    for args in [
+        &["resource", "v1", "get"][..],
+        &["resource", "v1", "get", "--id", "-1"],
+        &["resource", "v1", "get", "--id", "x"],
+        &["greeting", "v3"],
+        &["--timeout", "0", "healthz"],
+    ] {
+        let out = client("127.0.0.1:1", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?} explains itself");
+    }
+}
+
+/// Starts the server binary on a free port; returns it and the address from its log line.
+fn start_server_binary() -> (std::process::Child, String) {
+    let mut child = Command::new(SERVER)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the server runs");
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some((_, address)) = line.split_once("listening on ") {
+                let _ = tx.send(address.trim().to_owned());
+            }
+        }
+    });
+    let address = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server logs its address");
+    (child, address)
+}
+
+#[test]
+fn server_binary_serves_and_exits_0_on_sigterm() {
+    let (mut child, address) = start_server_binary();
+    assert_eq!(stdout_of(&address, &["healthz"]), "[200] OK\n");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server still running after SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn server_binary_refuses_a_port_in_use() {
+    let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = busy.local_addr().expect("addr").to_string();
+    let out = Command::new(SERVER)
+        .args(["--listen", &address])
+        .output()
+        .expect("the server runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(&address) && stderr.contains("in use"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn server_binary_refuses_an_unparsable_address() {
+    let out = Command::new(SERVER)
+        .args(["--listen", "nonsense"])
+        .output()
+        .expect("the server runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid listen address `nonsense`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn server_binary_documents_its_flags_and_version() {
+    let help = Command::new(SERVER).arg("--help").output().expect("runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--listen",
+        "--shutdown-grace",
+        "MRMAT_GRPC_LISTEN",
+        "localhost:50051",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    let version = Command::new(SERVER)
+        .arg("--version")
+        .output()
+        .expect("runs");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout),
+        format!("mrmat-rust-api-grpc-server {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
