@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""A Python grpcio client that calls all 8 rpcs of a fresh server and checks every answer.
+
+Usage: client.py HOST:PORT    Exit 0 when every check holds; otherwise the failures on stderr.
+"""
+import sys
+
+import grpc
+from google.protobuf.empty_pb2 import Empty
+
+import stubs
+
+pb, pbg = stubs.load()
+failures = []
+checks = 0
+
+
+def check(what, actual, expected):
+    global checks
+    checks += 1
+    if actual != expected:
+        failures.append(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def status(s):
+    return (s.code, s.message)
+
+
+def resource(r):
+    return (r.id, r.owner_id, r.name)
+
+
+def main(address):
+    with grpc.insecure_channel(address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        t = 10
+        g1 = pbg.GreetingV1ProtoStub(channel)
+        g2 = pbg.GreetingV2ProtoStub(channel)
+        hz = pbg.HealthzProtoStub(channel)
+        rs = pbg.ResourceV1ProtoStub(channel)
+
+        check("GreetingV1", g1.GetGreeting(pb.GreetingV1Input(), timeout=t).message, "Hello World")
+        check("GreetingV2 named", g2.GetGreeting(pb.GreetingV2Input(name="Mat"), timeout=t).message,
+              "Hello Mat")
+        check("GreetingV2 unnamed", g2.GetGreeting(pb.GreetingV2Input(), timeout=t).message,
+              "Hello Stranger")
+        check("Healthz", status(hz.GetHealth(pb.HealthzInput(), timeout=t)), (200, "OK"))
+
+        listed = rs.List(Empty(), timeout=t)
+        check("List empty", (status(listed.status), len(listed.resources)), ((200, "OK"), 0))
+
+        a = rs.Create(pb.ResourceV1(id=77, owner_id=1, name="a"), timeout=t)
+        check("Create a", (status(a.status), resource(a.resource)), ((201, "Created"), (0, 1, "a")))
+        b = rs.Create(pb.ResourceV1(owner_id=2, name="Grüße 🦀"), timeout=t)
+        check("Create b", (status(b.status), resource(b.resource)),
+              ((201, "Created"), (1, 2, "Grüße 🦀")))
+
+        got = rs.Get(pb.ResourceV1IdInput(id=1), timeout=t)
+        check("Get found", (status(got.status), resource(got.resource)),
+              ((200, "OK"), (1, 2, "Grüße 🦀")))
+        missing = rs.Get(pb.ResourceV1IdInput(id=9), timeout=t)
+        check("Get missing", (status(missing.status), missing.HasField("resource")),
+              ((404, "Not Found"), False))
+
+        mod = rs.Modify(pb.ResourceV1(id=0, owner_id=5, name="z"), timeout=t)
+        check("Modify found", (status(mod.status), resource(mod.resource)),
+              ((200, "OK"), (0, 1, "z")))
+        mod = rs.Modify(pb.ResourceV1(id=9, owner_id=5, name="z"), timeout=t)
+        check("Modify missing", (status(mod.status), mod.HasField("resource")),
+              ((404, "Not Found"), False))
+
+        check("Remove found", status(rs.Remove(pb.ResourceV1IdInput(id=0), timeout=t)),
+              (401, "Removed"))
+        check("Remove again", status(rs.Remove(pb.ResourceV1IdInput(id=0), timeout=t)),
+              (410, "Gone"))
+
+        c = rs.Create(pb.ResourceV1(owner_id=3, name="c"), timeout=t)
+        check("Create after remove gets a new id", resource(c.resource), (2, 3, "c"))
+        listed = rs.List(Empty(), timeout=t)
+        check("List", (status(listed.status), [resource(r) for r in listed.resources]),
+              ((200, "OK"), [(1, 2, "Grüße 🦀"), (2, 3, "c")]))
+
+    if failures:
+        for failure in failures:
+            print(f"FAIL {failure}", file=sys.stderr)
+        sys.exit(1)
+    print(f"python client: all {checks} checks hold against {address}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
