@@ -2,10 +2,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -185,16 +183,7 @@ fn start_server_binary() -> (std::process::Child, String) {
         .spawn()
         .expect("the server runs");
     let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some((_, address)) = line.split_once("listening on ") {
-                let _ = tx.send(address.trim().to_owned());
-            }
-        }
-    });
-    let address = rx
-        .recv_timeout(Duration::from_secs(20))
+    let address = common::announced_address(stderr, Duration::from_secs(20))
         .expect("the server logs its address");
     (child, address)
 }

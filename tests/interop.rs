@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
-use std::thread;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::spawn_server;
@@ -78,17 +76,9 @@ impl PythonServer {
             .spawn()
             .expect("start tests/interop/server.py");
         let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(address.to_owned());
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(address) => Self { child, address },
-            Err(_) => {
+        match common::announced_address(stdout, Duration::from_secs(60)) {
+            Some(address) => Self { child, address },
+            None => {
                 let _ = child.kill();
                 panic!("the Python server did not report its address within 60s");
             }

@@ -56,3 +56,22 @@ pub fn spawn_server() -> TestServer {
 pub fn call() -> CallOption {
     CallOption::default().timeout(Duration::from_secs(10))
 }
+
+/// Reads a child's output on a thread until a line says `listening on ADDRESS`, and returns the
+/// address, or None after `timeout`. The thread keeps draining the pipe so the child never
+/// blocks on a full pipe.
+pub fn announced_address(
+    output: impl std::io::Read + Send + 'static,
+    timeout: Duration,
+) -> Option<String> {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            if let Some((_, address)) = line.split_once("listening on ") {
+                let _ = tx.send(address.trim().to_owned());
+            }
+        }
+    });
+    rx.recv_timeout(timeout).ok()
+}
