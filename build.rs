@@ -1,6 +1,7 @@
 //! Generates the Rust side of the contract in `proto/` into `OUT_DIR/protos`:
 //! messages with protobuf-codegen 3 (pure-Rust parser, no `protoc`), service traits, clients and
-//! `create_*` functions with grpcio-compiler. Nothing generated is committed.
+//! `create_*` functions with grpcio-compiler. Nothing generated is committed; the one change made
+//! to grpcio-compiler's output is the decoder its method descriptors name (see `GRPCIO_DECODER`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,10 @@ use protobuf::Message as _;
 
 const PROTO_DIR: &str = "proto";
 const PROTO_FILES: &[&str] = &["proto/grpc-api.proto"];
+
+/// The decoder grpcio-compiler writes into every method descriptor, and the one we use instead.
+const GRPCIO_DECODER: &str = "::grpcio::pb_de";
+const OUR_DECODER: &str = "crate::codec::decode";
 
 fn main() {
     println!("cargo:rerun-if-changed={PROTO_DIR}");
@@ -55,7 +60,14 @@ fn generate_services(protos_dir: &Path) {
 
     let mut mod_rs = fs::read_to_string(protos_dir.join("mod.rs")).expect("read generated mod.rs");
     for file in grpcio_compiler::codegen::gen(&descriptors, &to_generate) {
-        fs::write(protos_dir.join(&file.name), file.content).expect("write generated service");
+        let content = String::from_utf8(file.content).expect("generated code is UTF-8");
+        // grpcio-compiler has no option for the decoder; ours logs messages that do not decode.
+        assert!(
+            content.contains(GRPCIO_DECODER),
+            "grpcio-compiler no longer names {GRPCIO_DECODER}; update build.rs"
+        );
+        let content = content.replace(GRPCIO_DECODER, OUR_DECODER);
+        fs::write(protos_dir.join(&file.name), content).expect("write generated service");
         let module = file.name.trim_end_matches(".rs");
         mod_rs.push_str(&format!("pub mod {module};\n"));
     }

@@ -4,13 +4,17 @@
 //! - [`apis`]: one module per API and version, each implementing a generated service trait;
 //! - [`store`]: where resources live;
 //! - [`server`]: configuration to a running server;
-//! - [`client`]: the command-line client's subcommands.
+//! - [`client`]: the command-line client's subcommands;
+//! - [`tls`]: certificates and keys from PEM files, checked before use;
+//! - [`codec`]: message decoding that logs what does not decode.
 
 pub mod apis;
 pub mod client;
+pub mod codec;
 // Generated code is not ours to lint; it allows lints that newer compilers have removed.
 #[allow(renamed_and_removed_lints, clippy::all, missing_docs)]
 pub mod proto;
 pub mod seconds;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -1,4 +1,8 @@
-//! Configuration -> a running grpcio server: the services registered, the address bound.
+//! Configuration -> a running grpcio server: the services registered, TLS set up, the address
+//! bound. A new API version is registered in [`start_with_store`].
+
+mod address;
+mod config;
 
 use std::ffi::CString;
 use std::fmt;
@@ -6,41 +10,20 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use grpcio::{ChannelBuilder, EnvBuilder, Server, ServerBuilder, ServerCredentials};
+use grpcio::{
+    CertificateRequestType, ChannelBuilder, EnvBuilder, Server, ServerBuilder, ServerCredentials,
+    ServerCredentialsBuilder,
+};
+
+pub use address::ListenAddress;
+pub use config::{
+    Limits, ServerConfig, TlsConfig, TlsMode, DEFAULT_LISTEN, DEFAULT_MAX_NAME_BYTES,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESOURCES,
+};
 
 use crate::apis;
-use crate::seconds::parse_seconds;
 use crate::store::{MemoryStore, ResourceStore};
-
-/// Where the server listens unless told otherwise, as the original did.
-pub const DEFAULT_LISTEN: &str = "localhost:50051";
-
-/// How the server is run; every field is also a command-line flag of the server binary.
-#[derive(Clone, Debug, clap::Args)]
-pub struct ServerConfig {
-    /// Address to listen on, HOST:PORT. Port 0 picks a free port (the bound one is logged).
-    #[arg(long, env = "MRMAT_GRPC_LISTEN", value_name = "HOST:PORT", default_value = DEFAULT_LISTEN)]
-    pub listen: String,
-
-    /// On SIGINT/SIGTERM, how long in-flight calls may take to finish before they are cancelled.
-    #[arg(
-        long,
-        env = "MRMAT_GRPC_SHUTDOWN_GRACE",
-        value_name = "SECONDS",
-        default_value = "10",
-        value_parser = parse_seconds
-    )]
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: DEFAULT_LISTEN.to_owned(),
-            shutdown_grace: Duration::from_secs(10),
-        }
-    }
-}
+use crate::tls::{self, TlsError};
 
 /// Why a server did not start.
 #[derive(Debug)]
@@ -49,6 +32,8 @@ pub enum ServerError {
     InvalidAddress { address: String, reason: String },
     /// The address is well-formed but cannot be listened on (in use, not local, ...).
     Bind { address: String, reason: String },
+    /// A certificate, key or CA file is missing, unreadable or inconsistent.
+    Tls(TlsError),
     /// The gRPC core refused to build the server.
     Build(grpcio::Error),
     /// Signal handlers could not be installed.
@@ -62,6 +47,7 @@ impl fmt::Display for ServerError {
                 write!(f, "invalid listen address `{address}`: {reason}")
             }
             Self::Bind { address, reason } => write!(f, "cannot listen on {address}: {reason}"),
+            Self::Tls(e) => write!(f, "TLS: {e}"),
             Self::Build(e) => write!(f, "cannot build the gRPC server: {e}"),
             Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
         }
@@ -69,60 +55,6 @@ impl fmt::Display for ServerError {
 }
 
 impl std::error::Error for ServerError {}
-
-/// A listen address split into host and port, checked before the gRPC core sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListenAddress {
-    host: String,
-    port: u16,
-}
-
-impl ListenAddress {
-    /// Parses `HOST:PORT`, where HOST is a name, an IPv4 address or a bracketed IPv6 address.
-    pub fn parse(address: &str) -> Result<Self, ServerError> {
-        let invalid = |reason: &str| ServerError::InvalidAddress {
-            address: address.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let (host, port) = address
-            .rsplit_once(':')
-            .ok_or_else(|| invalid("expected HOST:PORT, e.g. localhost:50051"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
-        if host.is_empty() {
-            return Err(invalid("the host is missing, e.g. localhost or 0.0.0.0"));
-        }
-        let bracketed = host.starts_with('[') && host.ends_with(']');
-        if host.contains(':') && !bracketed {
-            return Err(invalid("an IPv6 host goes in brackets, e.g. [::1]:50051"));
-        }
-        if host
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
-        {
-            return Err(invalid("the host contains characters no host name has"));
-        }
-        Ok(Self {
-            host: host.to_owned(),
-            port,
-        })
-    }
-
-    /// The same host with another port.
-    fn with_port(&self, port: u16) -> Self {
-        Self {
-            host: self.host.clone(),
-            port,
-        }
-    }
-}
-
-impl fmt::Display for ListenAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
-    }
-}
 
 /// A server that is accepting calls. Dropping it stops it at once; [`RunningServer::shutdown`]
 /// stops it gracefully.
@@ -134,7 +66,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// The port the server listens on (the one picked when asked for port 0).
     pub fn port(&self) -> u16 {
-        self.address.port
+        self.address.port()
     }
 
     /// The address the server listens on, HOST:PORT with the bound port.
@@ -161,9 +93,20 @@ impl RunningServer {
     }
 }
 
-/// Builds the server with every API registered, binds it and starts it.
+/// Builds the server with every API registered over an in-memory store, binds it and starts it.
 pub fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> {
+    let store = Arc::new(MemoryStore::with_limit(config.limits.max_resources));
+    start_with_store(config, store)
+}
+
+/// As [`start`], over the given store (a database-backed one, or a test double).
+pub fn start_with_store(
+    config: &ServerConfig,
+    store: Arc<dyn ResourceStore>,
+) -> Result<RunningServer, ServerError> {
     let address = ListenAddress::parse(&config.listen)?;
+    // Files are checked before anything binds, so a typo costs no half-started server.
+    let credentials = credentials(&config.tls).map_err(ServerError::Tls)?;
     let threads = thread::available_parallelism().map_or(1, |n| n.get());
     let env = Arc::new(
         EnvBuilder::new()
@@ -175,34 +118,50 @@ pub fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> {
     // silently; a port already in use must be an error instead.
     let args = ChannelBuilder::new(env.clone())
         .raw_cfg_int(CString::new("grpc.so_reuseport").expect("no NUL"), 0)
+        .max_receive_message_len(config.limits.max_request_bytes as i32)
         .build_args();
-    let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
 
     let mut server = ServerBuilder::new(env)
         .channel_args(args)
         .register_service(apis::greeting::v1::service())
         .register_service(apis::greeting::v2::service())
         .register_service(apis::healthz::service())
-        .register_service(apis::resource::v1::service(store))
+        .register_service(apis::resource::v1::service(store, &config.limits))
         .build()
         .map_err(ServerError::Build)?;
 
     let port = server
-        .add_listening_port(address.to_string(), ServerCredentials::insecure())
+        .add_listening_port(address.to_string(), credentials)
         .map_err(|_| ServerError::Bind {
             address: address.to_string(),
             reason: why_bind_failed(&address),
         })?;
     server.start();
     let address = address.with_port(port);
-    log::info!("listening on {address}");
+    log::info!("listening on {address} ({})", config.tls.mode());
     Ok(RunningServer { server, address })
+}
+
+/// Plaintext, TLS or mutual TLS credentials, from files that have been checked.
+fn credentials(config: &TlsConfig) -> Result<ServerCredentials, TlsError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(ServerCredentials::insecure());
+    };
+    let identity = tls::read_identity(cert, key)?;
+    let mut builder = ServerCredentialsBuilder::new().add_cert(identity.cert_chain, identity.key);
+    if let Some(ca) = &config.tls_client_ca {
+        builder = builder.root_cert(
+            tls::read_certificates(ca)?,
+            CertificateRequestType::RequestAndRequireClientCertificateAndVerify,
+        );
+    }
+    Ok(builder.build())
 }
 
 /// The core only says that binding failed; the OS says why when asked the same thing.
 fn why_bind_failed(address: &ListenAddress) -> String {
-    let host = address.host.trim_start_matches('[').trim_end_matches(']');
-    match std::net::TcpListener::bind((host, address.port)) {
+    let host = address.host().trim_start_matches('[').trim_end_matches(']');
+    match std::net::TcpListener::bind((host, address.port())) {
         Err(e) => e.to_string(),
         Ok(_) => "the gRPC core refused the address (RUST_LOG=debug shows why)".to_owned(),
     }
@@ -228,36 +187,4 @@ pub fn run(config: &ServerConfig) -> Result<(), ServerError> {
         log::warn!("shut down after cancelling calls that outlived the grace period");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_port_forms_parse() {
-        for ok in [
-            "localhost:50051",
-            "0.0.0.0:0",
-            "[::1]:8080",
-            "127.0.0.1:65535",
-        ] {
-            assert_eq!(ListenAddress::parse(ok).expect(ok).to_string(), ok);
-        }
-    }
-
-    #[test]
-    fn malformed_addresses_are_refused_with_a_reason() {
-        for bad in [
-            "localhost",
-            ":50051",
-            "localhost:http",
-            "localhost:70000",
-            "::1:80",
-            "a b:1",
-        ] {
-            let err = ListenAddress::parse(bad).expect_err(bad).to_string();
-            assert!(err.contains(bad), "{err}");
-        }
-    }
 }

@@ -6,7 +6,7 @@ pub mod healthz;
 pub mod resource;
 
 use futures::FutureExt as _;
-use grpcio::{RpcContext, UnarySink};
+use grpcio::{RpcContext, RpcStatus, RpcStatusCode, UnarySink};
 
 use crate::proto::StatusOutput;
 
@@ -19,6 +19,21 @@ pub(crate) fn reply<T: Send + 'static>(ctx: &RpcContext, sink: UnarySink<T>, ans
             log::debug!("{method}: answer not delivered: {e}");
         }
     }));
+}
+
+/// Answers with a gRPC error status: for requests the API cannot serve at all (invalid
+/// arguments, exhausted limits), as opposed to application statuses inside an answer.
+pub(crate) fn fail<T>(ctx: &RpcContext, sink: UnarySink<T>, code: RpcStatusCode, message: String) {
+    let method = String::from_utf8_lossy(ctx.method()).into_owned();
+    log::debug!("{method}: answering {code:?}: {message}");
+    ctx.spawn(
+        sink.fail(RpcStatus::with_message(code, message))
+            .map(move |sent| {
+                if let Err(e) = sent {
+                    log::debug!("{method}: error not delivered: {e}");
+                }
+            }),
+    );
 }
 
 /// The application status carried inside an answer, as the original sends it.

@@ -1,19 +1,23 @@
 //! The command-line client: argument definitions, one function per subcommand, and the exact
 //! lines the original client printed.
 
+mod connection;
 mod greeting;
 mod healthz;
 mod resource;
 
+use connection::Connection;
+pub use connection::TlsOptions;
+
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use grpcio::{CallOption, Channel, ChannelBuilder, EnvBuilder, RpcStatusCode};
+use grpcio::RpcStatusCode;
 
 use crate::seconds::parse_seconds;
+use crate::tls::TlsError;
 
 /// Where the client connects unless told otherwise, as the original did.
 pub const DEFAULT_SERVER: &str = "localhost:50051";
@@ -39,6 +43,9 @@ pub struct Cli {
         value_parser = parse_seconds
     )]
     pub timeout: Duration,
+
+    #[command(flatten)]
+    pub tls: TlsOptions,
 
     #[command(subcommand)]
     pub command: Command,
@@ -131,6 +138,8 @@ pub enum ClientError {
         code: RpcStatusCode,
         detail: String,
     },
+    /// A certificate or key file is missing, unreadable or inconsistent.
+    Tls(TlsError),
     /// The answer could not be written to stdout.
     Output(io::Error),
 }
@@ -153,6 +162,7 @@ impl fmt::Display for ClientError {
             } => {
                 write!(f, "the server at {server} answered {code:?}: {detail}")
             }
+            Self::Tls(e) => write!(f, "TLS: {e}"),
             Self::Output(e) => write!(f, "cannot write the answer: {e}"),
         }
     }
@@ -166,61 +176,9 @@ impl From<io::Error> for ClientError {
     }
 }
 
-/// A connection to the server plus what every call needs to report errors.
-pub(crate) struct Connection {
-    channel: Channel,
-    server: String,
-    timeout: Duration,
-}
-
-impl Connection {
-    fn open(server: &str, timeout: Duration) -> Self {
-        let env = Arc::new(
-            EnvBuilder::new()
-                .cq_count(1)
-                .name_prefix("grpc-client")
-                .build(),
-        );
-        let channel = ChannelBuilder::new(env).connect(server);
-        Self {
-            channel,
-            server: server.to_owned(),
-            timeout,
-        }
-    }
-
-    /// Options for one call: the deadline.
-    fn call_option(&self) -> CallOption {
-        CallOption::default().timeout(self.timeout)
-    }
-
-    /// Turns a failed call into an error that names the server.
-    fn error(&self, e: grpcio::Error) -> ClientError {
-        let (code, detail) = match e {
-            grpcio::Error::RpcFailure(status) => (status.code(), status.message().to_owned()),
-            other => (RpcStatusCode::UNKNOWN, other.to_string()),
-        };
-        // One line on stderr, whatever the core put in the message.
-        let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
-        let server = self.server.clone();
-        match code {
-            RpcStatusCode::UNAVAILABLE => ClientError::Unreachable { server, detail },
-            RpcStatusCode::DEADLINE_EXCEEDED => ClientError::DeadlineExceeded {
-                server,
-                timeout: self.timeout,
-            },
-            code => ClientError::Failed {
-                server,
-                code,
-                detail,
-            },
-        }
-    }
-}
-
 /// Makes the call `cli` asks for and writes the answer to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
-    let conn = Connection::open(&cli.server, cli.timeout);
+    let conn = Connection::open(&cli.server, cli.timeout, &cli.tls).map_err(ClientError::Tls)?;
     match &cli.command {
         Command::Greeting(GreetingCommand::V1) => greeting::v1(&conn, out),
         Command::Greeting(GreetingCommand::V2 { name }) => greeting::v2(&conn, name, out),

@@ -2,31 +2,48 @@
 
 use std::sync::Arc;
 
-use grpcio::{RpcContext, Service, UnarySink};
+use grpcio::{RpcContext, RpcStatusCode, Service, UnarySink};
 
-use crate::apis::{reply, status};
+use crate::apis::{fail, reply, status};
 use crate::proto::{
     create_resource_v1_proto, Empty, ResourceV1, ResourceV1IdInput, ResourceV1Output,
     ResourceV1Proto, ResourcesV1, StatusOutput,
 };
+use crate::server::Limits;
 use crate::store::{Resource, ResourceStore};
 
 /// The resource API, version 1, over a shared store.
 #[derive(Clone)]
 pub struct ResourceV1Api {
     store: Arc<dyn ResourceStore>,
+    max_name_bytes: usize,
 }
 
 impl ResourceV1Api {
-    /// The API over `store`.
-    pub fn new(store: Arc<dyn ResourceStore>) -> Self {
-        Self { store }
+    /// The API over `store`, refusing names longer than `max_name_bytes`.
+    pub fn new(store: Arc<dyn ResourceStore>, max_name_bytes: usize) -> Self {
+        Self {
+            store,
+            max_name_bytes,
+        }
+    }
+
+    /// Why `name` cannot be stored, if it cannot.
+    fn check_name(&self, name: &str) -> Result<(), String> {
+        if name.len() > self.max_name_bytes {
+            return Err(format!(
+                "the name is {} bytes long; the limit is {} bytes",
+                name.len(),
+                self.max_name_bytes
+            ));
+        }
+        Ok(())
     }
 }
 
-/// The service to register on a server, over `store`.
-pub fn service(store: Arc<dyn ResourceStore>) -> Service {
-    create_resource_v1_proto(ResourceV1Api::new(store))
+/// The service to register on a server, over `store`, within `limits`.
+pub fn service(store: Arc<dyn ResourceStore>, limits: &Limits) -> Service {
+    create_resource_v1_proto(ResourceV1Api::new(store, limits.max_name_bytes))
 }
 
 fn to_message(resource: Resource) -> ResourceV1 {
@@ -65,12 +82,25 @@ impl ResourceV1Proto for ResourceV1Api {
     }
 
     fn create(&mut self, ctx: RpcContext, req: ResourceV1, sink: UnarySink<ResourceV1Output>) {
+        if let Err(why) = self.check_name(&req.name) {
+            return fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why);
+        }
         // The caller's id is ignored: the store assigns ids.
-        let created = self.store.create(req.owner_id, req.name);
-        reply(&ctx, sink, output(201, "Created", Some(created)));
+        match self.store.create(req.owner_id, req.name) {
+            Ok(created) => reply(&ctx, sink, output(201, "Created", Some(created))),
+            Err(full) => fail(
+                &ctx,
+                sink,
+                RpcStatusCode::RESOURCE_EXHAUSTED,
+                full.to_string(),
+            ),
+        }
     }
 
     fn modify(&mut self, ctx: RpcContext, req: ResourceV1, sink: UnarySink<ResourceV1Output>) {
+        if let Err(why) = self.check_name(&req.name) {
+            return fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why);
+        }
         reply(
             &ctx,
             sink,

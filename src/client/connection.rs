@@ -1,0 +1,143 @@
+//! A channel to the server, plaintext or TLS, and what every call needs to report errors.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grpcio::{CallOption, Channel, ChannelBuilder, ChannelCredentialsBuilder, EnvBuilder};
+use grpcio::{ChannelCredentials, RpcStatusCode};
+
+use super::ClientError;
+use crate::tls::{self, TlsError};
+
+/// How the client secures the channel. Any of these flags turns TLS on.
+#[derive(Clone, Debug, Default, clap::Args)]
+#[command(next_help_heading = "Transport security")]
+pub struct TlsOptions {
+    /// Speak TLS, trusting the system's root certificates (or --ca-cert's).
+    #[arg(long, env = "MRMAT_GRPC_TLS")]
+    pub tls: bool,
+
+    /// PEM CA certificate(s) to trust instead of the system roots; implies --tls.
+    #[arg(long, env = "MRMAT_GRPC_CA_CERT", value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// PEM certificate chain to present for mutual TLS; implies --tls, needs --client-key.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key of --client-cert (unencrypted).
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+
+    /// Name the server's certificate must be issued to, when it is not the host in --server
+    /// (e.g. the server is reached by IP address or through a tunnel); implies --tls.
+    #[arg(long, env = "MRMAT_GRPC_TLS_SERVER_NAME", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+}
+
+impl TlsOptions {
+    /// Whether these options ask for TLS.
+    pub fn enabled(&self) -> bool {
+        self.tls
+            || self.ca_cert.is_some()
+            || self.client_cert.is_some()
+            || self.tls_server_name.is_some()
+    }
+
+    /// The credentials these options describe, from files that have been checked; None for
+    /// plaintext.
+    pub fn credentials(&self) -> Result<Option<ChannelCredentials>, TlsError> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let mut builder = ChannelCredentialsBuilder::new();
+        if let Some(ca) = &self.ca_cert {
+            builder = builder.root_cert(tls::read_certificates(ca)?);
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            let identity = tls::read_identity(cert, key)?;
+            builder = builder.cert(identity.cert_chain, identity.key);
+        }
+        Ok(Some(builder.build()))
+    }
+
+    /// A channel to `server` with these options.
+    pub fn connect(&self, builder: ChannelBuilder, server: &str) -> Result<Channel, TlsError> {
+        let Some(credentials) = self.credentials()? else {
+            return Ok(builder.connect(server));
+        };
+        let mut builder = builder.set_credentials(credentials);
+        if let Some(name) = &self.tls_server_name {
+            builder = builder.override_ssl_target(name.as_str());
+        }
+        Ok(builder.connect(server))
+    }
+}
+
+/// A channel to the server plus what every call needs to report errors.
+pub(crate) struct Connection {
+    pub(super) channel: Channel,
+    server: String,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Opens a channel to `server`; the connection itself is made by the first call.
+    pub(super) fn open(
+        server: &str,
+        timeout: Duration,
+        tls: &TlsOptions,
+    ) -> Result<Self, TlsError> {
+        let env = Arc::new(
+            EnvBuilder::new()
+                .cq_count(1)
+                .name_prefix("grpc-client")
+                .build(),
+        );
+        let channel = tls.connect(ChannelBuilder::new(env), server)?;
+        Ok(Self {
+            channel,
+            server: server.to_owned(),
+            timeout,
+        })
+    }
+
+    /// Options for one call: the deadline.
+    pub(super) fn call_option(&self) -> CallOption {
+        CallOption::default().timeout(self.timeout)
+    }
+
+    /// Turns a failed call into an error that names the server.
+    pub(super) fn error(&self, e: grpcio::Error) -> ClientError {
+        let (code, detail) = match e {
+            grpcio::Error::RpcFailure(status) => (status.code(), status.message().to_owned()),
+            other => (RpcStatusCode::UNKNOWN, other.to_string()),
+        };
+        // One line on stderr, whatever the core put in the message.
+        let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
+        let server = self.server.clone();
+        match code {
+            RpcStatusCode::UNAVAILABLE => ClientError::Unreachable { server, detail },
+            RpcStatusCode::DEADLINE_EXCEEDED => ClientError::DeadlineExceeded {
+                server,
+                timeout: self.timeout,
+            },
+            code => ClientError::Failed {
+                server,
+                code,
+                detail,
+            },
+        }
+    }
+}

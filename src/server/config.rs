@@ -1,0 +1,166 @@
+//! What a server is told to do: where to listen, how to secure the channel, how much to accept.
+//! Every field is a flag of the server binary and an environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::seconds::parse_seconds;
+
+/// Where the server listens unless told otherwise, as the original did.
+pub const DEFAULT_LISTEN: &str = "localhost:50051";
+
+/// gRPC's own default for the largest message a server receives.
+pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Longest resource name accepted unless told otherwise.
+pub const DEFAULT_MAX_NAME_BYTES: usize = 1024;
+
+/// Most resources held at once unless told otherwise.
+pub const DEFAULT_MAX_RESOURCES: usize = 1_000_000;
+
+/// How the server is run.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServerConfig {
+    /// Address to listen on, HOST:PORT. Port 0 picks a free port (the bound one is logged).
+    #[arg(long, env = "MRMAT_GRPC_LISTEN", value_name = "HOST:PORT", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+
+    /// On SIGINT/SIGTERM, how long in-flight calls may take to finish before they are cancelled.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_SHUTDOWN_GRACE",
+        value_name = "SECONDS",
+        default_value = "10",
+        value_parser = parse_seconds
+    )]
+    pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub tls: TlsConfig,
+
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            shutdown_grace: Duration::from_secs(10),
+            tls: TlsConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Transport security. Without a certificate the server speaks plaintext.
+#[derive(Clone, Debug, Default, clap::Args)]
+#[command(next_help_heading = "Transport security")]
+pub struct TlsConfig {
+    /// PEM certificate chain to present (leaf first). With --tls-key, the port speaks TLS only.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of the --tls-cert certificate (unencrypted).
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s). Turns on mutual TLS: every client must present a certificate
+    /// issued by one of them, or its connection is refused.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_TLS_CLIENT_CA",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+/// How the channel is secured, as a log line says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// No encryption.
+    Plaintext,
+    /// The server is authenticated and the channel encrypted.
+    Tls,
+    /// Both ends are authenticated.
+    MutualTls,
+}
+
+impl TlsConfig {
+    /// The mode these flags select.
+    pub fn mode(&self) -> TlsMode {
+        match (&self.tls_cert, &self.tls_client_ca) {
+            (None, _) => TlsMode::Plaintext,
+            (Some(_), None) => TlsMode::Tls,
+            (Some(_), Some(_)) => TlsMode::MutualTls,
+        }
+    }
+}
+
+impl std::fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plaintext => "plaintext",
+            Self::Tls => "TLS",
+            Self::MutualTls => "mutual TLS",
+        })
+    }
+}
+
+/// What one caller may ask of the server.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Limits")]
+pub struct Limits {
+    /// Largest request message accepted, in bytes (default: 4 MiB, gRPC's own default).
+    /// Larger ones are answered with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_MAX_REQUEST_BYTES",
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_REQUEST_BYTES,
+        // The gRPC core takes this as a C int.
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX))
+    )]
+    pub max_request_bytes: u32,
+
+    /// Longest resource name accepted by create and modify, in bytes of UTF-8.
+    /// Longer ones are answered with INVALID_ARGUMENT.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_MAX_NAME_BYTES",
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_NAME_BYTES
+    )]
+    pub max_name_bytes: usize,
+
+    /// Most resources stored at once. Creates beyond it are answered with RESOURCE_EXHAUSTED
+    /// until some are removed.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_MAX_RESOURCES",
+        value_name = "COUNT",
+        default_value_t = DEFAULT_MAX_RESOURCES
+    )]
+    pub max_resources: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_name_bytes: DEFAULT_MAX_NAME_BYTES,
+            max_resources: DEFAULT_MAX_RESOURCES,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Throwaway certificates made at test time: a CA, a server certificate and a client certificate
+//! issued by it, and a second CA with its own client, written as PEM files to a temporary folder.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// The name the server certificate is issued to besides localhost and 127.0.0.1, to exercise the
+/// client's server-name override.
+pub const OTHER_SERVER_NAME: &str = "api.mrmat.test";
+
+/// A set of PEM files, deleted with this value.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// Creates every file.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("mrmat-pki-")
+            .tempdir()
+            .expect("create a temporary folder");
+        let pki = Self { dir };
+
+        let ca = pki.ca("ca", "mrmat test CA");
+        pki.leaf(
+            &ca,
+            "server",
+            &["localhost", "127.0.0.1", OTHER_SERVER_NAME],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        // A certificate issued to a name only, for the override test.
+        pki.leaf(
+            &ca,
+            "named-server",
+            &[OTHER_SERVER_NAME],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        pki.leaf(
+            &ca,
+            "client",
+            &["client.mrmat.test"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+
+        let other = pki.ca("other-ca", "another CA");
+        pki.leaf(
+            &other,
+            "other-client",
+            &["client.mrmat.test"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+        pki
+    }
+
+    /// The path of `name`, e.g. `ca.pem`, `server.pem`, `server.key`.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The folder holding the files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn ca(&self, file: &str, common_name: &str) -> Issuer<'static, KeyPair> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("no names");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("generate a key");
+        let cert = params.self_signed(&key).expect("self-sign the CA");
+        self.write(&format!("{file}.pem"), &cert.pem());
+        self.write(&format!("{file}.key"), &key.serialize_pem());
+        Issuer::new(params, key)
+    }
+
+    fn leaf(
+        &self,
+        issuer: &Issuer<'static, KeyPair>,
+        file: &str,
+        names: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+    ) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).expect("valid names");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, &names[0]);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().expect("generate a key");
+        let cert = params.signed_by(&key, issuer).expect("sign");
+        self.write(&format!("{file}.pem"), &cert.pem());
+        self.write(&format!("{file}.key"), &key.serialize_pem());
+    }
+
+    fn write(&self, name: &str, pem: &str) {
+        std::fs::write(self.path(name), pem).expect("write a PEM file");
+    }
+}

@@ -1,0 +1,178 @@
+//! Transport security: TLS and mutual TLS with certificates made at test time, and the checks
+//! on certificate files before the server binds.
+
+mod common;
+
+use std::path::Path;
+
+use common::pki::{Pki, OTHER_SERVER_NAME};
+use common::{call, spawn_server_with, test_config, TestServer};
+use grpcio::{Channel, RpcStatusCode};
+use mrmat_rust_api_grpc::client::TlsOptions;
+use mrmat_rust_api_grpc::proto::{HealthzInput, HealthzProtoClient};
+use mrmat_rust_api_grpc::server::{self, ServerConfig, ServerError, TlsConfig};
+
+fn tls_server(pki: &Pki, cert: &str, client_ca: Option<&str>) -> TestServer {
+    spawn_server_with(ServerConfig {
+        tls: TlsConfig {
+            tls_cert: Some(pki.path(&format!("{cert}.pem"))),
+            tls_key: Some(pki.path(&format!("{cert}.key"))),
+            tls_client_ca: client_ca.map(|ca| pki.path(ca)),
+        },
+        ..test_config()
+    })
+}
+
+/// Client options trusting `ca`, presenting `client` (its `.pem` and `.key`) when given.
+fn client_tls(pki: &Pki, ca: &str, client: Option<&str>) -> TlsOptions {
+    TlsOptions {
+        ca_cert: Some(pki.path(ca)),
+        client_cert: client.map(|c| pki.path(&format!("{c}.pem"))),
+        client_key: client.map(|c| pki.path(&format!("{c}.key"))),
+        ..TlsOptions::default()
+    }
+}
+
+fn healthz(channel: Channel) -> Result<u32, grpcio::Error> {
+    HealthzProtoClient::new(channel)
+        .get_health_opt(&HealthzInput::new(), call())
+        .map(|answer| answer.code)
+}
+
+fn assert_refused(result: Result<u32, grpcio::Error>, what: &str) {
+    match result {
+        Err(grpcio::Error::RpcFailure(status)) => {
+            assert_eq!(
+                status.code(),
+                RpcStatusCode::UNAVAILABLE,
+                "{what}: {status:?}"
+            )
+        }
+        other => panic!("{what}: expected the connection to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_tls_client_gets_answers_from_a_tls_server() {
+    let pki = Pki::new();
+    let server = tls_server(&pki, "server", None);
+    let channel = server.channel_with(&client_tls(&pki, "ca.pem", None));
+    assert_eq!(healthz(channel).expect("answer over TLS"), 200);
+}
+
+#[test]
+fn a_plaintext_client_is_refused_by_a_tls_server() {
+    let pki = Pki::new();
+    let server = tls_server(&pki, "server", None);
+    assert_refused(healthz(server.channel()), "plaintext against TLS");
+    // The server still serves TLS clients afterwards.
+    let channel = server.channel_with(&client_tls(&pki, "ca.pem", None));
+    assert_eq!(healthz(channel).expect("answer over TLS"), 200);
+}
+
+#[test]
+fn a_tls_client_refuses_a_server_certificate_from_an_untrusted_ca() {
+    let pki = Pki::new();
+    let server = tls_server(&pki, "server", None);
+    let channel = server.channel_with(&client_tls(&pki, "other-ca.pem", None));
+    assert_refused(healthz(channel), "server certificate from another CA");
+}
+
+#[test]
+fn a_server_name_override_verifies_a_certificate_issued_to_another_name() {
+    let pki = Pki::new();
+    let server = tls_server(&pki, "named-server", None);
+    let without = server.channel_with(&client_tls(&pki, "ca.pem", None));
+    assert_refused(healthz(without), "certificate not issued to 127.0.0.1");
+    let with = server.channel_with(&TlsOptions {
+        tls_server_name: Some(OTHER_SERVER_NAME.to_owned()),
+        ..client_tls(&pki, "ca.pem", None)
+    });
+    assert_eq!(healthz(with).expect("answer with the override"), 200);
+}
+
+#[test]
+fn mutual_tls_serves_a_client_with_a_certificate_from_the_client_ca() {
+    let pki = Pki::new();
+    let server = tls_server(&pki, "server", Some("ca.pem"));
+    let channel = server.channel_with(&client_tls(&pki, "ca.pem", Some("client")));
+    assert_eq!(healthz(channel).expect("answer over mutual TLS"), 200);
+}
+
+#[test]
+fn mutual_tls_refuses_a_client_without_a_certificate() {
+    let pki = Pki::new();
+    let server = tls_server(&pki, "server", Some("ca.pem"));
+    let channel = server.channel_with(&client_tls(&pki, "ca.pem", None));
+    assert_refused(healthz(channel), "no client certificate");
+}
+
+#[test]
+fn mutual_tls_refuses_a_client_certificate_from_another_ca() {
+    let pki = Pki::new();
+    let server = tls_server(&pki, "server", Some("ca.pem"));
+    let channel = server.channel_with(&client_tls(&pki, "ca.pem", Some("other-client")));
+    assert_refused(healthz(channel), "client certificate from another CA");
+}
+
+/// The error `start` gives for these TLS files, which must name `culprit`.
+fn start_error(tls: TlsConfig, culprit: &Path) -> String {
+    let config = ServerConfig {
+        tls,
+        ..test_config()
+    };
+    match server::start(&config) {
+        Err(e @ ServerError::Tls(_)) => {
+            let message = e.to_string();
+            assert!(
+                message.contains(&culprit.display().to_string()),
+                "{message} does not name {}",
+                culprit.display()
+            );
+            message
+        }
+        Err(other) => panic!("expected a TLS error, got {other}"),
+        Ok(_) => panic!("the server started with bad TLS files"),
+    }
+}
+
+#[test]
+fn missing_unreadable_and_mismatched_files_are_refused_by_name() {
+    let pki = Pki::new();
+    let tls = |cert: &str, key: &str, ca: Option<&str>| TlsConfig {
+        tls_cert: Some(pki.path(cert)),
+        tls_key: Some(pki.path(key)),
+        tls_client_ca: ca.map(|c| pki.path(c)),
+    };
+
+    let missing = start_error(tls("nope.pem", "server.key", None), &pki.path("nope.pem"));
+    assert!(missing.contains("cannot read"), "{missing}");
+
+    let mismatched = start_error(
+        tls("server.pem", "client.key", None),
+        &pki.path("client.key"),
+    );
+    assert!(mismatched.contains("does not belong"), "{mismatched}");
+
+    // A key where the certificate should be, and a certificate where the key should be.
+    let not_a_cert = start_error(
+        tls("server.key", "server.key", None),
+        &pki.path("server.key"),
+    );
+    assert!(not_a_cert.contains("certificate"), "{not_a_cert}");
+    let not_a_key = start_error(
+        tls("server.pem", "server.pem", None),
+        &pki.path("server.pem"),
+    );
+    assert!(not_a_key.contains("private key"), "{not_a_key}");
+
+    let missing_ca = start_error(
+        tls("server.pem", "server.key", Some("no-ca.pem")),
+        &pki.path("no-ca.pem"),
+    );
+    assert!(missing_ca.contains("cannot read"), "{missing_ca}");
+
+    std::fs::write(pki.path("nul.pem"), b"-----BEGIN CERTIFICATE-----\0").expect("write");
+    let nul = start_error(tls("nul.pem", "server.key", None), &pki.path("nul.pem"));
+    assert!(nul.contains("NUL"), "{nul}");
+}
