@@ -122,7 +122,7 @@ impl std::fmt::Display for TlsMode {
 #[derive(Clone, Debug, clap::Args)]
 #[command(next_help_heading = "Limits")]
 pub struct Limits {
-    /// Largest request message accepted, in bytes (default: 4 MiB, gRPC's own default).
+    /// Largest request message accepted, in bytes (the default, 4 MiB, is gRPC's own).
     /// Larger ones are answered with RESOURCE_EXHAUSTED.
     #[arg(
         long,
