@@ -3,11 +3,11 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::spawn_server;
+use common::{spawn_server, ServerProcess};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
 const SERVER: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server");
@@ -173,41 +173,14 @@ fn bad_arguments_are_usage_errors() {
     }
 }
 
-/// Starts the server binary on a free port; returns it and the address from its log line.
-fn start_server_binary() -> (std::process::Child, String) {
-    let mut child = Command::new(SERVER)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the server runs");
-    let stderr = child.stderr.take().expect("piped");
-    let address = common::announced_address(stderr, Duration::from_secs(20))
-        .expect("the server logs its address");
-    (child, address)
-}
-
 #[test]
 fn server_binary_serves_and_exits_0_on_sigterm() {
-    let (mut child, address) = start_server_binary();
-    assert_eq!(stdout_of(&address, &["healthz"]), "[200] OK\n");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server still running after SIGTERM"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
+    let mut server = ServerProcess::start(&[]);
+    assert_eq!(stdout_of(&server.address, &["healthz"]), "[200] OK\n");
+    server.terminate();
+    let status = server
+        .wait_for_exit(Duration::from_secs(20))
+        .expect("the server exits after SIGTERM");
     assert!(status.success(), "exit status {status}");
 }
 

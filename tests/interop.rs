@@ -76,7 +76,7 @@ impl PythonServer {
             .spawn()
             .expect("start tests/interop/server.py");
         let stdout = child.stdout.take().expect("piped");
-        match common::announced_address(stdout, Duration::from_secs(60)) {
+        match common::OutputLines::read(stdout).announced_address(Duration::from_secs(60)) {
             Some(address) => Self { child, address },
             None => {
                 let _ = child.kill();

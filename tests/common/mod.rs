@@ -76,22 +76,111 @@ pub fn call() -> CallOption {
     CallOption::default().timeout(Duration::from_secs(10))
 }
 
-/// Reads a child's output on a thread until a line says `listening on ADDRESS ...`, and returns
-/// the address, or None after `timeout`. The thread keeps draining the pipe so the child never
+/// The lines a child writes to one of its pipes, read on a thread so that the child never
 /// blocks on a full pipe.
-pub fn announced_address(
-    output: impl std::io::Read + Send + 'static,
-    timeout: Duration,
-) -> Option<String> {
-    use std::io::{BufRead, BufReader};
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(output).lines().map_while(Result::ok) {
-            if let Some((_, rest)) = line.split_once("listening on ") {
-                let address = rest.split_whitespace().next().unwrap_or_default();
-                let _ = tx.send(address.to_owned());
+pub struct OutputLines {
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl OutputLines {
+    /// Starts reading `output`.
+    pub fn read(output: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::{BufRead, BufReader};
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(output).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { lines }
+    }
+
+    /// The next line containing `needle`, or None once `timeout` has passed or the pipe closed.
+    pub fn line_containing(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).ok()?;
+            if line.contains(needle) {
+                return Some(line);
             }
         }
-    });
-    rx.recv_timeout(timeout).ok()
+    }
+
+    /// The address in the next `listening on ADDRESS ...` line.
+    pub fn announced_address(&self, timeout: Duration) -> Option<String> {
+        let line = self.line_containing("listening on ", timeout)?;
+        let (_, rest) = line.split_once("listening on ")?;
+        rest.split_whitespace().next().map(str::to_owned)
+    }
+}
+
+/// The server binary, run as a user runs it; killed when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// Its log lines (stderr).
+    pub log: OutputLines,
+    /// HOST:PORT it listens on.
+    pub address: String,
+}
+
+impl ServerProcess {
+    /// Starts the server binary on a free port of 127.0.0.1 (unless `args` has `--listen`),
+    /// logging at info, and waits for it to say where it listens.
+    pub fn start(args: &[&str]) -> Self {
+        use std::process::{Command, Stdio};
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"));
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the server binary runs");
+        let log = OutputLines::read(child.stderr.take().expect("piped"));
+        let Some(address) = log.announced_address(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            panic!("the server binary did not log its address within 20s");
+        };
+        Self {
+            child,
+            log,
+            address,
+        }
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the service does.
+    pub fn terminate(&self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM failed");
+    }
+
+    /// Its exit status, or None if it is still running after `timeout`.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
