@@ -176,3 +176,175 @@ fn missing_unreadable_and_mismatched_files_are_refused_by_name() {
     let nul = start_error(tls("nul.pem", "server.key", None), &pki.path("nul.pem"));
     assert!(nul.contains("NUL"), "{nul}");
 }
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
+const SERVER: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server");
+
+/// Runs the client binary's `healthz` with `args` before the subcommand.
+fn healthz_cli(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+    let mut command = std::process::Command::new(CLIENT);
+    command.args(args).args(["--timeout", "5", "healthz"]);
+    for var in [
+        "MRMAT_GRPC_SERVER",
+        "MRMAT_GRPC_TLS",
+        "MRMAT_GRPC_CA_CERT",
+        "MRMAT_GRPC_CLIENT_CERT",
+        "MRMAT_GRPC_CLIENT_KEY",
+        "MRMAT_GRPC_TLS_SERVER_NAME",
+    ] {
+        command.env_remove(var);
+    }
+    for (var, value) in env {
+        command.env(var, value);
+    }
+    command.output().expect("the client runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_binaries_speak_mutual_tls_with_the_documented_flags() {
+    let pki = Pki::new();
+    let path = |name: &str| pki.path(name).display().to_string();
+    let server = common::ServerProcess::start(&[
+        "--tls-cert",
+        &path("server.pem"),
+        "--tls-key",
+        &path("server.key"),
+        "--tls-client-ca",
+        &path("ca.pem"),
+    ]);
+    assert!(
+        server.listening_line.contains("(mutual TLS)"),
+        "{}",
+        server.listening_line
+    );
+    let out = healthz_cli(
+        &[
+            "--server",
+            &server.address,
+            "--ca-cert",
+            &path("ca.pem"),
+            "--client-cert",
+            &path("client.pem"),
+            "--client-key",
+            &path("client.key"),
+        ],
+        &[],
+    );
+    assert_eq!(text(&out.stdout), "[200] OK\n", "{}", text(&out.stderr));
+
+    let without = healthz_cli(
+        &["--server", &server.address, "--ca-cert", &path("ca.pem")],
+        &[],
+    );
+    assert_eq!(without.status.code(), Some(1));
+    let stderr = text(&without.stderr);
+    assert!(stderr.contains(&server.address), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn the_client_flag_tls_alone_trusts_the_default_roots() {
+    let pki = Pki::new();
+    let path = |name: &str| pki.path(name).display().to_string();
+    let server = common::ServerProcess::start(&[
+        "--tls-cert",
+        &path("server.pem"),
+        "--tls-key",
+        &path("server.key"),
+    ]);
+    // Our CA is in no system store, so --tls alone refuses the server...
+    let untrusted = healthz_cli(&["--server", &server.address, "--tls"], &[]);
+    assert_eq!(
+        untrusted.status.code(),
+        Some(1),
+        "{}",
+        text(&untrusted.stdout)
+    );
+    // ...until the gRPC core's roots file says otherwise.
+    let ca = pki.path("ca.pem");
+    let trusted = healthz_cli(
+        &["--server", &server.address, "--tls"],
+        &[("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", &ca)],
+    );
+    assert_eq!(
+        text(&trusted.stdout),
+        "[200] OK\n",
+        "{}",
+        text(&trusted.stderr)
+    );
+}
+
+#[test]
+fn the_server_binary_exits_1_naming_a_bad_tls_file_before_it_listens() {
+    let pki = Pki::new();
+    let out = std::process::Command::new(SERVER)
+        .args(["--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(pki.path("server.pem"))
+        .arg("--tls-key")
+        .arg(pki.path("missing.key"))
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("the server runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("missing.key"), "{stderr}");
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn a_certificate_without_its_key_is_a_usage_error() {
+    let out = std::process::Command::new(SERVER)
+        .args(["--listen", "127.0.0.1:0", "--tls-cert", "cert.pem"])
+        .output()
+        .expect("the server runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--tls-key"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_client_binary_exits_1_naming_a_bad_tls_file() {
+    let pki = Pki::new();
+    let missing = pki.path("missing-ca.pem");
+    let out = healthz_cli(
+        &[
+            "--server",
+            "127.0.0.1:1",
+            "--ca-cert",
+            &missing.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("missing-ca.pem"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mismatched = healthz_cli(
+        &[
+            "--server",
+            "127.0.0.1:1",
+            "--client-cert",
+            &pki.path("client.pem").display().to_string(),
+            "--client-key",
+            &pki.path("server.key").display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(mismatched.status.code(), Some(1));
+    let stderr = text(&mismatched.stderr);
+    assert!(
+        stderr.contains("server.key") && stderr.contains("does not belong"),
+        "{stderr}"
+    );
+}

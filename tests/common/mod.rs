@@ -111,10 +111,13 @@ impl OutputLines {
 
     /// The address in the next `listening on ADDRESS ...` line.
     pub fn announced_address(&self, timeout: Duration) -> Option<String> {
-        let line = self.line_containing("listening on ", timeout)?;
-        let (_, rest) = line.split_once("listening on ")?;
-        rest.split_whitespace().next().map(str::to_owned)
+        address_in(&self.line_containing("listening on ", timeout)?)
     }
+}
+
+fn address_in(listening_line: &str) -> Option<String> {
+    let (_, rest) = listening_line.split_once("listening on ")?;
+    rest.split_whitespace().next().map(str::to_owned)
 }
 
 /// The server binary, run as a user runs it; killed when dropped.
@@ -124,6 +127,8 @@ pub struct ServerProcess {
     pub log: OutputLines,
     /// HOST:PORT it listens on.
     pub address: String,
+    /// The whole `listening on ...` log line.
+    pub listening_line: String,
 }
 
 impl ServerProcess {
@@ -143,14 +148,17 @@ impl ServerProcess {
             .spawn()
             .expect("the server binary runs");
         let log = OutputLines::read(child.stderr.take().expect("piped"));
-        let Some(address) = log.announced_address(Duration::from_secs(20)) else {
+        let Some(listening_line) = log.line_containing("listening on ", Duration::from_secs(20))
+        else {
             let _ = child.kill();
             panic!("the server binary did not log its address within 20s");
         };
+        let address = address_in(&listening_line).expect("an address after `listening on`");
         Self {
             child,
             log,
             address,
+            listening_line,
         }
     }
 
