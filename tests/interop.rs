@@ -1,15 +1,18 @@
-//! Interop with real Python grpcio, both ways: a Python client against the Rust server, and the
-//! Rust client against a Python server. The Python side lives in `tests/interop/`; its venv is
+//! Interop with real Python grpcio, both ways: a Python client against the Rust server (plaintext,
+//! TLS and mutual TLS), and the Rust client against a Python server. The Python side lives in `tests/interop/`; its venv is
 //! created under `target/` on first use and reused while `requirements.txt` is unchanged.
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::spawn_server;
+use common::pki::Pki;
+use common::{spawn_server, spawn_server_with, test_config};
+use mrmat_rust_api_grpc::server::{ServerConfig, TlsConfig};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
 
@@ -93,18 +96,52 @@ impl Drop for PythonServer {
     }
 }
 
-#[test]
-fn python_client_gets_every_answer_from_the_rust_server() {
-    let server = spawn_server();
+/// Runs tests/interop/client.py against `address` with `args` after it, and checks that every
+/// check held.
+fn python_client(address: &str, args: &[&std::ffi::OsStr]) {
     let out = Command::new(python())
         .arg(interop_dir().join("client.py"))
-        .arg(&server.address)
+        .arg(address)
+        .args(args)
         .output()
         .expect("run tests/interop/client.py");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "python client failed:\n{stderr}");
-    assert!(stdout.contains("all 15 checks hold"), "{stdout}");
+    assert!(stdout.contains("all 17 checks hold"), "{stdout}");
+}
+
+#[test]
+fn python_client_gets_every_answer_from_the_rust_server() {
+    let server = spawn_server();
+    python_client(&server.address, &[]);
+}
+
+#[test]
+fn python_client_gets_every_answer_over_tls_and_mutual_tls() {
+    let pki = Pki::new();
+    for client_ca in [None, Some(pki.path("ca.pem"))] {
+        let mutual = client_ca.is_some();
+        let server = spawn_server_with(ServerConfig {
+            tls: TlsConfig {
+                tls_cert: Some(pki.path("server.pem")),
+                tls_key: Some(pki.path("server.key")),
+                tls_client_ca: client_ca,
+            },
+            ..test_config()
+        });
+        let (ca, cert, key) = (
+            pki.path("ca.pem"),
+            pki.path("client.pem"),
+            pki.path("client.key"),
+        );
+        let mut args = vec![OsStr::new("--ca"), ca.as_os_str()];
+        if mutual {
+            args.extend([OsStr::new("--cert"), cert.as_os_str()]);
+            args.extend([OsStr::new("--key"), key.as_os_str()]);
+        }
+        python_client(&server.address, &args);
+    }
 }
 
 #[test]

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""A Python grpcio client that calls all 8 rpcs of a fresh server and checks every answer.
+"""A Python grpcio client that calls all 8 rpcs of a fresh server and checks every answer,
+including the gRPC errors for a name over the limit and a request that does not decode.
 
-Usage: client.py HOST:PORT    Exit 0 when every check holds; otherwise the failures on stderr.
+Usage: client.py HOST:PORT [--ca PEM [--cert PEM --key PEM] [--server-name NAME]]
+Plaintext without --ca; TLS with it; mutual TLS with --cert and --key too.
+Exit 0 when every check holds; otherwise the failures on stderr.
 """
+import argparse
 import sys
 
 import grpc
@@ -30,8 +34,35 @@ def resource(r):
     return (r.id, r.owner_id, r.name)
 
 
-def main(address):
-    with grpc.insecure_channel(address) as channel:
+def error_of(call):
+    """The (code, details) of a call expected to fail, or None when it succeeded."""
+    try:
+        call()
+    except grpc.RpcError as e:
+        return (e.code(), e.details())
+    return None
+
+
+def open_channel(args):
+    if args.ca is None:
+        return grpc.insecure_channel(args.address)
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.ca),
+        private_key=read(args.key) if args.key else None,
+        certificate_chain=read(args.cert) if args.cert else None,
+    )
+    options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
+    return grpc.secure_channel(args.address, credentials, options=options)
+
+
+def main(args):
+    address = args.address
+    with open_channel(args) as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         t = 10
         g1 = pbg.GreetingV1ProtoStub(channel)
@@ -80,6 +111,18 @@ def main(address):
         check("List", (status(listed.status), [resource(r) for r in listed.resources]),
               ((200, "OK"), [(1, 2, "Grüße 🦀"), (2, 3, "c")]))
 
+        too_long = error_of(lambda: rs.Create(pb.ResourceV1(owner_id=1, name="x" * 1025), timeout=t))
+        check("Create with a name over the limit", too_long,
+              (grpc.StatusCode.INVALID_ARGUMENT,
+               "the name is 1025 bytes long; the limit is 1024 bytes"))
+        raw = channel.unary_unary("/GreetingV2Proto/GetGreeting",
+                                  request_serializer=None, response_deserializer=None)
+        undecodable = error_of(lambda: raw(b"\x0a\x02\xc3\x28", timeout=t))  # invalid UTF-8
+        check("A request that does not decode",
+              (undecodable[0], "not a valid GreetingV2Input" in undecodable[1])
+              if undecodable else None,
+              (grpc.StatusCode.INTERNAL, True))
+
     if failures:
         for failure in failures:
             print(f"FAIL {failure}", file=sys.stderr)
@@ -88,6 +131,10 @@ def main(address):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("address", help="HOST:PORT of the server")
+    parser.add_argument("--ca", help="PEM CA certificate to trust; turns TLS on")
+    parser.add_argument("--cert", help="PEM client certificate, for mutual TLS")
+    parser.add_argument("--key", help="PEM client key, for mutual TLS")
+    parser.add_argument("--server-name", help="name the server certificate is issued to")
+    main(parser.parse_args())
