@@ -348,3 +348,15 @@ fn the_client_binary_exits_1_naming_a_bad_tls_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_tls_client_against_a_plaintext_server_exits_1_with_one_line() {
+    let pki = Pki::new();
+    let server = common::spawn_server();
+    let ca = pki.path("ca.pem").display().to_string();
+    let out = healthz_cli(&["--server", &server.address, "--ca-cert", &ca], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("handshake"), "says why: {stderr}");
+}
