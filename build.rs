@@ -1,7 +1,7 @@
-//! Generates the Rust side of the contract in `proto/` into `OUT_DIR/protos`:
-//! messages with protobuf-codegen 3 (pure-Rust parser, no `protoc`), service traits, clients and
-//! `create_*` functions with grpcio-compiler. Nothing generated is committed; the one change made
-//! to grpcio-compiler's output is the decoder its method descriptors name (see `GRPCIO_DECODER`).
+//! Generates the Rust side of `proto/` into `OUT_DIR`: messages with protobuf-codegen 3 (pure-Rust
+//! parser, no `protoc`), service traits, clients and `create_*` functions with grpcio-compiler.
+//! Nothing generated is committed; the one change made to grpcio-compiler's output is the decoder
+//! its method descriptors name (see `GRPCIO_DECODER`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,21 @@ use std::path::{Path, PathBuf};
 use protobuf::Message as _;
 
 const PROTO_DIR: &str = "proto";
-const PROTO_FILES: &[&str] = &["proto/grpc-api.proto"];
+
+/// What to generate, each set into its own folder of `OUT_DIR`: protobuf-codegen names a module
+/// after its file's stem, and both versions of reflection are `reflection.proto`.
+const PROTO_SETS: &[(&str, &[&str])] = &[
+    ("contract", &["proto/grpc-api.proto"]),
+    ("health_v1", &["proto/grpc/health/v1/health.proto"]),
+    (
+        "reflection_v1",
+        &["proto/grpc/reflection/v1/reflection.proto"],
+    ),
+    (
+        "reflection_v1alpha",
+        &["proto/grpc/reflection/v1alpha/reflection.proto"],
+    ),
+];
 
 /// The decoder grpcio-compiler writes into every method descriptor, and the one we use instead.
 const GRPCIO_DECODER: &str = "::grpcio::pb_de";
@@ -17,31 +31,29 @@ const OUR_DECODER: &str = "crate::codec::decode";
 
 fn main() {
     println!("cargo:rerun-if-changed={PROTO_DIR}");
-    for file in PROTO_FILES {
-        println!("cargo:rerun-if-changed={file}");
-    }
-
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let protos_dir = out_dir.join("protos");
-
-    protobuf_codegen::Codegen::new()
-        .pure()
-        .include(PROTO_DIR)
-        .inputs(PROTO_FILES)
-        .cargo_out_dir("protos")
-        .run_from_script();
-
-    generate_services(&protos_dir);
+    for (folder, files) in PROTO_SETS {
+        for file in *files {
+            println!("cargo:rerun-if-changed={file}");
+        }
+        protobuf_codegen::Codegen::new()
+            .pure()
+            .include(PROTO_DIR)
+            .inputs(*files)
+            .cargo_out_dir(folder)
+            .run_from_script();
+        generate_services(&out_dir.join(folder), files);
+    }
 }
 
 /// Writes `<name>_grpc.rs` next to the messages and declares it in the generated `mod.rs`.
-fn generate_services(protos_dir: &Path) {
+fn generate_services(dir: &Path, files: &[&str]) {
     let parsed = protobuf_parse::Parser::new()
         .pure()
         .include(PROTO_DIR)
-        .inputs(PROTO_FILES)
+        .inputs(files)
         .parse_and_typecheck()
-        .unwrap_or_else(|e| panic!("cannot parse {PROTO_FILES:?}: {e:#}"));
+        .unwrap_or_else(|e| panic!("cannot parse {files:?}: {e:#}"));
 
     // grpcio-compiler takes protobuf 2 descriptors; the wire encoding of both is the same.
     let descriptors: Vec<protobuf2::descriptor::FileDescriptorProto> = parsed
@@ -58,7 +70,7 @@ fn generate_services(protos_dir: &Path) {
         .map(|p| p.to_str().to_owned())
         .collect();
 
-    let mut mod_rs = fs::read_to_string(protos_dir.join("mod.rs")).expect("read generated mod.rs");
+    let mut mod_rs = fs::read_to_string(dir.join("mod.rs")).expect("read generated mod.rs");
     for file in grpcio_compiler::codegen::gen(&descriptors, &to_generate) {
         let content = String::from_utf8(file.content).expect("generated code is UTF-8");
         // grpcio-compiler has no option for the decoder; ours logs messages that do not decode.
@@ -67,9 +79,9 @@ fn generate_services(protos_dir: &Path) {
             "grpcio-compiler no longer names {GRPCIO_DECODER}; update build.rs"
         );
         let content = content.replace(GRPCIO_DECODER, OUR_DECODER);
-        fs::write(protos_dir.join(&file.name), content).expect("write generated service");
+        fs::write(dir.join(&file.name), content).expect("write generated service");
         let module = file.name.trim_end_matches(".rs");
         mod_rs.push_str(&format!("pub mod {module};\n"));
     }
-    fs::write(protos_dir.join("mod.rs"), mod_rs).expect("write generated mod.rs");
+    fs::write(dir.join("mod.rs"), mod_rs).expect("write generated mod.rs");
 }

@@ -1,5 +1,6 @@
-//! Configuration -> a running grpcio server: the services registered, TLS set up, the address
-//! bound. A new API version is registered in [`start_with_store`].
+//! Configuration -> a running grpcio server: the services registered (the contract's, health
+//! checking, reflection), TLS set up, the address bound. A new API version is registered in
+//! `contract_services`.
 
 mod address;
 mod config;
@@ -21,7 +22,10 @@ pub use config::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESOURCES,
 };
 
-use crate::apis;
+use crate::apis::health::HealthRegistry;
+use crate::apis::reflection::{Descriptors, ReflectionApi};
+use crate::apis::{self, ApiService};
+use crate::proto::{self, health::v1::health_check_response::ServingStatus};
 use crate::store::{MemoryStore, ResourceStore};
 use crate::tls::{self, TlsError};
 
@@ -61,6 +65,7 @@ impl std::error::Error for ServerError {}
 pub struct RunningServer {
     server: Server,
     address: ListenAddress,
+    health: HealthRegistry,
 }
 
 impl RunningServer {
@@ -74,9 +79,22 @@ impl RunningServer {
         self.address.to_string()
     }
 
-    /// Stops accepting calls and waits up to `grace` for the calls in flight to finish, then
-    /// cancels any that remain. Returns whether every call finished within `grace`.
+    /// The serving status that health checking reports.
+    pub fn health(&self) -> &HealthRegistry {
+        &self.health
+    }
+
+    /// Starts draining: health checking reports NOT_SERVING for every service from now on (so
+    /// load balancers stop sending calls) and Watch streams end, while calls are still served.
+    pub fn begin_drain(&self) {
+        self.health.shut_down();
+    }
+
+    /// Drains (see [`RunningServer::begin_drain`]), stops accepting calls and waits up to
+    /// `grace` for the calls in flight to finish, then cancels any that remain. Returns whether
+    /// every call finished within `grace`.
     pub fn shutdown(mut self, grace: Duration) -> bool {
+        self.begin_drain();
         let drained = self.server.shutdown();
         let (done_tx, done_rx) = mpsc::channel();
         thread::spawn(move || {
@@ -121,14 +139,38 @@ pub fn start_with_store(
         .max_receive_message_len(config.limits.max_request_bytes as i32)
         .build_args();
 
-    let mut server = ServerBuilder::new(env)
-        .channel_args(args)
-        .register_service(apis::greeting::v1::service())
-        .register_service(apis::greeting::v2::service())
-        .register_service(apis::healthz::service())
-        .register_service(apis::resource::v1::service(store, &config.limits))
-        .build()
-        .map_err(ServerError::Build)?;
+    let apis = contract_services(store, &config.limits);
+    let health = HealthRegistry::new();
+    health.set("", ServingStatus::SERVING);
+    for api in &apis {
+        health.set(api.name, ServingStatus::SERVING);
+    }
+    let mut services = apis;
+    services.push(health.service());
+    if config.reflection() {
+        let names: Vec<&str> = services
+            .iter()
+            .map(|s| s.name)
+            .chain(apis::reflection::NAMES)
+            .collect();
+        let descriptors = Descriptors::new(
+            &names,
+            &[
+                proto::grpc_api::file_descriptor(),
+                proto::health::v1::health::file_descriptor(),
+                proto::reflection::v1::reflection::file_descriptor(),
+                proto::reflection::v1alpha::reflection::file_descriptor(),
+            ],
+        );
+        services.extend(ReflectionApi::services(descriptors));
+    }
+    let names: Vec<&str> = services.iter().map(|s| s.name).collect();
+
+    let mut builder = ServerBuilder::new(env).channel_args(args);
+    for api in services {
+        builder = builder.register_service(api.service);
+    }
+    let mut server = builder.build().map_err(ServerError::Build)?;
 
     let port = server
         .add_listening_port(address.to_string(), credentials)
@@ -138,8 +180,27 @@ pub fn start_with_store(
         })?;
     server.start();
     let address = address.with_port(port);
-    log::info!("listening on {address} ({})", config.tls.mode());
-    Ok(RunningServer { server, address })
+    log::info!(
+        "listening on {address} ({}), serving {}",
+        config.tls.mode(),
+        names.join(", ")
+    );
+    Ok(RunningServer {
+        server,
+        address,
+        health,
+    })
+}
+
+/// The services of the contract, `proto/grpc-api.proto`, each from its own module in
+/// `src/apis`. A new API version is one more line here.
+fn contract_services(store: Arc<dyn ResourceStore>, limits: &Limits) -> Vec<ApiService> {
+    vec![
+        apis::greeting::v1::service(),
+        apis::greeting::v2::service(),
+        apis::healthz::service(),
+        apis::resource::v1::service(store, limits),
+    ]
 }
 
 /// Plaintext, TLS or mutual TLS credentials, from files that have been checked.
@@ -173,15 +234,39 @@ pub fn run(config: &ServerConfig) -> Result<(), ServerError> {
     // Installed before the server starts, so a signal sent as soon as it answers is not lost.
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
+    let signals_handle = signals.handle();
+    let (signal_tx, signal_rx) = mpsc::channel();
+    thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal_tx.send(signal).is_err() {
+                break;
+            }
+        }
+    });
     let server = start(config)?;
-    let signal = signals.forever().next();
-    let name = match signal {
-        Some(SIGINT) => "SIGINT",
-        Some(SIGTERM) => "SIGTERM",
+    let signal_name = |signal| match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
         _ => "a signal",
     };
-    log::info!("{name} received; finishing calls in flight and shutting down");
-    if server.shutdown(config.shutdown_grace) {
+    let first = signal_rx.recv().map_or("a signal", signal_name);
+    server.begin_drain();
+    if !config.drain_delay.is_zero() {
+        log::info!(
+            "{first} received; reporting NOT_SERVING for {:?} before closing the listener",
+            config.drain_delay
+        );
+        if let Ok(second) = signal_rx.recv_timeout(config.drain_delay) {
+            log::info!(
+                "{} received; cutting the drain delay short",
+                signal_name(second)
+            );
+        }
+    }
+    log::info!("{first} received; finishing calls in flight and shutting down");
+    let clean = server.shutdown(config.shutdown_grace);
+    signals_handle.close();
+    if clean {
         log::info!("shut down");
     } else {
         log::warn!("shut down after cancelling calls that outlived the grace period");

@@ -1,8 +1,8 @@
 //! `HealthzProto`: the original's own health check, `{200, "OK"}` while the server answers.
 
-use grpcio::{RpcContext, Service, UnarySink};
+use grpcio::{RpcContext, UnarySink};
 
-use crate::apis::{reply, status};
+use crate::apis::{status, ApiService, Call};
 use crate::proto::{create_healthz_proto, HealthzInput, HealthzProto, StatusOutput};
 
 /// The original's health check.
@@ -10,12 +10,15 @@ use crate::proto::{create_healthz_proto, HealthzInput, HealthzProto, StatusOutpu
 pub struct HealthzApi;
 
 /// The service to register on a server.
-pub fn service() -> Service {
-    create_healthz_proto(HealthzApi)
+pub fn service() -> ApiService {
+    ApiService {
+        name: "HealthzProto",
+        service: create_healthz_proto(HealthzApi),
+    }
 }
 
 impl HealthzProto for HealthzApi {
     fn get_health(&mut self, ctx: RpcContext, _req: HealthzInput, sink: UnarySink<StatusOutput>) {
-        reply(&ctx, sink, status(200, "OK"));
+        Call::start(&ctx).reply(&ctx, sink, status(200, "OK"));
     }
 }

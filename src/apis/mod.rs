@@ -1,39 +1,28 @@
 //! One module per API and version, as in the original: `greeting::v1`, `greeting::v2`, `healthz`,
-//! `resource::v1`. Each implements a generated service trait and knows nothing of transport.
+//! `resource::v1`; and the standard services every server offers next to them: `health`
+//! (`grpc.health.v1`) and `reflection`. Each implements a generated service trait and knows
+//! nothing of transport.
 
+pub mod call;
 pub mod greeting;
+pub mod health;
 pub mod healthz;
+pub mod reflection;
 pub mod resource;
 
-use futures::FutureExt as _;
-use grpcio::{RpcContext, RpcStatus, RpcStatusCode, UnarySink};
+use grpcio::Service;
+
+pub use call::Call;
 
 use crate::proto::StatusOutput;
 
-/// Sends a unary answer. A failure here means the caller went away (cancelled, deadline passed),
-/// which is worth a debug line, not an error.
-pub(crate) fn reply<T: Send + 'static>(ctx: &RpcContext, sink: UnarySink<T>, answer: T) {
-    let method = String::from_utf8_lossy(ctx.method()).into_owned();
-    ctx.spawn(sink.success(answer).map(move |sent| {
-        if let Err(e) = sent {
-            log::debug!("{method}: answer not delivered: {e}");
-        }
-    }));
-}
-
-/// Answers with a gRPC error status: for requests the API cannot serve at all (invalid
-/// arguments, exhausted limits), as opposed to application statuses inside an answer.
-pub(crate) fn fail<T>(ctx: &RpcContext, sink: UnarySink<T>, code: RpcStatusCode, message: String) {
-    let method = String::from_utf8_lossy(ctx.method()).into_owned();
-    log::debug!("{method}: answering {code:?}: {message}");
-    ctx.spawn(
-        sink.fail(RpcStatus::with_message(code, message))
-            .map(move |sent| {
-                if let Err(e) = sent {
-                    log::debug!("{method}: error not delivered: {e}");
-                }
-            }),
-    );
+/// A service ready to register, with the fully qualified name that health checking and
+/// reflection report it under.
+pub struct ApiService {
+    /// E.g. `GreetingV1Proto` (the contract has no package) or `grpc.health.v1.Health`.
+    pub name: &'static str,
+    /// What grpcio registers.
+    pub service: Service,
 }
 
 /// The application status carried inside an answer, as the original sends it.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::seconds::parse_seconds;
+use crate::seconds::{parse_seconds, parse_seconds_or_zero};
 
 /// Where the server listens unless told otherwise, as the original did.
 pub const DEFAULT_LISTEN: &str = "localhost:50051";
@@ -35,6 +35,23 @@ pub struct ServerConfig {
     )]
     pub shutdown_grace: Duration,
 
+    /// On SIGINT/SIGTERM, how long to keep serving while health checking reports NOT_SERVING,
+    /// before the listener closes: time for load balancers and orchestrators to stop sending
+    /// calls. A second signal cuts it short.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_DRAIN_DELAY",
+        value_name = "SECONDS",
+        default_value = "0",
+        value_parser = parse_seconds_or_zero
+    )]
+    pub drain_delay: Duration,
+
+    /// Do not serve server reflection (grpc.reflection.v1 and v1alpha), which lets anyone who
+    /// can connect list the services and their messages.
+    #[arg(long, env = "MRMAT_GRPC_NO_REFLECTION")]
+    pub no_reflection: bool,
+
     #[command(flatten)]
     pub tls: TlsConfig,
 
@@ -47,9 +64,18 @@ impl Default for ServerConfig {
         Self {
             listen: DEFAULT_LISTEN.to_owned(),
             shutdown_grace: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
+            no_reflection: false,
             tls: TlsConfig::default(),
             limits: Limits::default(),
         }
+    }
+}
+
+impl ServerConfig {
+    /// Whether server reflection is served.
+    pub fn reflection(&self) -> bool {
+        !self.no_reflection
     }
 }
 

@@ -1,8 +1,8 @@
 //! `GreetingV1Proto`: always "Hello World".
 
-use grpcio::{RpcContext, Service, UnarySink};
+use grpcio::{RpcContext, UnarySink};
 
-use crate::apis::reply;
+use crate::apis::{ApiService, Call};
 use crate::proto::{create_greeting_v1_proto, GreetingV1Input, GreetingV1Output, GreetingV1Proto};
 
 /// The greeting, version 1.
@@ -10,8 +10,11 @@ use crate::proto::{create_greeting_v1_proto, GreetingV1Input, GreetingV1Output, 
 pub struct GreetingV1Api;
 
 /// The service to register on a server.
-pub fn service() -> Service {
-    create_greeting_v1_proto(GreetingV1Api)
+pub fn service() -> ApiService {
+    ApiService {
+        name: "GreetingV1Proto",
+        service: create_greeting_v1_proto(GreetingV1Api),
+    }
 }
 
 impl GreetingV1Proto for GreetingV1Api {
@@ -21,8 +24,9 @@ impl GreetingV1Proto for GreetingV1Api {
         _req: GreetingV1Input,
         sink: UnarySink<GreetingV1Output>,
     ) {
+        let call = Call::start(&ctx);
         let mut answer = GreetingV1Output::new();
         answer.message = "Hello World".to_owned();
-        reply(&ctx, sink, answer);
+        call.reply(&ctx, sink, answer);
     }
 }

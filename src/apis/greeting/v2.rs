@@ -1,8 +1,8 @@
 //! `GreetingV2Proto`: "Hello {name}", or "Hello Stranger" without a name.
 
-use grpcio::{RpcContext, Service, UnarySink};
+use grpcio::{RpcContext, UnarySink};
 
-use crate::apis::reply;
+use crate::apis::{ApiService, Call};
 use crate::proto::{create_greeting_v2_proto, GreetingV2Input, GreetingV2Output, GreetingV2Proto};
 
 /// The greeting, version 2.
@@ -10,8 +10,11 @@ use crate::proto::{create_greeting_v2_proto, GreetingV2Input, GreetingV2Output, 
 pub struct GreetingV2Api;
 
 /// The service to register on a server.
-pub fn service() -> Service {
-    create_greeting_v2_proto(GreetingV2Api)
+pub fn service() -> ApiService {
+    ApiService {
+        name: "GreetingV2Proto",
+        service: create_greeting_v2_proto(GreetingV2Api),
+    }
 }
 
 /// The greeting for `name`; proto3 cannot tell an empty name from none, so both are a stranger.
@@ -27,8 +30,9 @@ impl GreetingV2Proto for GreetingV2Api {
         req: GreetingV2Input,
         sink: UnarySink<GreetingV2Output>,
     ) {
+        let call = Call::start(&ctx);
         let mut answer = GreetingV2Output::new();
         answer.message = greeting(&req.name);
-        reply(&ctx, sink, answer);
+        call.reply(&ctx, sink, answer);
     }
 }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use grpcio::{RpcContext, RpcStatusCode, Service, UnarySink};
+use grpcio::{RpcContext, RpcStatusCode, UnarySink};
 
-use crate::apis::{fail, reply, status};
+use crate::apis::{status, ApiService, Call};
 use crate::proto::{
     create_resource_v1_proto, Empty, ResourceV1, ResourceV1IdInput, ResourceV1Output,
     ResourceV1Proto, ResourcesV1, StatusOutput,
@@ -42,8 +42,11 @@ impl ResourceV1Api {
 }
 
 /// The service to register on a server, over `store`, within `limits`.
-pub fn service(store: Arc<dyn ResourceStore>, limits: &Limits) -> Service {
-    create_resource_v1_proto(ResourceV1Api::new(store, limits.max_name_bytes))
+pub fn service(store: Arc<dyn ResourceStore>, limits: &Limits) -> ApiService {
+    ApiService {
+        name: "ResourceV1Proto",
+        service: create_resource_v1_proto(ResourceV1Api::new(store, limits.max_name_bytes)),
+    }
 }
 
 fn to_message(resource: Resource) -> ResourceV1 {
@@ -71,24 +74,27 @@ fn found_or_not(resource: Option<Resource>) -> ResourceV1Output {
 
 impl ResourceV1Proto for ResourceV1Api {
     fn list(&mut self, ctx: RpcContext, _req: Empty, sink: UnarySink<ResourcesV1>) {
+        let call = Call::start(&ctx);
         let mut answer = ResourcesV1::new();
         answer.status = Some(status(200, "OK")).into();
         answer.resources = self.store.list().into_iter().map(to_message).collect();
-        reply(&ctx, sink, answer);
+        call.reply(&ctx, sink, answer);
     }
 
     fn get(&mut self, ctx: RpcContext, req: ResourceV1IdInput, sink: UnarySink<ResourceV1Output>) {
-        reply(&ctx, sink, found_or_not(self.store.get(req.id)));
+        let call = Call::start(&ctx);
+        call.reply(&ctx, sink, found_or_not(self.store.get(req.id)));
     }
 
     fn create(&mut self, ctx: RpcContext, req: ResourceV1, sink: UnarySink<ResourceV1Output>) {
+        let call = Call::start(&ctx);
         if let Err(why) = self.check_name(&req.name) {
-            return fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why);
+            return call.fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why);
         }
         // The caller's id is ignored: the store assigns ids.
         match self.store.create(req.owner_id, req.name) {
-            Ok(created) => reply(&ctx, sink, output(201, "Created", Some(created))),
-            Err(full) => fail(
+            Ok(created) => call.reply(&ctx, sink, output(201, "Created", Some(created))),
+            Err(full) => call.fail(
                 &ctx,
                 sink,
                 RpcStatusCode::RESOURCE_EXHAUSTED,
@@ -98,10 +104,11 @@ impl ResourceV1Proto for ResourceV1Api {
     }
 
     fn modify(&mut self, ctx: RpcContext, req: ResourceV1, sink: UnarySink<ResourceV1Output>) {
+        let call = Call::start(&ctx);
         if let Err(why) = self.check_name(&req.name) {
-            return fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why);
+            return call.fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why);
         }
-        reply(
+        call.reply(
             &ctx,
             sink,
             found_or_not(self.store.rename(req.id, req.name)),
@@ -109,12 +116,13 @@ impl ResourceV1Proto for ResourceV1Api {
     }
 
     fn remove(&mut self, ctx: RpcContext, req: ResourceV1IdInput, sink: UnarySink<StatusOutput>) {
+        let call = Call::start(&ctx);
         // 401 is the original's code for a successful removal; kept so its clients see the same.
         let answer = if self.store.remove(req.id) {
             status(401, "Removed")
         } else {
             status(410, "Gone")
         };
-        reply(&ctx, sink, answer);
+        call.reply(&ctx, sink, answer);
     }
 }

@@ -1,0 +1,80 @@
+//! One call as the request log sees it, and the ways a handler answers it. With the `request`
+//! log target at debug (`RUST_LOG=info,request=debug`), each call gets one line when its answer
+//! has gone out: method, peer, gRPC status, duration.
+
+use std::time::Instant;
+
+use futures::FutureExt as _;
+use grpcio::{RpcContext, RpcStatus, RpcStatusCode, UnarySink};
+
+/// The log target of request lines.
+pub const TARGET: &str = "request";
+
+/// A call being handled. Nothing is allocated when request logging is off.
+pub struct Call(Option<Started>);
+
+struct Started {
+    method: String,
+    peer: String,
+    at: Instant,
+}
+
+impl Call {
+    /// Starts timing the call `ctx` carries.
+    pub fn start(ctx: &RpcContext) -> Self {
+        if !log::log_enabled!(target: TARGET, log::Level::Debug) {
+            return Self(None);
+        }
+        Self(Some(Started {
+            method: String::from_utf8_lossy(ctx.method()).into_owned(),
+            peer: ctx.peer(),
+            at: Instant::now(),
+        }))
+    }
+
+    /// Sends a unary answer with status OK.
+    pub fn reply<T: Send + 'static>(self, ctx: &RpcContext, sink: UnarySink<T>, answer: T) {
+        ctx.spawn(
+            sink.success(answer)
+                .map(move |sent| self.finish(sent.map(|()| RpcStatusCode::OK))),
+        );
+    }
+
+    /// Answers with a gRPC error status: for requests the API cannot serve at all (invalid
+    /// arguments, exhausted limits), as opposed to application statuses inside an answer.
+    pub fn fail<T>(
+        self,
+        ctx: &RpcContext,
+        sink: UnarySink<T>,
+        code: RpcStatusCode,
+        message: String,
+    ) {
+        if let Some(started) = &self.0 {
+            log::debug!(target: TARGET, "{}: answering {code:?}: {message}", started.method);
+        }
+        ctx.spawn(
+            sink.fail(RpcStatus::with_message(code, message))
+                .map(move |sent| self.finish(sent.map(|()| code))),
+        );
+    }
+
+    /// Logs the end of the call: the status sent, or why nothing could be sent (typically the
+    /// caller went away: cancelled, or its deadline passed).
+    pub fn finish(self, outcome: grpcio::Result<RpcStatusCode>) {
+        let Some(started) = self.0 else { return };
+        let millis = started.at.elapsed().as_secs_f64() * 1000.0;
+        let outcome = match outcome {
+            Ok(code) => format!("{code:?}"),
+            Err(grpcio::Error::RpcFinished(Some(status))) => {
+                format!("{:?} (ended by the caller)", status.code())
+            }
+            Err(e) => format!("not delivered: {e}"),
+        };
+        log::debug!(
+            target: TARGET,
+            "{} from {}: {outcome} in {millis:.3} ms",
+            started.method,
+            started.peer
+        );
+    }
+}
