@@ -7,7 +7,7 @@ use std::time::Duration;
 use grpcio::{CallOption, Channel, ChannelBuilder, ChannelCredentialsBuilder, EnvBuilder};
 use grpcio::{ChannelCredentials, RpcStatusCode};
 
-use super::ClientError;
+use super::{ClientError, OutputFormat};
 use crate::tls::{self, TlsError};
 
 /// How the client secures the channel. Any of these flags turns TLS on.
@@ -88,6 +88,8 @@ impl TlsOptions {
 /// A channel to the server plus what every call needs to report errors.
 pub(crate) struct Connection {
     pub(super) channel: Channel,
+    /// How answers are printed.
+    pub(super) output: OutputFormat,
     server: String,
     timeout: Duration,
 }
@@ -97,6 +99,7 @@ impl Connection {
     pub(super) fn open(
         server: &str,
         timeout: Duration,
+        output: OutputFormat,
         tls: &TlsOptions,
     ) -> Result<Self, TlsError> {
         let env = Arc::new(
@@ -108,6 +111,7 @@ impl Connection {
         let channel = tls.connect(ChannelBuilder::new(env), server)?;
         Ok(Self {
             channel,
+            output,
             server: server.to_owned(),
             timeout,
         })

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::output::write_answer;
 use super::{ClientError, Connection};
 use crate::proto::{
     GreetingV1Input, GreetingV1ProtoClient, GreetingV2Input, GreetingV2ProtoClient,
@@ -13,8 +14,9 @@ pub(super) fn v1(conn: &Connection, out: &mut dyn Write) -> Result<(), ClientErr
     let answer = client
         .get_greeting_opt(&GreetingV1Input::new(), conn.call_option())
         .map_err(|e| conn.error(e))?;
-    writeln!(out, "{}", answer.message)?;
-    Ok(())
+    write_answer(out, conn.output, &answer, |out| {
+        writeln!(out, "{}", answer.message)
+    })
 }
 
 /// Prints the version 2 greeting for `name`.
@@ -25,6 +27,7 @@ pub(super) fn v2(conn: &Connection, name: &str, out: &mut dyn Write) -> Result<(
     let answer = client
         .get_greeting_opt(&request, conn.call_option())
         .map_err(|e| conn.error(e))?;
-    writeln!(out, "{}", answer.message)?;
-    Ok(())
+    write_answer(out, conn.output, &answer, |out| {
+        writeln!(out, "{}", answer.message)
+    })
 }

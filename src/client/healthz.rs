@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::output::write_answer;
 use super::resource::status_line;
 use super::{ClientError, Connection};
 use crate::proto::{HealthzInput, HealthzProtoClient};
@@ -12,6 +13,7 @@ pub(super) fn get(conn: &Connection, out: &mut dyn Write) -> Result<(), ClientEr
     let answer = client
         .get_health_opt(&HealthzInput::new(), conn.call_option())
         .map_err(|e| conn.error(e))?;
-    writeln!(out, "{}", status_line(&answer))?;
-    Ok(())
+    write_answer(out, conn.output, &answer, |out| {
+        writeln!(out, "{}", status_line(&answer))
+    })
 }

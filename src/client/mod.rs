@@ -4,10 +4,12 @@
 mod connection;
 mod greeting;
 mod healthz;
+mod output;
 mod resource;
 
 use connection::Connection;
 pub use connection::TlsOptions;
+pub use output::{to_json, OutputFormat};
 
 use std::fmt;
 use std::io::{self, Write};
@@ -43,6 +45,16 @@ pub struct Cli {
         value_parser = parse_seconds
     )]
     pub timeout: Duration,
+
+    /// How to print the answer: the original's lines, or the answer message as one line of
+    /// protobuf's canonical JSON.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_OUTPUT",
+        value_enum,
+        default_value_t = OutputFormat::Text
+    )]
+    pub output: OutputFormat,
 
     #[command(flatten)]
     pub tls: TlsOptions,
@@ -178,7 +190,8 @@ impl From<io::Error> for ClientError {
 
 /// Makes the call `cli` asks for and writes the answer to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
-    let conn = Connection::open(&cli.server, cli.timeout, &cli.tls).map_err(ClientError::Tls)?;
+    let conn = Connection::open(&cli.server, cli.timeout, cli.output, &cli.tls)
+        .map_err(ClientError::Tls)?;
     match &cli.command {
         Command::Greeting(GreetingCommand::V1) => greeting::v1(&conn, out),
         Command::Greeting(GreetingCommand::V2 { name }) => greeting::v2(&conn, name, out),

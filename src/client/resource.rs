@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::output::write_answer;
 use super::{ClientError, Connection, ResourceV1Command};
 use crate::proto::{
     Empty, ResourceV1, ResourceV1IdInput, ResourceV1Output, ResourceV1ProtoClient, StatusOutput,
@@ -46,32 +47,42 @@ pub(super) fn v1(
     match call {
         ResourceV1Command::List => {
             let answer = client.list_opt(&Empty::new(), opt()).map_err(err)?;
-            writeln!(out, "{}", status_line(&answer.status))?;
-            writeln!(out, "Resources:")?;
-            for resource in &answer.resources {
-                writeln!(out, "{}", resource_line(resource))?;
-            }
+            write_answer(out, conn.output, &answer, |out| {
+                writeln!(out, "{}", status_line(&answer.status))?;
+                writeln!(out, "Resources:")?;
+                for resource in &answer.resources {
+                    writeln!(out, "{}", resource_line(resource))?;
+                }
+                Ok(())
+            })
         }
         ResourceV1Command::Get { id } => {
             let answer = client.get_opt(&id_input(*id), opt()).map_err(err)?;
-            print_output(&answer, true, out)?;
+            write_answer(out, conn.output, &answer, |out| {
+                print_output(&answer, true, out)
+            })
         }
         ResourceV1Command::Create { owner_id, name } => {
             let request = resource(0, *owner_id, name);
             let answer = client.create_opt(&request, opt()).map_err(err)?;
-            print_output(&answer, false, out)?;
+            write_answer(out, conn.output, &answer, |out| {
+                print_output(&answer, false, out)
+            })
         }
         ResourceV1Command::Modify { id, owner_id, name } => {
             let request = resource(*id, *owner_id, name);
             let answer = client.modify_opt(&request, opt()).map_err(err)?;
-            print_output(&answer, false, out)?;
+            write_answer(out, conn.output, &answer, |out| {
+                print_output(&answer, false, out)
+            })
         }
         ResourceV1Command::Remove { id } => {
             let answer = client.remove_opt(&id_input(*id), opt()).map_err(err)?;
-            writeln!(out, "{}", status_line(&answer))?;
+            write_answer(out, conn.output, &answer, |out| {
+                writeln!(out, "{}", status_line(&answer))
+            })
         }
     }
-    Ok(())
 }
 
 /// The status line and, for a found resource when `with_resource`, the resource line.
