@@ -236,3 +236,65 @@ fn server_binary_documents_its_flags_and_version() {
         format!("mrmat-rust-api-grpc-server {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// The client's stdout for `args` with `--output json`, parsed: one JSON object per line.
+fn json_of(address: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let stdout = stdout_of(address, &all);
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn json_output_is_the_answer_in_protobufs_json_mapping() {
+    use serde_json::json;
+    let server = spawn_server();
+    let a = &server.address;
+    assert_eq!(
+        json_of(a, &["greeting", "v1"]),
+        json!({"message": "Hello World"})
+    );
+    assert_eq!(
+        json_of(a, &["greeting", "v2", "-n", "Zoë"]),
+        json!({"message": "Hello Zoë"})
+    );
+    assert_eq!(
+        json_of(a, &["healthz"]),
+        json!({"code": 200, "message": "OK"})
+    );
+    let created = json!({"id": "0", "ownerId": "1", "name": "a b"});
+    assert_eq!(
+        json_of(
+            a,
+            &[
+                "resource",
+                "v1",
+                "create",
+                "--owner-id",
+                "1",
+                "--name",
+                "a b"
+            ]
+        ),
+        json!({"status": {"code": 201, "message": "Created"}, "resource": created})
+    );
+    assert_eq!(
+        json_of(a, &["resource", "v1", "list"]),
+        json!({"status": {"code": 200, "message": "OK"}, "resources": [created]})
+    );
+    assert_eq!(
+        json_of(a, &["resource", "v1", "get", "--id", "0"]),
+        json!({"status": {"code": 200, "message": "OK"}, "resource": created})
+    );
+    assert_eq!(
+        json_of(a, &["resource", "v1", "get", "--id", "7"]),
+        json!({"status": {"code": 404, "message": "Not Found"}})
+    );
+    assert_eq!(
+        json_of(a, &["resource", "v1", "remove", "--id", "0"]),
+        json!({"code": 401, "message": "Removed"})
+    );
+    // Text stays the default, byte for byte.
+    assert_eq!(stdout_of(a, &["--output", "text", "healthz"]), "[200] OK\n");
+}

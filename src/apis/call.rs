@@ -10,6 +10,16 @@ use grpcio::{RpcContext, RpcStatus, RpcStatusCode, UnarySink};
 /// The log target of request lines.
 pub const TARGET: &str = "request";
 
+/// The name of a status code as gRPC spells it, e.g. `INVALID_ARGUMENT` (grpcio's own formats
+/// prefix the number).
+pub fn status_name(code: RpcStatusCode) -> String {
+    let text = code.to_string();
+    match text.split_once('-') {
+        Some((_, name)) => name.to_owned(),
+        None => text,
+    }
+}
+
 /// A call being handled. Nothing is allocated when request logging is off.
 pub struct Call(Option<Started>);
 
@@ -50,7 +60,12 @@ impl Call {
         message: String,
     ) {
         if let Some(started) = &self.0 {
-            log::debug!(target: TARGET, "{}: answering {code:?}: {message}", started.method);
+            log::debug!(
+                target: TARGET,
+                "{}: answering {}: {message}",
+                started.method,
+                status_name(code)
+            );
         }
         ctx.spawn(
             sink.fail(RpcStatus::with_message(code, message))
@@ -64,9 +79,9 @@ impl Call {
         let Some(started) = self.0 else { return };
         let millis = started.at.elapsed().as_secs_f64() * 1000.0;
         let outcome = match outcome {
-            Ok(code) => format!("{code:?}"),
+            Ok(code) => status_name(code),
             Err(grpcio::Error::RpcFinished(Some(status))) => {
-                format!("{:?} (ended by the caller)", status.code())
+                format!("{} (ended by the caller)", status_name(status.code()))
             }
             Err(e) => format!("not delivered: {e}"),
         };
@@ -75,6 +90,20 @@ impl Call {
             "{} from {}: {outcome} in {millis:.3} ms",
             started.method,
             started.peer
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_are_grpcs() {
+        assert_eq!(status_name(RpcStatusCode::OK), "OK");
+        assert_eq!(
+            status_name(RpcStatusCode::INVALID_ARGUMENT),
+            "INVALID_ARGUMENT"
         );
     }
 }

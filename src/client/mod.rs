@@ -18,6 +18,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use grpcio::RpcStatusCode;
 
+use crate::apis::call::status_name;
 use crate::seconds::parse_seconds;
 use crate::tls::TlsError;
 
@@ -172,7 +173,11 @@ impl fmt::Display for ClientError {
                 code,
                 detail,
             } => {
-                write!(f, "the server at {server} answered {code:?}: {detail}")
+                write!(
+                    f,
+                    "the server at {server} answered {}: {detail}",
+                    status_name(*code)
+                )
             }
             Self::Tls(e) => write!(f, "TLS: {e}"),
             Self::Output(e) => write!(f, "cannot write the answer: {e}"),

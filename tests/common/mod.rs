@@ -135,6 +135,11 @@ impl ServerProcess {
     /// Starts the server binary on a free port of 127.0.0.1 (unless `args` has `--listen`),
     /// logging at info, and waits for it to say where it listens.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_logging(args, "info")
+    }
+
+    /// As [`ServerProcess::start`], with `RUST_LOG` set to `filter`.
+    pub fn start_logging(args: &[&str], filter: &str) -> Self {
         use std::process::{Command, Stdio};
         let mut command = Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"));
         if !args.contains(&"--listen") {
@@ -142,7 +147,7 @@ impl ServerProcess {
         }
         let mut child = command
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -160,6 +165,12 @@ impl ServerProcess {
             address,
             listening_line,
         }
+    }
+
+    /// A plaintext channel to the server.
+    pub fn channel(&self) -> Channel {
+        let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+        ChannelBuilder::new(env).connect(&self.address)
     }
 
     /// Sends SIGTERM, as an orchestrator stopping the service does.
