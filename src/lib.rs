@@ -5,10 +5,12 @@
 //! - [`store`]: where resources live;
 //! - [`server`]: configuration to a running server;
 //! - [`client`]: the command-line client's subcommands;
+//! - [`bench`]: the client's `bench`, a load generator for any server of the contract;
 //! - [`tls`]: certificates and keys from PEM files, checked before use;
 //! - [`codec`]: message decoding that logs what does not decode.
 
 pub mod apis;
+pub mod bench;
 pub mod client;
 pub mod codec;
 // Generated code is not ours to lint; it allows lints that newer compilers have removed.

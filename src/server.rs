@@ -125,10 +125,9 @@ pub fn start_with_store(
     let address = ListenAddress::parse(&config.listen)?;
     // Files are checked before anything binds, so a typo costs no half-started server.
     let credentials = credentials(&config.tls).map_err(ServerError::Tls)?;
-    let threads = thread::available_parallelism().map_or(1, |n| n.get());
     let env = Arc::new(
         EnvBuilder::new()
-            .cq_count(threads)
+            .cq_count(config.threads())
             .name_prefix("grpc-server")
             .build(),
     );

@@ -1,8 +1,9 @@
 //! Where resources live: a small trait the resource API calls, and its in-memory implementation.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A stored resource, independent of any API version's message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,10 +54,20 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// Resources in memory, ordered by id, behind one reader-writer lock.
+/// How many independently locked parts the in-memory store is split into. Calls on different
+/// resources rarely meet on the same lock, and no Get, Modify or Remove waits for a lock over
+/// the whole store.
+const SHARDS: usize = 64;
+
+type Shard = HashMap<u64, Resource>;
+
+/// Resources in memory: hash maps sharded by id, so lookups cost the same with a million
+/// resources as with a thousand.
 #[derive(Debug)]
 pub struct MemoryStore {
-    inner: RwLock<Inner>,
+    shards: Box<[RwLock<Shard>]>,
+    next_id: AtomicU64,
+    count: AtomicUsize,
     limit: usize,
 }
 
@@ -64,12 +75,6 @@ impl Default for MemoryStore {
     fn default() -> Self {
         Self::with_limit(usize::MAX)
     }
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    next_id: u64,
-    resources: BTreeMap<u64, Resource>,
 }
 
 impl MemoryStore {
@@ -81,53 +86,72 @@ impl MemoryStore {
     /// An empty store that holds at most `limit` resources at once.
     pub fn with_limit(limit: usize) -> Self {
         Self {
-            inner: RwLock::default(),
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            next_id: AtomicU64::new(0),
+            count: AtomicUsize::new(0),
             limit,
         }
     }
 
-    // Every mutation is a single map operation, so a panic elsewhere cannot leave the data
-    // half-changed: a poisoned lock is still safe to use.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    fn shard(&self, id: u64) -> &RwLock<Shard> {
+        &self.shards[(id % SHARDS as u64) as usize]
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    // Every mutation is a single map operation, so a panic elsewhere cannot leave a shard
+    // half-changed: a poisoned lock is still safe to use.
+    fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+        shard.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+        shard.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl ResourceStore for MemoryStore {
     fn list(&self) -> Vec<Resource> {
-        self.read().resources.values().cloned().collect()
+        // All shards at once (always in the same order, so no deadlock): a point-in-time view,
+        // where a create that finished before another is never missing while the other shows.
+        let shards: Vec<_> = self.shards.iter().map(Self::read).collect();
+        let mut all: Vec<Resource> = shards
+            .iter()
+            .flat_map(|shard| shard.values().cloned())
+            .collect();
+        drop(shards);
+        all.sort_unstable_by_key(|resource| resource.id);
+        all
     }
 
     fn get(&self, id: u64) -> Option<Resource> {
-        self.read().resources.get(&id).cloned()
+        Self::read(self.shard(id)).get(&id).cloned()
     }
 
     fn create(&self, owner_id: u64, name: String) -> Result<Resource, StoreError> {
-        let mut inner = self.write();
-        // Checked under the same lock as the insert, so concurrent creates cannot overshoot.
-        if inner.resources.len() >= self.limit {
-            return Err(StoreError::Full { limit: self.limit });
-        }
-        let id = inner.next_id;
-        inner.next_id += 1;
+        // A place is taken before the id, so concurrent creates can never overshoot the limit.
+        self.count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .map_err(|_| StoreError::Full { limit: self.limit })?;
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let resource = Resource { id, owner_id, name };
-        inner.resources.insert(id, resource.clone());
+        Self::write(self.shard(id)).insert(id, resource.clone());
         Ok(resource)
     }
 
     fn rename(&self, id: u64, name: String) -> Option<Resource> {
-        let mut inner = self.write();
-        let resource = inner.resources.get_mut(&id)?;
+        let mut shard = Self::write(self.shard(id));
+        let resource = shard.get_mut(&id)?;
         resource.name = name;
         Some(resource.clone())
     }
 
     fn remove(&self, id: u64) -> bool {
-        self.write().resources.remove(&id).is_some()
+        let removed = Self::write(self.shard(id)).remove(&id).is_some();
+        if removed {
+            self.count.fetch_sub(1, Ordering::SeqCst);
+        }
+        removed
     }
 }
 
@@ -168,6 +192,16 @@ mod tests {
         assert_eq!(store.get(3), None);
         assert_eq!(store.rename(3, "x".into()), None);
         assert!(!store.remove(3));
+    }
+
+    #[test]
+    fn list_is_in_id_order_across_shards() {
+        let store = MemoryStore::new();
+        for n in 0..(SHARDS as u64 * 3) {
+            store.create(n, format!("r{n}")).expect("room");
+        }
+        let ids: Vec<u64> = store.list().iter().map(|r| r.id).collect();
+        assert_eq!(ids, (0..SHARDS as u64 * 3).collect::<Vec<_>>());
     }
 
     #[test]

@@ -146,6 +146,28 @@ fn python_client_gets_every_answer_over_tls_and_mutual_tls() {
 }
 
 #[test]
+fn the_bench_loads_the_python_server_too() {
+    let server = PythonServer::start();
+    for call in ["greeting-v2", "resource-get", "mixed"] {
+        let report = common::bench_json(
+            &server.address,
+            &[
+                "--call",
+                call,
+                "--calls",
+                "200",
+                "--warmup",
+                "0",
+                "--resources",
+                "20",
+            ],
+        );
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+        common::assert_consistent_bench_report(&report, 200);
+    }
+}
+
+#[test]
 fn rust_client_prints_the_python_servers_answers_line_by_line() {
     let server = PythonServer::start();
     let steps: &[(&[&str], &str)] = &[

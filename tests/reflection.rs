@@ -143,7 +143,7 @@ fn unknown_symbols_files_and_extensions_are_not_found_on_a_stream_that_goes_on()
         ],
     )
     .expect("answers");
-    let not_found = RpcStatusCode::NOT_FOUND.into();
+    let not_found: i32 = RpcStatusCode::NOT_FOUND.into();
     assert_eq!(error_code(&answers[0]), not_found);
     assert_eq!(error_code(&answers[1]), not_found);
     assert_eq!(error_code(&answers[2]), not_found);

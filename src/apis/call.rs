@@ -44,10 +44,10 @@ impl Call {
 
     /// Sends a unary answer with status OK.
     pub fn reply<T: Send + 'static>(self, ctx: &RpcContext, sink: UnarySink<T>, answer: T) {
-        ctx.spawn(
-            sink.success(answer)
-                .map(move |sent| self.finish(sent.map(|()| RpcStatusCode::OK))),
-        );
+        // The result must be kept until the answer is sent: dropping it unrefs the call, and the
+        // core cancels a call its server lets go of before the final batch completes.
+        let sent = sink.success(answer);
+        ctx.spawn(sent.map(move |sent| self.finish(sent.map(|()| RpcStatusCode::OK))));
     }
 
     /// Answers with a gRPC error status: for requests the API cannot serve at all (invalid
@@ -67,10 +67,8 @@ impl Call {
                 status_name(code)
             );
         }
-        ctx.spawn(
-            sink.fail(RpcStatus::with_message(code, message))
-                .map(move |sent| self.finish(sent.map(|()| code))),
-        );
+        let sent = sink.fail(RpcStatus::with_message(code, message));
+        ctx.spawn(sent.map(move |sent| self.finish(sent.map(|()| code))));
     }
 
     /// Logs the end of the call: the status sent, or why nothing could be sent (typically the

@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 use grpcio::RpcStatusCode;
 
 use crate::apis::call::status_name;
+use crate::bench::BenchArgs;
 use crate::seconds::parse_seconds;
 use crate::tls::TlsError;
 
@@ -75,6 +76,8 @@ pub enum Command {
     /// Manage resources.
     #[command(subcommand)]
     Resource(ResourceCommand),
+    /// Load the server with many calls and report throughput, latency and errors.
+    Bench(BenchArgs),
 }
 
 /// Versions of the greeting API.
@@ -153,6 +156,8 @@ pub enum ClientError {
     },
     /// A certificate or key file is missing, unreadable or inconsistent.
     Tls(TlsError),
+    /// A benchmark could not be run as asked.
+    Bench(String),
     /// The answer could not be written to stdout.
     Output(io::Error),
 }
@@ -180,6 +185,7 @@ impl fmt::Display for ClientError {
                 )
             }
             Self::Tls(e) => write!(f, "TLS: {e}"),
+            Self::Bench(why) => write!(f, "bench: {why}"),
             Self::Output(e) => write!(f, "cannot write the answer: {e}"),
         }
     }
@@ -195,13 +201,17 @@ impl From<io::Error> for ClientError {
 
 /// Makes the call `cli` asks for and writes the answer to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
-    let conn = Connection::open(&cli.server, cli.timeout, cli.output, &cli.tls)
-        .map_err(ClientError::Tls)?;
+    let connect = || {
+        Connection::open(&cli.server, cli.timeout, cli.output, &cli.tls).map_err(ClientError::Tls)
+    };
     match &cli.command {
-        Command::Greeting(GreetingCommand::V1) => greeting::v1(&conn, out),
-        Command::Greeting(GreetingCommand::V2 { name }) => greeting::v2(&conn, name, out),
-        Command::Healthz => healthz::get(&conn, out),
-        Command::Resource(ResourceCommand::V1(call)) => resource::v1(&conn, call, out),
+        Command::Greeting(GreetingCommand::V1) => greeting::v1(&connect()?, out),
+        Command::Greeting(GreetingCommand::V2 { name }) => greeting::v2(&connect()?, name, out),
+        Command::Healthz => healthz::get(&connect()?, out),
+        Command::Resource(ResourceCommand::V1(call)) => resource::v1(&connect()?, call, out),
+        Command::Bench(args) => {
+            crate::bench::run(&cli.server, cli.timeout, &cli.tls, cli.output, args, out)
+        }
     }
 }
 

@@ -47,6 +47,11 @@ pub struct ServerConfig {
     )]
     pub drain_delay: Duration,
 
+    /// Completion queues, each polled by its own thread, that handle calls (default: one per
+    /// CPU core).
+    #[arg(long, env = "MRMAT_GRPC_THREADS", value_name = "COUNT")]
+    pub threads: Option<std::num::NonZeroUsize>,
+
     /// Do not serve server reflection (grpc.reflection.v1 and v1alpha), which lets anyone who
     /// can connect list the services and their messages.
     #[arg(long, env = "MRMAT_GRPC_NO_REFLECTION")]
@@ -65,6 +70,7 @@ impl Default for ServerConfig {
             listen: DEFAULT_LISTEN.to_owned(),
             shutdown_grace: Duration::from_secs(10),
             drain_delay: Duration::ZERO,
+            threads: None,
             no_reflection: false,
             tls: TlsConfig::default(),
             limits: Limits::default(),
@@ -73,6 +79,14 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The completion queues to run: as asked, or one per CPU core.
+    pub fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n.get(),
+        )
+    }
+
     /// Whether server reflection is served.
     pub fn reflection(&self) -> bool {
         !self.no_reflection

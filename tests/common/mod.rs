@@ -203,3 +203,58 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `bench` with `args` against `address` and returns its JSON report; no progress line is
+/// drawn when stderr is not a terminal.
+pub fn bench_json(address: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"))
+        .args(["--server", address, "--output", "json", "bench"])
+        .args(args)
+        .env_remove("MRMAT_GRPC_SERVER")
+        .output()
+        .expect("the client runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    assert!(
+        stderr.is_empty(),
+        "no progress line without a terminal: {stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// Checks what every bench report must satisfy: `calls` calls, each a success or an error by
+/// status, a positive rate, latency percentiles in order.
+pub fn assert_consistent_bench_report(report: &serde_json::Value, calls: u64) {
+    let number = |key: &str| {
+        report[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {report}"))
+    };
+    let errors: u64 = report["errors"]
+        .as_object()
+        .expect("errors by status")
+        .values()
+        .map(|n| n.as_u64().expect("a count"))
+        .sum();
+    assert_eq!(number("calls"), calls, "{report}");
+    assert_eq!(number("successes") + errors, number("calls"), "{report}");
+    assert!(
+        report["calls_per_second"].as_f64().expect("a rate") > 0.0,
+        "{report}"
+    );
+    let latency = &report["latency_ms"];
+    let ordered: Vec<f64> = ["p50", "p90", "p99", "p99_9", "max"]
+        .iter()
+        .map(|p| {
+            latency[p]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{p}: {report}"))
+        })
+        .collect();
+    assert!(ordered[0] > 0.0, "{report}");
+    assert!(
+        ordered.windows(2).all(|w| w[0] <= w[1]),
+        "percentiles out of order: {report}"
+    );
+}

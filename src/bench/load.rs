@@ -1,0 +1,201 @@
+//! Drives a phase of a benchmark: a fixed number of calls in flight, each slot a loop on a
+//! connection's completion queue that makes the next call as soon as the last one has ended.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::workload::{Caller, Workload};
+
+/// When a phase stops measuring.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    /// After this long (calls in flight then finish and count).
+    After(Duration),
+    /// After this many measured calls.
+    AfterCalls(u64),
+}
+
+/// One phase: what to call, how many at once, for how long.
+pub struct Phase {
+    pub workload: Workload,
+    pub in_flight: u32,
+    pub warmup: Duration,
+    pub stop: Stop,
+    /// Preloaded resource ids to pick from.
+    pub ids: Arc<Vec<u64>>,
+    pub read_percent: u8,
+    /// The label of a live progress line on stderr, or None for no progress line.
+    pub progress: Option<&'static str>,
+}
+
+/// What a phase measured (the warm-up excluded).
+pub struct PhaseResult {
+    /// Latency of the successful calls, in microseconds.
+    pub latency: Histogram<u64>,
+    /// Failed calls by gRPC status name.
+    pub errors: BTreeMap<String, u64>,
+    /// Ids given to created resources.
+    pub created: Vec<u64>,
+    /// From the end of the warm-up until the last call ended.
+    pub elapsed: Duration,
+}
+
+impl PhaseResult {
+    /// Calls that succeeded.
+    pub fn successes(&self) -> u64 {
+        self.latency.len()
+    }
+
+    /// Calls that failed.
+    pub fn failures(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Latencies from 1 µs to 100 s, to three significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
+}
+
+/// What one slot measured.
+struct SlotResult {
+    latency: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+    created: Vec<u64>,
+    finished: Instant,
+}
+
+/// Counters the progress line reads.
+#[derive(Default)]
+struct Live {
+    calls: AtomicU64,
+    errors: AtomicU64,
+    /// Measured calls started, for `Stop::AfterCalls`.
+    started: AtomicU64,
+}
+
+/// Runs `phase` on `callers` (slots spread over them in turn) and waits for it to end.
+pub fn drive(callers: &[Caller], phase: &Phase) -> PhaseResult {
+    let begin = Instant::now();
+    let measure_from = begin + phase.warmup;
+    let end = match phase.stop {
+        Stop::After(duration) => Some(measure_from + duration),
+        Stop::AfterCalls(_) => None,
+    };
+    let limit = match phase.stop {
+        Stop::AfterCalls(calls) => Some(calls),
+        Stop::After(_) => None,
+    };
+    let live = Arc::new(Live::default());
+    let (results_tx, results) = mpsc::channel();
+
+    for slot in 0..phase.in_flight {
+        let caller = callers[slot as usize % callers.len()].clone();
+        let (workload, ids, read_percent) = (phase.workload, phase.ids.clone(), phase.read_percent);
+        let live = Arc::clone(&live);
+        let results_tx = results_tx.clone();
+        let spawner = caller.clone();
+        spawner.spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(u64::from(slot));
+            let mut result = SlotResult {
+                latency: histogram(),
+                errors: BTreeMap::new(),
+                created: Vec::new(),
+                finished: Instant::now(),
+            };
+            loop {
+                let started = Instant::now();
+                let measured = started >= measure_from;
+                if end.is_some_and(|end| started >= end) {
+                    break;
+                }
+                if measured {
+                    if let Some(limit) = limit {
+                        if live.started.fetch_add(1, Ordering::Relaxed) >= limit {
+                            break;
+                        }
+                    }
+                }
+                let outcome = caller.call(workload, &ids, read_percent, &mut rng).await;
+                if !measured {
+                    continue;
+                }
+                live.calls.fetch_add(1, Ordering::Relaxed);
+                match outcome {
+                    Ok(created) => {
+                        let micros = started.elapsed().as_micros().max(1);
+                        let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+                        result.latency.saturating_record(micros);
+                        result.created.extend(created);
+                    }
+                    Err(status) => {
+                        live.errors.fetch_add(1, Ordering::Relaxed);
+                        *result.errors.entry(status).or_default() += 1;
+                    }
+                }
+            }
+            result.finished = Instant::now();
+            let _ = results_tx.send(result);
+        });
+    }
+    drop(results_tx);
+
+    let mut total = PhaseResult {
+        latency: histogram(),
+        errors: BTreeMap::new(),
+        created: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    let mut last_finish = measure_from;
+    let mut received = 0;
+    while received < phase.in_flight {
+        match results.recv_timeout(Duration::from_millis(500)) {
+            Ok(slot) => {
+                received += 1;
+                total
+                    .latency
+                    .add(&slot.latency)
+                    .expect("histograms of the same bounds add");
+                for (status, count) in slot.errors {
+                    *total.errors.entry(status).or_default() += count;
+                }
+                total.created.extend(slot.created);
+                last_finish = last_finish.max(slot.finished);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(label) = phase.progress {
+                    show_progress(label, measure_from, &live);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if phase.progress.is_some() {
+        eprint!("\r\x1b[2K");
+    }
+    total.created.sort_unstable();
+    total.elapsed = last_finish.saturating_duration_since(measure_from);
+    total
+}
+
+/// `measuring  3.5 s  calls 41234  rate 11781/s  errors 0`, redrawn in place.
+fn show_progress(label: &str, measure_from: Instant, live: &Live) {
+    let now = Instant::now();
+    if now < measure_from {
+        eprint!("\r\x1b[2Kwarming up");
+    } else {
+        let seconds = (now - measure_from).as_secs_f64();
+        let calls = live.calls.load(Ordering::Relaxed);
+        eprint!(
+            "\r\x1b[2K{label}  {seconds:.1} s  calls {calls}  rate {:.0}/s  errors {}",
+            calls as f64 / seconds.max(1e-9),
+            live.errors.load(Ordering::Relaxed)
+        );
+    }
+    let _ = std::io::stderr().flush();
+}

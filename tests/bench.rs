@@ -1,0 +1,98 @@
+//! The client's `bench` as a short smoke run: a few hundred calls of each workload against a real
+//! server, with a report that is complete and consistent. (Against the Python server: see
+//! tests/interop.rs. Figures are measured by the bench, never asserted by tests.)
+
+mod common;
+
+use std::process::Command;
+
+use common::{assert_consistent_bench_report, bench_json, spawn_server};
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
+
+#[test]
+fn every_workload_gives_a_complete_consistent_report() {
+    let server = spawn_server();
+    for call in [
+        "greeting-v2",
+        "healthz",
+        "resource-get",
+        "resource-create",
+        "resource-list",
+        "mixed",
+    ] {
+        let report = bench_json(
+            &server.address,
+            &[
+                "--call",
+                call,
+                "--calls",
+                "300",
+                "--warmup",
+                "0.1",
+                "--resources",
+                "50",
+                "--connections",
+                "2",
+                "--in-flight",
+                "8",
+            ],
+        );
+        assert_eq!(report["call"], call);
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+        assert_consistent_bench_report(&report, 300);
+    }
+}
+
+#[test]
+fn a_duration_run_reports_its_measured_time() {
+    let server = spawn_server();
+    let report = bench_json(&server.address, &["--duration", "0.5", "--warmup", "0"]);
+    let seconds = report["seconds"].as_f64().expect("seconds");
+    assert!((0.5..5.0).contains(&seconds), "{report}");
+    let calls = report["calls"].as_u64().expect("calls");
+    assert!(calls > 0);
+    assert_consistent_bench_report(&report, calls);
+}
+
+#[test]
+fn the_text_report_has_every_line() {
+    let server = spawn_server();
+    let out = Command::new(CLIENT)
+        .args(["--server", &server.address, "bench", "--calls", "200"])
+        .output()
+        .expect("the client runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let starts: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        starts,
+        ["bench", "calls", "rate", "latency", "errors"],
+        "{text}"
+    );
+    assert!(
+        text.contains("calls       200 (200 succeeded, 0 failed)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_an_error_not_a_hang() {
+    let out = Command::new(CLIENT)
+        .args([
+            "--server",
+            "127.0.0.1:1",
+            "--timeout",
+            "1",
+            "bench",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .expect("the client runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:1"));
+}
