@@ -77,6 +77,33 @@ fn the_text_report_has_every_line() {
         text.contains("calls       200 (200 succeeded, 0 failed)"),
         "{text}"
     );
+    // Not a terminal: no progress line, nothing on stderr at all.
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn a_terminal_gets_a_live_progress_line() {
+    let server = spawn_server();
+    // util-linux `script` (Debian's essential bsdutils) runs the client on a pseudo-terminal;
+    // the terminal's output is stdout and stderr together.
+    let command = format!(
+        "{CLIENT} --server {} bench --duration 1.5 --warmup 0",
+        server.address
+    );
+    let out = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .output()
+        .expect("util-linux script runs");
+    assert!(out.status.success(), "{out:?}");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    let progress = screen
+        .split('\r')
+        .find(|part| part.contains("measuring"))
+        .unwrap_or_else(|| panic!("no progress line in {screen:?}"));
+    for field in ["calls", "rate", "errors 0"] {
+        assert!(progress.contains(field), "{progress:?}");
+    }
+    assert!(screen.contains("latency"), "the report follows: {screen:?}");
 }
 
 #[test]
