@@ -7,23 +7,14 @@ Plaintext without --ca; TLS with it; mutual TLS with --cert and --key too.
 Exit 0 when every check holds; otherwise the failures on stderr.
 """
 import argparse
-import sys
 
 import grpc
 from google.protobuf.empty_pb2 import Empty
 
 import stubs
+from checks import check, report
 
 pb, pbg = stubs.load()
-failures = []
-checks = 0
-
-
-def check(what, actual, expected):
-    global checks
-    checks += 1
-    if actual != expected:
-        failures.append(f"{what}: expected {expected!r}, got {actual!r}")
 
 
 def status(s):
@@ -123,11 +114,7 @@ def main(args):
               if undecodable else None,
               (grpc.StatusCode.INTERNAL, True))
 
-    if failures:
-        for failure in failures:
-            print(f"FAIL {failure}", file=sys.stderr)
-        sys.exit(1)
-    print(f"python client: all {checks} checks hold against {address}")
+    report("python client", address)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-failures = []
-checks = 0
-
-
-def check(what, actual, expected):
-    global checks
-    checks += 1
-    if actual != expected:
-        failures.append(f"{what}: expected {expected!r}, got {actual!r}")
+from checks import check, report
 
 
 def main(address):
@@ -57,11 +49,7 @@ def main(address):
         check("a call from reflected descriptors",
               greet(request_class(name="reflected"), timeout=10).message, "Hello reflected")
 
-    if failures:
-        for failure in failures:
-            print(f"FAIL {failure}", file=sys.stderr)
-        sys.exit(1)
-    print(f"python reflection: all {checks} checks hold against {address}")
+    report("python reflection", address)
 
 
 if __name__ == "__main__":
