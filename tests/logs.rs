@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, ServerProcess};
+use common::{call, ServerProcess, SERVICES};
 use mrmat_rust_api_grpc::proto::{
     GreetingV2Input, GreetingV2ProtoClient, ResourceV1, ResourceV1ProtoClient,
 };
@@ -22,15 +22,7 @@ fn the_startup_line_says_the_address_the_transport_and_the_services() {
         )),
         "{line}"
     );
-    for service in [
-        "GreetingV1Proto",
-        "GreetingV2Proto",
-        "HealthzProto",
-        "ResourceV1Proto",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-        "grpc.reflection.v1alpha.ServerReflection",
-    ] {
+    for service in SERVICES {
         assert!(line.contains(service), "{service} missing from: {line}");
     }
     let without = ServerProcess::start(&["--no-reflection"]);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{call, spawn_server, spawn_server_with, test_config, TestServer};
+use common::{call, spawn_server, spawn_server_with, test_config, TestServer, SERVICES};
 use futures::{SinkExt as _, StreamExt as _};
 use grpcio::{RpcStatusCode, WriteFlags};
 use mrmat_rust_api_grpc::proto::reflection::{v1, v1alpha};
@@ -78,18 +78,7 @@ fn every_service_is_listed() {
         panic!("expected a list, got {:?}", answers[0]);
     };
     let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "GreetingV1Proto",
-            "GreetingV2Proto",
-            "HealthzProto",
-            "ResourceV1Proto",
-            "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection",
-            "grpc.reflection.v1alpha.ServerReflection",
-        ]
-    );
+    assert_eq!(names, SERVICES);
 }
 
 #[test]

@@ -145,36 +145,23 @@ fn missing_unreadable_and_mismatched_files_are_refused_by_name() {
         tls_client_ca: ca.map(|c| pki.path(c)),
     };
 
-    let missing = start_error(tls("nope.pem", "server.key", None), &pki.path("nope.pem"));
-    assert!(missing.contains("cannot read"), "{missing}");
-
-    let mismatched = start_error(
-        tls("server.pem", "client.key", None),
-        &pki.path("client.key"),
-    );
-    assert!(mismatched.contains("does not belong"), "{mismatched}");
-
-    // A key where the certificate should be, and a certificate where the key should be.
-    let not_a_cert = start_error(
-        tls("server.key", "server.key", None),
-        &pki.path("server.key"),
-    );
-    assert!(not_a_cert.contains("certificate"), "{not_a_cert}");
-    let not_a_key = start_error(
-        tls("server.pem", "server.pem", None),
-        &pki.path("server.pem"),
-    );
-    assert!(not_a_key.contains("private key"), "{not_a_key}");
-
-    let missing_ca = start_error(
-        tls("server.pem", "server.key", Some("no-ca.pem")),
-        &pki.path("no-ca.pem"),
-    );
-    assert!(missing_ca.contains("cannot read"), "{missing_ca}");
-
     std::fs::write(pki.path("nul.pem"), b"-----BEGIN CERTIFICATE-----\0").expect("write");
-    let nul = start_error(tls("nul.pem", "server.key", None), &pki.path("nul.pem"));
-    assert!(nul.contains("NUL"), "{nul}");
+
+    // (certificate, key, client CA, the file the message must name, what it must say)
+    #[rustfmt::skip]
+    let cases = [
+        ("nope.pem", "server.key", None, "nope.pem", "cannot read"),
+        ("server.pem", "client.key", None, "client.key", "does not belong"),
+        // A key where the certificate should be, and a certificate where the key should be.
+        ("server.key", "server.key", None, "server.key", "certificate"),
+        ("server.pem", "server.pem", None, "server.pem", "private key"),
+        ("server.pem", "server.key", Some("no-ca.pem"), "no-ca.pem", "cannot read"),
+        ("nul.pem", "server.key", None, "nul.pem", "NUL"),
+    ];
+    for (cert, key, ca, culprit, says) in cases {
+        let message = start_error(tls(cert, key, ca), &pki.path(culprit));
+        assert!(message.contains(says), "{cert} {key} {ca:?}: {message}");
+    }
 }
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");

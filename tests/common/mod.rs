@@ -10,6 +10,17 @@ use grpcio::{CallOption, Channel, ChannelBuilder, EnvBuilder};
 use mrmat_rust_api_grpc::client::TlsOptions;
 use mrmat_rust_api_grpc::server::{self, RunningServer, ServerConfig};
 
+/// Every service a server serves by default, in the order reflection lists them.
+pub const SERVICES: [&str; 7] = [
+    "GreetingV1Proto",
+    "GreetingV2Proto",
+    "HealthzProto",
+    "ResourceV1Proto",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
 /// A server started for one test, stopped when dropped.
 pub struct TestServer {
     server: Option<RunningServer>,
