@@ -1,58 +1,10 @@
-//! Where resources live: a small trait the resource API calls, and its in-memory implementation.
+//! The in-memory backends: gone when the server stops, as in the original.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// A stored resource, independent of any API version's message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resource {
-    /// Assigned by the store on creation; never reused.
-    pub id: u64,
-    /// The owner; set on creation and never changed.
-    pub owner_id: u64,
-    /// The only field a modification changes.
-    pub name: String,
-}
-
-/// Storage for resources. Implementations are shared by every call, so they are `Send + Sync`
-/// and safe under concurrent use; lookups by id must not scan the whole store.
-pub trait ResourceStore: Send + Sync {
-    /// Every resource, in id order.
-    fn list(&self) -> Vec<Resource>;
-    /// The resource with this id, if it exists.
-    fn get(&self, id: u64) -> Option<Resource>;
-    /// Stores a new resource under the next id, which no earlier resource has had.
-    fn create(&self, owner_id: u64, name: String) -> Result<Resource, StoreError>;
-    /// Renames the resource with this id and returns it as stored now, if it exists.
-    fn rename(&self, id: u64, name: String) -> Option<Resource>;
-    /// Removes the resource with this id; false when there was none.
-    fn remove(&self, id: u64) -> bool;
-}
-
-/// Why a store refused a change.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreError {
-    /// The store holds as many resources as it may.
-    Full {
-        /// The most resources it holds.
-        limit: usize,
-    },
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Full { limit } => write!(
-                f,
-                "the store holds its limit of {limit} resources; remove some before creating more"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
+use super::{Resource, ResourceStore, RevocationStore, StoreError};
 
 /// How many independently locked parts the in-memory store is split into. Calls on different
 /// resources rarely meet on the same lock, and no Get, Modify or Remove waits for a lock over
@@ -155,6 +107,57 @@ impl ResourceStore for MemoryStore {
     }
 }
 
+/// Revoked token ids in memory, each with the time until which it is refused. Expired ones are
+/// forgotten when room is needed, so the map never holds more than its limit.
+#[derive(Debug)]
+pub struct MemoryRevocations {
+    until: RwLock<HashMap<String, i64>>,
+    /// How many ids the map holds, read without the lock: most servers revoke nothing, and
+    /// then a validation never touches the lock.
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl MemoryRevocations {
+    /// An empty store that holds at most `limit` unexpired revocations.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            until: RwLock::default(),
+            held: AtomicUsize::new(0),
+            limit,
+        }
+    }
+}
+
+impl RevocationStore for MemoryRevocations {
+    fn revoke(&self, token_id: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
+        // A single map operation at a time, so a poisoned lock is still consistent.
+        let mut until = self.until.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kept) = until.get_mut(token_id) {
+            *kept = (*kept).max(expires_at);
+            return Ok(());
+        }
+        if until.len() >= self.limit {
+            until.retain(|_, expiry| *expiry > now);
+            self.held.store(until.len(), Ordering::Release);
+            if until.len() >= self.limit {
+                return Err(StoreError::TooManyRevocations { limit: self.limit });
+            }
+        }
+        until.insert(token_id.to_owned(), expires_at);
+        self.held.store(until.len(), Ordering::Release);
+        Ok(())
+    }
+
+    fn is_revoked(&self, token_id: &str, now: i64) -> bool {
+        if self.held.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let until = self.until.read().unwrap_or_else(PoisonError::into_inner);
+        until.get(token_id).is_some_and(|expiry| *expiry > now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +218,40 @@ mod tests {
         );
         assert!(store.remove(0));
         assert_eq!(store.create(1, "c".into()).expect("room again").id, 2);
+    }
+
+    #[test]
+    fn a_revocation_holds_until_its_expiry_and_the_later_expiry_wins() {
+        let revocations = MemoryRevocations::with_limit(10);
+        assert!(!revocations.is_revoked("a", 100));
+        revocations.revoke("a", 200, 100).expect("room");
+        assert!(revocations.is_revoked("a", 199));
+        assert!(!revocations.is_revoked("a", 200));
+        revocations.revoke("a", 150, 100).expect("room");
+        assert!(
+            revocations.is_revoked("a", 199),
+            "an earlier expiry does not shorten it"
+        );
+        revocations.revoke("a", 300, 100).expect("room");
+        assert!(revocations.is_revoked("a", 299));
+    }
+
+    #[test]
+    fn a_full_revocation_store_forgets_expired_ids_before_refusing() {
+        let revocations = MemoryRevocations::with_limit(2);
+        revocations.revoke("a", 110, 100).expect("room");
+        revocations.revoke("b", 500, 100).expect("room");
+        assert_eq!(
+            revocations.revoke("c", 500, 100),
+            Err(StoreError::TooManyRevocations { limit: 2 })
+        );
+        revocations
+            .revoke("c", 500, 120)
+            .expect("a has expired by 120");
+        assert!(revocations.is_revoked("b", 120) && revocations.is_revoked("c", 120));
+        assert!(
+            !revocations.is_revoked("a", 105),
+            "forgotten once expired and purged"
+        );
     }
 }
