@@ -1,8 +1,10 @@
-//! A gRPC API service on grpcio (the gRPC C core), wire-compatible with mrmat-python-api-grpc:
-//! the same contract (`proto/grpc-api.proto`), services and answers.
+//! A gRPC API service on grpcio (the gRPC C core), wire-compatible with mrmat-python-api-grpc
+//! (the same contract, `proto/grpc-api.proto`, services and answers), and the central token
+//! validation service that the original only described.
 //!
 //! - [`apis`]: one module per API and version, each implementing a generated service trait;
-//! - [`store`]: where resources live;
+//! - [`tokens`]: token validation (keys, verdicts, cache), knowing nothing of gRPC;
+//! - [`store`]: where resources and revoked tokens live;
 //! - [`server`]: configuration to a running server;
 //! - [`client`]: the command-line client's subcommands;
 //! - [`bench`]: the client's `bench`, a load generator for any server of the contract;
@@ -20,3 +22,4 @@ pub mod seconds;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod tokens;

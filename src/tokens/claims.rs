@@ -1,0 +1,300 @@
+//! The checks of a token's claims, once its signature has verified: expiry, not-before, issuer
+//! and audience (RFC 7519), and what a valid token says about its bearer.
+
+use serde_json::{Map, Value};
+
+use super::jws::decode_json_object;
+use super::{quoted, rfc3339, Refusal, ValidToken, Verdict};
+
+/// What a token's claims must satisfy.
+#[derive(Clone, Debug)]
+pub(super) struct Rules {
+    /// Accepted `iss` values; a token must name one.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; when there are any, a token must name one of them.
+    pub audiences: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway: i64,
+}
+
+fn malformed(reason: impl Into<String>) -> Refusal {
+    Refusal::new(Verdict::Malformed, reason)
+}
+
+/// Reads the claims of `payload` (base64url JSON) and checks them against `rules` at `now`.
+pub(super) fn check(payload: &str, rules: &Rules, now: i64) -> Result<ValidToken, Refusal> {
+    let claims = decode_json_object(payload)
+        .map_err(|why| malformed(format!("the token's claims {why}")))?;
+    let Some(expires_at) = numeric_date(&claims, "exp")? else {
+        return Err(malformed(
+            "the token has no expiry (exp); tokens without one are never valid",
+        ));
+    };
+    let not_before = numeric_date(&claims, "nbf")?;
+    let issuer = string(&claims, "iss")?;
+    let valid = ValidToken {
+        subject: string(&claims, "sub")?.unwrap_or_default(),
+        audience: strings(&claims, "aud")?,
+        expires_at,
+        scopes: scopes(&claims)?,
+        token_id: string(&claims, "jti")?.unwrap_or_default(),
+        issuer: issuer.clone().unwrap_or_default(),
+    };
+
+    if now > expires_at.saturating_add(rules.leeway) {
+        return Err(expired(expires_at));
+    }
+    if let Some(not_before) = not_before {
+        if not_before > now.saturating_add(rules.leeway) {
+            return Err(Refusal::new(
+                Verdict::NotYetValid,
+                format!("the token is not valid before {}", rfc3339(not_before)),
+            ));
+        }
+    }
+    match issuer {
+        None => {
+            return Err(Refusal::new(
+                Verdict::WrongIssuer,
+                "the token names no issuer (iss)",
+            ))
+        }
+        Some(issuer) if !rules.issuers.contains(&issuer) => {
+            return Err(Refusal::new(
+                Verdict::WrongIssuer,
+                format!(
+                    "the issuer {} is not one this server accepts",
+                    quoted(&issuer)
+                ),
+            ))
+        }
+        Some(_) => {}
+    }
+    if !rules.audiences.is_empty() && !valid.audience.iter().any(|a| rules.audiences.contains(a)) {
+        let reason = if valid.audience.is_empty() {
+            "the token names no audience (aud), and this server accepts only its own".to_owned()
+        } else {
+            let named: Vec<String> = valid.audience.iter().take(5).map(|a| quoted(a)).collect();
+            format!(
+                "the token is meant for {}, none of which this server accepts",
+                named.join(", ")
+            )
+        };
+        return Err(Refusal::new(Verdict::WrongAudience, reason));
+    }
+    Ok(valid)
+}
+
+/// The refusal of a token that expired at `expires_at`.
+pub(super) fn expired(expires_at: i64) -> Refusal {
+    Refusal::new(
+        Verdict::Expired,
+        format!("the token expired at {}", rfc3339(expires_at)),
+    )
+}
+
+/// A NumericDate claim: seconds since the epoch, possibly fractional (RFC 7519 section 2).
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Refusal> {
+    let Some(value) = claims.get(name) else {
+        return Ok(None);
+    };
+    let seconds = match value {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 1e15)
+                .map(|f| f.floor() as i64)
+        }),
+        _ => None,
+    };
+    match seconds {
+        Some(seconds) => Ok(Some(seconds)),
+        None => Err(malformed(format!(
+            "the token's {name} claim is not a number of seconds since 1970"
+        ))),
+    }
+}
+
+fn string(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, Refusal> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(malformed(format!(
+            "the token's {name} claim is not a string"
+        ))),
+    }
+}
+
+/// A claim that is a string or a list of strings, as `aud` may be.
+fn strings(claims: &Map<String, Value>, name: &str) -> Result<Vec<String>, Refusal> {
+    let not_strings = || {
+        malformed(format!(
+            "the token's {name} claim is neither a string nor a list of strings"
+        ))
+    };
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or_else(not_strings))
+            .collect(),
+        Some(_) => Err(not_strings()),
+    }
+}
+
+/// `scope` (RFC 8693: space separated) or, failing that, `scp` (a list in most identity
+/// providers, space separated in some).
+fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, Refusal> {
+    for name in ["scope", "scp"] {
+        let found = strings(claims, name)?;
+        if !found.is_empty() {
+            return Ok(found
+                .iter()
+                .flat_map(|s| s.split_whitespace())
+                .map(str::to_owned)
+                .collect());
+        }
+    }
+    Ok(Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    const NOW: i64 = 1_795_600_800;
+
+    fn rules() -> Rules {
+        Rules {
+            issuers: vec!["https://id.example".into()],
+            audiences: vec!["api".into()],
+            leeway: 30,
+        }
+    }
+
+    fn check_json(json: &str) -> Result<ValidToken, Refusal> {
+        check(&URL_SAFE_NO_PAD.encode(json), &rules(), NOW)
+    }
+
+    fn verdict(json: &str) -> Verdict {
+        match check_json(json) {
+            Ok(_) => Verdict::Valid,
+            Err(refusal) => refusal.verdict,
+        }
+    }
+
+    #[test]
+    fn a_valid_token_says_whose_it_is() {
+        let valid = check_json(&format!(
+            r#"{{"iss":"https://id.example","sub":"alice","aud":["web","api"],"exp":{},
+                "scope":"read write","jti":"t1"}}"#,
+            NOW + 60
+        ))
+        .expect("valid");
+        assert_eq!(
+            valid,
+            ValidToken {
+                subject: "alice".into(),
+                issuer: "https://id.example".into(),
+                audience: vec!["web".into(), "api".into()],
+                expires_at: NOW + 60,
+                scopes: vec!["read".into(), "write".into()],
+                token_id: "t1".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn scp_as_a_list_or_a_string_gives_the_scopes() {
+        for scp in [r#"["read","write"]"#, r#""read write""#] {
+            let valid = check_json(&format!(
+                r#"{{"iss":"https://id.example","aud":"api","exp":{},"scp":{scp}}}"#,
+                NOW + 60
+            ))
+            .expect("valid");
+            assert_eq!(valid.scopes, ["read", "write"]);
+        }
+    }
+
+    #[test]
+    fn expiry_and_not_before_allow_the_leeway_and_no_more() {
+        let base = r#""iss":"https://id.example","aud":"api""#;
+        assert_eq!(
+            verdict(&format!("{{{base},\"exp\":{}}}", NOW - 30)),
+            Verdict::Valid
+        );
+        assert_eq!(
+            verdict(&format!("{{{base},\"exp\":{}}}", NOW - 31)),
+            Verdict::Expired
+        );
+        assert_eq!(
+            verdict(&format!(
+                "{{{base},\"exp\":{},\"nbf\":{}}}",
+                NOW + 99,
+                NOW + 30
+            )),
+            Verdict::Valid
+        );
+        assert_eq!(
+            verdict(&format!(
+                "{{{base},\"exp\":{},\"nbf\":{}}}",
+                NOW + 99,
+                NOW + 31
+            )),
+            Verdict::NotYetValid
+        );
+        let refused = check_json(&format!("{{{base},\"exp\":{}}}", NOW - 3600)).expect_err("old");
+        assert_eq!(refused.reason, "the token expired at 2026-11-25T09:00:00Z");
+    }
+
+    #[test]
+    fn missing_or_mistyped_claims_are_malformed() {
+        for json in [
+            r#"{"iss":"https://id.example","aud":"api"}"#,
+            r#"{"iss":"https://id.example","aud":"api","exp":"tomorrow"}"#,
+            r#"{"iss":"https://id.example","aud":"api","exp":1e400}"#,
+            r#"{"iss":7,"aud":"api","exp":9999999999}"#,
+            r#"{"iss":"https://id.example","aud":[1],"exp":9999999999}"#,
+            r#"["not","an","object"]"#,
+        ] {
+            assert_eq!(verdict(json), Verdict::Malformed, "{json}");
+        }
+    }
+
+    #[test]
+    fn issuer_and_audience_must_be_accepted_ones() {
+        let exp = NOW + 60;
+        assert_eq!(
+            verdict(&format!(
+                r#"{{"iss":"https://evil.example","aud":"api","exp":{exp}}}"#
+            )),
+            Verdict::WrongIssuer
+        );
+        assert_eq!(
+            verdict(&format!(r#"{{"aud":"api","exp":{exp}}}"#)),
+            Verdict::WrongIssuer
+        );
+        assert_eq!(
+            verdict(&format!(
+                r#"{{"iss":"https://id.example","aud":"other","exp":{exp}}}"#
+            )),
+            Verdict::WrongAudience
+        );
+        assert_eq!(
+            verdict(&format!(r#"{{"iss":"https://id.example","exp":{exp}}}"#)),
+            Verdict::WrongAudience
+        );
+    }
+
+    #[test]
+    fn without_accepted_audiences_any_audience_is_fine() {
+        let rules = Rules {
+            audiences: Vec::new(),
+            ..rules()
+        };
+        let json = format!(r#"{{"iss":"https://id.example","exp":{}}}"#, NOW + 60);
+        assert!(check(&URL_SAFE_NO_PAD.encode(json), &rules, NOW).is_ok());
+    }
+}

@@ -1,0 +1,218 @@
+//! A token's three parts (RFC 7515 compact serialization) and what its header asks for: the
+//! algorithm and the key. Nothing here trusts the token; the signature is checked elsewhere.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use super::{quoted, Refusal, Verdict, MAX_TOKEN_BYTES};
+
+/// The algorithms this server verifies: public-key signatures only.
+pub(super) const SUPPORTED: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+
+/// A token split into its parts, with its header read.
+#[derive(Debug)]
+pub(super) struct Jws<'a> {
+    /// The algorithm the header names.
+    pub alg: Algorithm,
+    /// The key id the header names, if any.
+    pub kid: Option<String>,
+    /// `header.payload`, the bytes the signature covers.
+    pub signing_input: &'a str,
+    /// The payload, base64url.
+    pub payload: &'a str,
+    /// The signature, base64url.
+    pub signature: &'a str,
+}
+
+fn malformed(reason: impl Into<String>) -> Refusal {
+    Refusal::new(Verdict::Malformed, reason)
+}
+
+/// Splits `token` and reads its header; refuses what is not a signed JWS this server could
+/// verify.
+pub(super) fn parse(token: &str) -> Result<Jws<'_>, Refusal> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(too_long(token.len()));
+    }
+    if token.is_empty() {
+        return Err(malformed("the token is empty"));
+    }
+    if token.len() > 7 && token[..7].eq_ignore_ascii_case("bearer ") {
+        return Err(malformed(
+            "the token starts with `Bearer `: send the JWS alone, without the HTTP scheme",
+        ));
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, payload, signature] = parts[..] else {
+        return Err(malformed(if parts.len() == 5 {
+            "the token is an encrypted JWE; only signed tokens (JWS) are validated".to_owned()
+        } else {
+            format!(
+                "the token is not a JWS: expected three base64url parts separated by dots, found {}",
+                parts.len()
+            )
+        }));
+    };
+    let header =
+        decode_json_object(header).map_err(|why| malformed(format!("the token's header {why}")))?;
+    if header.contains_key("crit") {
+        return Err(malformed(
+            "the token's header marks extensions critical (crit) that this server does not implement",
+        ));
+    }
+    let alg = match header.get("alg") {
+        Some(Value::String(alg)) => algorithm(alg)?,
+        Some(_) => {
+            return Err(malformed(
+                "the token's header has an alg that is not a string",
+            ))
+        }
+        None => return Err(malformed("the token's header names no algorithm (alg)")),
+    };
+    let kid = match header.get("kid") {
+        Some(Value::String(kid)) => Some(kid.clone()),
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            return Err(malformed(
+                "the token's header has a kid that is not a string",
+            ))
+        }
+    };
+    Ok(Jws {
+        alg,
+        kid,
+        signing_input: &token[..header_len(token) + 1 + payload.len()],
+        payload,
+        signature,
+    })
+}
+
+/// The refusal of a token of `len` bytes, over [`MAX_TOKEN_BYTES`].
+pub(super) fn too_long(len: usize) -> Refusal {
+    malformed(format!(
+        "the token is {len} bytes long; the limit is {MAX_TOKEN_BYTES} bytes"
+    ))
+}
+
+fn header_len(token: &str) -> usize {
+    token.find('.').expect("a token with three parts has a dot")
+}
+
+/// The algorithm the header names, if this server verifies it.
+fn algorithm(alg: &str) -> Result<Algorithm, Refusal> {
+    let unsupported = |why: String| Refusal::new(Verdict::UnsupportedAlgorithm, why);
+    match alg {
+        "RS256" => Ok(Algorithm::RS256),
+        "RS384" => Ok(Algorithm::RS384),
+        "RS512" => Ok(Algorithm::RS512),
+        "PS256" => Ok(Algorithm::PS256),
+        "PS384" => Ok(Algorithm::PS384),
+        "PS512" => Ok(Algorithm::PS512),
+        "ES256" => Ok(Algorithm::ES256),
+        "ES384" => Ok(Algorithm::ES384),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        none if none.eq_ignore_ascii_case("none") => Err(unsupported(
+            "the token is unsigned (alg none); unsigned tokens are never valid".to_owned(),
+        )),
+        "HS256" | "HS384" | "HS512" => Err(unsupported(format!(
+            "the algorithm {alg} signs with a shared secret; this server accepts only \
+             public-key signatures ({SUPPORTED})"
+        ))),
+        other => Err(unsupported(format!(
+            "the algorithm {} is not supported; supported: {SUPPORTED}",
+            quoted(other)
+        ))),
+    }
+}
+
+/// Decodes a base64url part holding a JSON object; on failure, says what is wrong with it.
+pub(super) fn decode_json_object(part: &str) -> Result<Map<String, Value>, &'static str> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| "is not base64url (RFC 4648, without padding)")?;
+    // serde_json refuses nesting deeper than 128, so a deeply nested part is refused here too.
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err("is not a JSON object"),
+        Err(_) => Err("is not valid JSON"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.c2ln", b64(header), b64(payload))
+    }
+
+    fn refusal(token: &str) -> Refusal {
+        parse(token).expect_err("refused")
+    }
+
+    #[test]
+    fn a_well_formed_token_is_split_and_its_header_read() {
+        let token = token(r#"{"alg":"ES256","kid":"k1"}"#, "{}");
+        let jws = parse(&token).expect("parses");
+        assert_eq!(jws.alg, Algorithm::ES256);
+        assert_eq!(jws.kid.as_deref(), Some("k1"));
+        assert_eq!(jws.signature, "c2ln");
+        assert_eq!(
+            format!("{}.{}", jws.signing_input, jws.signature),
+            token,
+            "the signing input is header.payload"
+        );
+    }
+
+    #[test]
+    fn shapes_that_are_not_a_jws_are_malformed_with_a_reason() {
+        for (bad, reason) in [
+            ("", "empty"),
+            ("abc", "found 1"),
+            ("a.b.c.d.e", "JWE"),
+            ("!!.e30.c2ln", "not base64url"),
+            ("W10.e30.c2ln", "not a JSON object"),
+            ("e30.e30.c2ln", "no algorithm"),
+            ("Bearer a.b.c", "Bearer"),
+        ] {
+            let refused = refusal(bad);
+            assert_eq!(refused.verdict, Verdict::Malformed, "{bad}");
+            assert!(refused.reason.contains(reason), "{bad}: {refused:?}");
+        }
+        let long = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert!(refusal(&long).reason.contains("limit is 8192 bytes"));
+    }
+
+    #[test]
+    fn unsigned_secret_and_unknown_algorithms_are_refused() {
+        for alg in ["none", "NONE", "HS256", "ES512", "RSA-OAEP"] {
+            let refused = refusal(&token(&format!(r#"{{"alg":"{alg}"}}"#), "{}"));
+            assert_eq!(refused.verdict, Verdict::UnsupportedAlgorithm, "{alg}");
+        }
+    }
+
+    #[test]
+    fn critical_extensions_are_refused() {
+        let refused = refusal(&token(
+            r#"{"alg":"RS256","crit":["b64"],"b64":false}"#,
+            "{}",
+        ));
+        assert_eq!(refused.verdict, Verdict::Malformed);
+    }
+
+    #[test]
+    fn deeply_nested_headers_are_refused_not_overflowed() {
+        let deep = format!(
+            r#"{{"alg":"RS256","x":{}{}}}"#,
+            "[".repeat(1000),
+            "]".repeat(1000)
+        );
+        assert_eq!(refusal(&token(&deep, "{}")).verdict, Verdict::Malformed);
+    }
+}

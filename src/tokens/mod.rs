@@ -1,0 +1,149 @@
+//! Token validation as plain Rust, with no gRPC in it: is this bearer token (a signed JWT, in
+//! JWS compact form) valid, and whose is it?
+//!
+//! - [`keys`]: the signing keys of a JSON Web Key Set, each usable only with its own algorithms;
+//! - `source`: where the key set comes from (a file or an identity provider's URL) and when it is
+//!   loaded again;
+//! - `jws`: the token's three parts and its header; `claims`: the checks of its payload;
+//! - [`TokenValidator`]: all of it in order, with a cache of valid tokens and the revocation store.
+//!
+//! The signature itself is checked by `jsonwebtoken` (on aws-lc); this module only decides
+//! which key and algorithm may be used, and says why a token is refused.
+
+mod claims;
+mod config;
+mod jws;
+pub mod keys;
+mod source;
+mod validator;
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use config::{TokenConfig, DEFAULT_CACHE_ENTRIES, DEFAULT_MAX_REVOCATIONS};
+pub use source::KeyReload;
+pub use validator::{Check, Outcome, RevokeError, Revoked, TokenValidator};
+
+/// Tokens longer than this are refused unread: real ones are a few hundred bytes to a few KiB.
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+/// Token ids (`jti`) longer than this cannot be revoked.
+pub const MAX_TOKEN_ID_BYTES: usize = 1024;
+
+/// Why a token is, or is not, valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Signed by a known key, within its validity, for an accepted issuer and audience, and
+    /// not revoked.
+    Valid,
+    /// Not a JWS, or its header or claims cannot be read, or a required claim is missing.
+    Malformed,
+    /// The signature does not verify with the key the token names.
+    BadSignature,
+    /// The token names a key that is not in the key set.
+    UnknownKey,
+    /// The algorithm is refused (`none`, HMAC, unknown), or does not fit the key's type.
+    UnsupportedAlgorithm,
+    /// Past `exp` (beyond the leeway).
+    Expired,
+    /// Before `nbf` (beyond the leeway).
+    NotYetValid,
+    /// `iss` is not an accepted issuer.
+    WrongIssuer,
+    /// `aud` names none of the accepted audiences.
+    WrongAudience,
+    /// Its `jti` has been revoked.
+    Revoked,
+}
+
+/// What a valid token says about its bearer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ValidToken {
+    /// `sub`.
+    pub subject: String,
+    /// `iss`.
+    pub issuer: String,
+    /// `aud`, a string or a list in the token.
+    pub audience: Vec<String>,
+    /// `exp`, Unix seconds.
+    pub expires_at: i64,
+    /// `scope` (space separated) or `scp` (a list, or space separated).
+    pub scopes: Vec<String>,
+    /// `jti`, empty when the token has none.
+    pub token_id: String,
+}
+
+/// Why a token is not valid: the verdict, and one sentence a caller can act on. The sentence
+/// never repeats the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Which check failed.
+    pub verdict: Verdict,
+    /// Why, in one sentence.
+    pub reason: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(verdict: Verdict, reason: impl Into<String>) -> Self {
+        Self {
+            verdict,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why the token service could not be set up; the server does not start.
+#[derive(Debug)]
+pub struct TokenError(String);
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Unix seconds as an RFC 3339 time, e.g. `2026-11-25T10:00:00Z`.
+pub fn rfc3339(seconds: i64) -> String {
+    match jiff::Timestamp::from_second(seconds) {
+        Ok(time) => time.to_string(),
+        Err(_) => format!("{seconds} (Unix seconds)"),
+    }
+}
+
+/// A value taken from a token or key set, fit to quote in a reason or a log line: escaped, and
+/// cut short when long, since whoever made the token chose it.
+pub(crate) fn quoted(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    if value.chars().count() <= MAX_CHARS {
+        return format!("{value:?}");
+    }
+    let cut: String = value.chars().take(MAX_CHARS).collect();
+    format!("{cut:?}...")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_600_800), "2026-11-25T10:00:00Z");
+    }
+
+    #[test]
+    fn quoted_values_are_escaped_and_cut_short() {
+        assert_eq!(quoted("a\"b\n"), r#""a\"b\n""#);
+        let long = "x".repeat(1000);
+        assert_eq!(quoted(&long), format!("{:?}...", "x".repeat(64)));
+    }
+}
