@@ -1,6 +1,6 @@
 //! Configuration -> a running grpcio server: the services registered (the contract's, health
-//! checking, reflection), TLS set up, the address bound. A new API version is registered in
-//! `contract_services`.
+//! checking, reflection), TLS set up, the address bound, keepalive and stream limits set. A new
+//! API version is registered in `contract_services`.
 
 mod address;
 mod config;
@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grpcio::{
     CertificateRequestType, ChannelBuilder, EnvBuilder, Server, ServerBuilder, ServerCredentials,
@@ -18,16 +18,19 @@ use grpcio::{
 
 pub use address::ListenAddress;
 pub use config::{
-    Limits, ServerConfig, TlsConfig, TlsMode, DEFAULT_LISTEN, DEFAULT_MAX_NAME_BYTES,
-    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESOURCES,
+    Keepalive, Limits, ServerConfig, TlsConfig, TlsMode, DEFAULT_LISTEN,
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_NAME_BYTES, DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_RESOURCES,
 };
 
 use crate::apis::health::HealthRegistry;
 use crate::apis::reflection::{Descriptors, ReflectionApi};
+use crate::apis::streams::{self, EndStreams, StreamsEnd};
 use crate::apis::{self, ApiService};
 use crate::proto::{self, health::v1::health_check_response::ServingStatus};
-use crate::store::{MemoryStore, ResourceStore};
+use crate::store::{MemoryRevocations, MemoryStore, ResourceStore};
 use crate::tls::{self, TlsError};
+use crate::tokens::{TokenError, TokenValidator};
 
 /// Why a server did not start.
 #[derive(Debug)]
@@ -42,6 +45,10 @@ pub enum ServerError {
     Build(grpcio::Error),
     /// Signal handlers could not be installed.
     Signals(std::io::Error),
+    /// The token service cannot be set up (its key set, its issuers).
+    Tokens(TokenError),
+    /// Flags that cannot work together.
+    Config(String),
 }
 
 impl fmt::Display for ServerError {
@@ -54,6 +61,8 @@ impl fmt::Display for ServerError {
             Self::Tls(e) => write!(f, "TLS: {e}"),
             Self::Build(e) => write!(f, "cannot build the gRPC server: {e}"),
             Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            Self::Tokens(e) => write!(f, "tokens: {e}"),
+            Self::Config(why) => f.write_str(why),
         }
     }
 }
@@ -66,6 +75,8 @@ pub struct RunningServer {
     server: Server,
     address: ListenAddress,
     health: HealthRegistry,
+    validator: Option<Arc<TokenValidator>>,
+    end_streams: Option<EndStreams>,
 }
 
 impl RunningServer {
@@ -90,28 +101,54 @@ impl RunningServer {
         self.health.shut_down();
     }
 
-    /// Drains (see [`RunningServer::begin_drain`]), stops accepting calls and waits up to
-    /// `grace` for the calls in flight to finish, then cancels any that remain. Returns whether
-    /// every call finished within `grace`.
+    /// Loads the token service's key set again, in the background (what SIGHUP does).
+    pub fn reload_keys(&self) {
+        match &self.validator {
+            Some(validator) => {
+                log::info!(
+                    "loading the signing keys again from {}",
+                    validator.key_location()
+                );
+                validator.reload_keys();
+            }
+            None => log::info!("no key set to load again: TokenV1Proto is not served"),
+        }
+    }
+
+    /// Drains (see [`RunningServer::begin_drain`]), stops accepting calls, tells open streams to
+    /// end (each answers what it has read, then ends with UNAVAILABLE), and waits up to `grace`
+    /// for the calls in flight to finish, then cancels any that remain. Returns whether every
+    /// call finished within `grace`.
     pub fn shutdown(mut self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
         self.begin_drain();
         let drained = self.server.shutdown();
+        if let Some(end_streams) = self.end_streams.take() {
+            end_streams.now();
+        }
         let (done_tx, done_rx) = mpsc::channel();
         thread::spawn(move || {
             let _ = futures::executor::block_on(drained);
             let _ = done_tx.send(());
         });
-        if done_rx.recv_timeout(grace).is_ok() {
+        if done_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+        {
             return true;
         }
         log::warn!("calls still in flight after {grace:?}; cancelling them");
         self.server.cancel_all_calls();
-        let _ = done_rx.recv_timeout(grace);
+        // Cancelled calls end at once; this wait only lets their handlers see it.
+        let _ = done_rx.recv_timeout(CANCELLED_CALLS_END);
         false
     }
 }
 
-/// Builds the server with every API registered over an in-memory store, binds it and starts it.
+/// How long cancelled calls are given to end before the server stops regardless.
+const CANCELLED_CALLS_END: Duration = Duration::from_millis(500);
+
+/// Builds the server with every API registered over in-memory stores, binds it and starts it.
 pub fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> {
     let store = Arc::new(MemoryStore::with_limit(config.limits.max_resources));
     start_with_store(config, store)
@@ -125,6 +162,13 @@ pub fn start_with_store(
     let address = ListenAddress::parse(&config.listen)?;
     // Files are checked before anything binds, so a typo costs no half-started server.
     let credentials = credentials(&config.tls).map_err(ServerError::Tls)?;
+    if !config.tokens.token_admin.is_empty() && config.tls.mode() != TlsMode::MutualTls {
+        return Err(ServerError::Config(
+            "--token-admin needs mutual TLS (--tls-cert, --tls-key and --tls-client-ca): \
+             admins are recognised by their client certificates"
+                .to_owned(),
+        ));
+    }
     let env = Arc::new(
         EnvBuilder::new()
             .cq_count(config.threads())
@@ -133,16 +177,30 @@ pub fn start_with_store(
     );
     // The core sets SO_REUSEPORT by default, which lets a second server share a busy port
     // silently; a port already in use must be an error instead.
+    let keepalive = &config.keepalive;
     let args = ChannelBuilder::new(env.clone())
         .raw_cfg_int(CString::new("grpc.so_reuseport").expect("no NUL"), 0)
         .max_receive_message_len(config.limits.max_request_bytes as i32)
+        .max_concurrent_stream(config.limits.max_concurrent_streams as i32)
+        // Ping quiet connections, with calls or without, and drop those that do not answer.
+        .keepalive_time(keepalive.keepalive_time)
+        .keepalive_timeout(keepalive.keepalive_timeout)
+        .keepalive_permit_without_calls(true)
+        .http2_max_pings_without_data(0)
+        // Accept clients' keepalive pings down to this interval, idle or not.
+        .http2_min_recv_ping_interval_without_data(keepalive.keepalive_min_ping_interval)
         .build_args();
 
-    let apis = contract_services(store, &config.limits);
     let health = HealthRegistry::new();
     health.set("", ServingStatus::SERVING);
+    let validator = start_tokens(config, &health)?;
+    let (end_streams, streams_end) = streams::streams_end();
+    let apis = contract_services(store, config, validator.clone(), &streams_end);
     for api in &apis {
-        health.set(api.name, ServingStatus::SERVING);
+        // The token service has its own status: NOT_SERVING until its keys load.
+        if health.status(api.name).is_none() {
+            health.set(api.name, ServingStatus::SERVING);
+        }
     }
     let mut services = apis;
     services.push(health.service());
@@ -179,8 +237,13 @@ pub fn start_with_store(
         })?;
     server.start();
     let address = address.with_port(port);
+    let not_served = if validator.is_none() {
+        "; TokenV1Proto not served (no --jwks-file or --jwks-url)"
+    } else {
+        ""
+    };
     log::info!(
-        "listening on {address} ({}), serving {}",
+        "listening on {address} ({}), serving {}{not_served}",
         config.tls.mode(),
         names.join(", ")
     );
@@ -188,18 +251,66 @@ pub fn start_with_store(
         server,
         address,
         health,
+        validator,
+        end_streams: Some(end_streams),
     })
+}
+
+/// The token validator, when a key set is configured; health reports its service NOT_SERVING
+/// until the key set has loaded.
+fn start_tokens(
+    config: &ServerConfig,
+    health: &HealthRegistry,
+) -> Result<Option<Arc<TokenValidator>>, ServerError> {
+    if !config.tokens.enabled() {
+        return Ok(None);
+    }
+    let name = apis::token::v1::NAME;
+    health.set(name, ServingStatus::NOT_SERVING);
+    let ready = health.clone();
+    let revocations = Arc::new(MemoryRevocations::with_limit(config.tokens.max_revocations));
+    let validator = TokenValidator::start(
+        &config.tokens,
+        revocations,
+        Box::new(move || ready.set(name, ServingStatus::SERVING)),
+    )
+    .map_err(ServerError::Tokens)?
+    .expect("a key set is configured");
+    let tokens = &config.tokens;
+    log::info!(
+        "tokens: keys from {}, issuers [{}], audiences [{}], cache {} entries, admins [{}]",
+        validator.key_location(),
+        tokens.token_issuer.join(", "),
+        tokens.token_audience.join(", "),
+        tokens.token_cache,
+        tokens.token_admin.join(", ")
+    );
+    Ok(Some(Arc::new(validator)))
 }
 
 /// The services of the contract, `proto/grpc-api.proto`, each from its own module in
 /// `src/apis`. A new API version is one more line here.
-fn contract_services(store: Arc<dyn ResourceStore>, limits: &Limits) -> Vec<ApiService> {
-    vec![
+fn contract_services(
+    store: Arc<dyn ResourceStore>,
+    config: &ServerConfig,
+    validator: Option<Arc<TokenValidator>>,
+    streams_end: &StreamsEnd,
+) -> Vec<ApiService> {
+    let mut services = vec![
         apis::greeting::v1::service(),
         apis::greeting::v2::service(),
         apis::healthz::service(),
-        apis::resource::v1::service(store, limits),
-    ]
+        apis::resource::v1::service(store, config.limits.max_name_bytes),
+    ];
+    if let Some(validator) = validator {
+        let admins = config.tokens.token_admin.clone();
+        services.push(apis::token::v1::service(
+            validator,
+            admins,
+            streams_end.clone(),
+        ));
+    }
+    services
 }
 
 /// Plaintext, TLS or mutual TLS credentials, from files that have been checked.
@@ -227,12 +338,13 @@ fn why_bind_failed(address: &ListenAddress) -> String {
     }
 }
 
-/// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully.
+/// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully. SIGHUP loads the
+/// token service's key set again.
 pub fn run(config: &ServerConfig) -> Result<(), ServerError> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Installed before the server starts, so a signal sent as soon as it answers is not lost.
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(ServerError::Signals)?;
     let signals_handle = signals.handle();
     let (signal_tx, signal_rx) = mpsc::channel();
     thread::spawn(move || {
@@ -248,18 +360,32 @@ pub fn run(config: &ServerConfig) -> Result<(), ServerError> {
         SIGTERM => "SIGTERM",
         _ => "a signal",
     };
-    let first = signal_rx.recv().map_or("a signal", signal_name);
+    let first = loop {
+        match signal_rx.recv() {
+            Ok(SIGHUP) => server.reload_keys(),
+            Ok(signal) => break signal_name(signal),
+            Err(_) => break "a signal",
+        }
+    };
     server.begin_drain();
     if !config.drain_delay.is_zero() {
         log::info!(
             "{first} received; reporting NOT_SERVING for {:?} before closing the listener",
             config.drain_delay
         );
-        if let Ok(second) = signal_rx.recv_timeout(config.drain_delay) {
+        let until = Instant::now() + config.drain_delay;
+        while let Ok(signal) =
+            signal_rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            if signal == SIGHUP {
+                server.reload_keys();
+                continue;
+            }
             log::info!(
                 "{} received; cutting the drain delay short",
-                signal_name(second)
+                signal_name(signal)
             );
+            break;
         }
     }
     log::info!("{first} received; finishing calls in flight and shutting down");

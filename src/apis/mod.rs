@@ -1,7 +1,7 @@
 //! One module per API and version, as in the original: `greeting::v1`, `greeting::v2`, `healthz`,
-//! `resource::v1`; and the standard services every server offers next to them: `health`
-//! (`grpc.health.v1`) and `reflection`. Each implements a generated service trait and knows
-//! nothing of transport.
+//! `resource::v1`, and `token::v1`; and the standard services every server offers next to them:
+//! `health` (`grpc.health.v1`) and `reflection`. Each implements a generated service trait over
+//! domain code (stores, token validation), translating between it and the wire.
 
 pub mod call;
 pub mod greeting;
@@ -9,6 +9,8 @@ pub mod health;
 pub mod healthz;
 pub mod reflection;
 pub mod resource;
+pub mod streams;
+pub mod token;
 
 use grpcio::Service;
 

@@ -1,10 +1,12 @@
-//! What a server is told to do: where to listen, how to secure the channel, how much to accept.
+//! What a server is told to do: where to listen, how to secure the channel, how much to accept,
+//! how to validate tokens.
 //! Every field is a flag of the server binary and an environment variable.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::seconds::{parse_seconds, parse_seconds_or_zero};
+use crate::tokens::TokenConfig;
 
 /// Where the server listens unless told otherwise, as the original did.
 pub const DEFAULT_LISTEN: &str = "localhost:50051";
@@ -17,6 +19,10 @@ pub const DEFAULT_MAX_NAME_BYTES: usize = 1024;
 
 /// Most resources held at once unless told otherwise.
 pub const DEFAULT_MAX_RESOURCES: usize = 1_000_000;
+
+/// Calls open at once on one connection unless told otherwise (HTTP/2's
+/// SETTINGS_MAX_CONCURRENT_STREAMS; 100 is the value RFC 9113 recommends as the least).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// How the server is run.
 #[derive(Clone, Debug, clap::Args)]
@@ -61,7 +67,13 @@ pub struct ServerConfig {
     pub tls: TlsConfig,
 
     #[command(flatten)]
+    pub keepalive: Keepalive,
+
+    #[command(flatten)]
     pub limits: Limits,
+
+    #[command(flatten)]
+    pub tokens: TokenConfig,
 }
 
 impl Default for ServerConfig {
@@ -73,7 +85,9 @@ impl Default for ServerConfig {
             threads: None,
             no_reflection: false,
             tls: TlsConfig::default(),
+            keepalive: Keepalive::default(),
             limits: Limits::default(),
+            tokens: TokenConfig::default(),
         }
     }
 }
@@ -158,6 +172,55 @@ impl std::fmt::Display for TlsMode {
     }
 }
 
+/// How the server finds out that a connection's peer has gone silent, and how often it lets
+/// clients check on it.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Keepalive")]
+pub struct Keepalive {
+    /// How long a connection may be quiet before the server pings it, calls open or not.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_KEEPALIVE_TIME",
+        value_name = "SECONDS",
+        default_value = "30",
+        value_parser = parse_seconds
+    )]
+    pub keepalive_time: Duration,
+
+    /// How long the server waits for a ping's answer before it drops the connection (and with
+    /// it every call on it).
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_KEEPALIVE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value = "10",
+        value_parser = parse_seconds
+    )]
+    pub keepalive_timeout: Duration,
+
+    /// The shortest interval between a client's keepalive pings that the server accepts, with
+    /// calls open or not. A client pinging more often is sent a `too_many_pings` GOAWAY after
+    /// two strikes, as gRPC specifies.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_KEEPALIVE_MIN_PING_INTERVAL",
+        value_name = "SECONDS",
+        default_value = "1",
+        value_parser = parse_seconds
+    )]
+    pub keepalive_min_ping_interval: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self {
+            keepalive_time: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            keepalive_min_ping_interval: Duration::from_secs(1),
+        }
+    }
+}
+
 /// What one caller may ask of the server.
 #[derive(Clone, Debug, clap::Args)]
 #[command(next_help_heading = "Limits")]
@@ -193,6 +256,17 @@ pub struct Limits {
         default_value_t = DEFAULT_MAX_RESOURCES
     )]
     pub max_resources: usize,
+
+    /// Most calls (streams) open at once on one connection; a client's further calls wait for
+    /// one to end.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_MAX_CONCURRENT_STREAMS",
+        value_name = "COUNT",
+        default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX))
+    )]
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -201,6 +275,7 @@ impl Default for Limits {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_name_bytes: DEFAULT_MAX_NAME_BYTES,
             max_resources: DEFAULT_MAX_RESOURCES,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
         }
     }
 }

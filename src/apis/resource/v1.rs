@@ -9,7 +9,6 @@ use crate::proto::{
     create_resource_v1_proto, Empty, ResourceV1, ResourceV1IdInput, ResourceV1Output,
     ResourceV1Proto, ResourcesV1, StatusOutput,
 };
-use crate::server::Limits;
 use crate::store::{Resource, ResourceStore};
 
 /// The resource API, version 1, over a shared store.
@@ -41,11 +40,12 @@ impl ResourceV1Api {
     }
 }
 
-/// The service to register on a server, over `store`, within `limits`.
-pub fn service(store: Arc<dyn ResourceStore>, limits: &Limits) -> ApiService {
+/// The service to register on a server, over `store`, refusing names longer than
+/// `max_name_bytes`.
+pub fn service(store: Arc<dyn ResourceStore>, max_name_bytes: usize) -> ApiService {
     ApiService {
         name: "ResourceV1Proto",
-        service: create_resource_v1_proto(ResourceV1Api::new(store, limits.max_name_bytes)),
+        service: create_resource_v1_proto(ResourceV1Api::new(store, max_name_bytes)),
     }
 }
 

@@ -1,0 +1,3 @@
+//! Token validation, by version.
+
+pub mod v1;

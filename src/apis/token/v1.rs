@@ -1,0 +1,259 @@
+//! `TokenV1Proto`: validates bearer tokens one at a time (`Validate`) or over a long-lived
+//! stream (`ValidateStream`), and revokes them (`Revoke`, for admins on mutual TLS). The checks
+//! are [`crate::tokens`]; this module translates between them and the wire.
+
+use std::sync::Arc;
+
+use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
+use grpcio::{
+    DuplexSink, RequestStream, RpcContext, RpcStatus, RpcStatusCode, UnarySink, WriteFlags,
+};
+
+use crate::apis::streams::StreamsEnd;
+use crate::apis::{status, ApiService, Call};
+use crate::proto::{
+    create_token_v1_proto, StatusOutput, TokenV1Input, TokenV1Output, TokenV1Proto,
+    TokenV1RevokeInput, TokenV1Verdict,
+};
+use crate::tokens::{
+    quoted, rfc3339, Check, Outcome, RevokeError, Revoked, TokenValidator, Verdict,
+};
+
+/// The name health checking and reflection know the service by.
+pub const NAME: &str = "TokenV1Proto";
+
+/// The status message of a stream that ends because the server shuts down.
+pub const SHUTTING_DOWN: &str =
+    "the server is shutting down; open a new stream (to another replica, if there is one)";
+
+/// The token API, version 1.
+#[derive(Clone)]
+pub struct TokenV1Api {
+    validator: Arc<TokenValidator>,
+    /// Client certificate names (common name or DNS name) allowed to revoke.
+    admins: Arc<[String]>,
+    streams_end: StreamsEnd,
+}
+
+/// The service to register on a server: tokens checked by `validator`, revocations allowed to
+/// `admins`, streams ended by `streams_end`.
+pub fn service(
+    validator: Arc<TokenValidator>,
+    admins: Vec<String>,
+    streams_end: StreamsEnd,
+) -> ApiService {
+    ApiService {
+        name: NAME,
+        service: create_token_v1_proto(TokenV1Api {
+            validator,
+            admins: admins.into(),
+            streams_end,
+        }),
+    }
+}
+
+fn wire_verdict(verdict: Verdict) -> TokenV1Verdict {
+    match verdict {
+        Verdict::Valid => TokenV1Verdict::TOKEN_V1_VALID,
+        Verdict::Malformed => TokenV1Verdict::TOKEN_V1_MALFORMED,
+        Verdict::BadSignature => TokenV1Verdict::TOKEN_V1_BAD_SIGNATURE,
+        Verdict::UnknownKey => TokenV1Verdict::TOKEN_V1_UNKNOWN_KEY,
+        Verdict::UnsupportedAlgorithm => TokenV1Verdict::TOKEN_V1_UNSUPPORTED_ALGORITHM,
+        Verdict::Expired => TokenV1Verdict::TOKEN_V1_EXPIRED,
+        Verdict::NotYetValid => TokenV1Verdict::TOKEN_V1_NOT_YET_VALID,
+        Verdict::WrongIssuer => TokenV1Verdict::TOKEN_V1_WRONG_ISSUER,
+        Verdict::WrongAudience => TokenV1Verdict::TOKEN_V1_WRONG_AUDIENCE,
+        Verdict::Revoked => TokenV1Verdict::TOKEN_V1_REVOKED,
+    }
+}
+
+/// The answer to the input `request_id`.
+fn output(request_id: u64, outcome: &Outcome) -> TokenV1Output {
+    let mut answer = TokenV1Output::new();
+    answer.request_id = request_id;
+    match outcome {
+        Ok(valid) => {
+            answer.status = Some(status(200, "Valid")).into();
+            answer.verdict = TokenV1Verdict::TOKEN_V1_VALID.into();
+            answer.subject.clone_from(&valid.subject);
+            answer.issuer.clone_from(&valid.issuer);
+            answer.audience.clone_from(&valid.audience);
+            answer.expires_at = valid.expires_at;
+            answer.scopes.clone_from(&valid.scopes);
+            answer.token_id.clone_from(&valid.token_id);
+        }
+        Err(refusal) => {
+            answer.status = Some(status(401, &refusal.reason)).into();
+            answer.verdict = wire_verdict(refusal.verdict).into();
+        }
+    }
+    answer
+}
+
+/// The answer to `input`, after waiting for a key set load when the token asks for one.
+async fn answer(validator: &TokenValidator, input: &TokenV1Input) -> TokenV1Output {
+    let outcome = match validator.check(&input.token) {
+        Check::Done(outcome) => outcome,
+        Check::AfterKeyReload(reload) => {
+            reload.await;
+            validator.check_after_reload(&input.token)
+        }
+    };
+    output(input.request_id, &outcome)
+}
+
+impl TokenV1Api {
+    /// Why no token can be validated yet, if none can.
+    fn not_ready(&self) -> Option<String> {
+        (!self.validator.ready()).then(|| {
+            format!(
+                "no signing keys have been loaded yet from {}; health checking reports {NAME} \
+                 NOT_SERVING until they are",
+                self.validator.key_location()
+            )
+        })
+    }
+
+    /// The admin name the caller's client certificate carries, or why it may not revoke.
+    fn authorize(&self, ctx: &RpcContext) -> Result<String, String> {
+        let names = certificate_names(ctx);
+        if names.is_empty() {
+            return Err(
+                "Revoke needs mutual TLS: call with a client certificate whose common \
+                        name or DNS name is a --token-admin of this server"
+                    .to_owned(),
+            );
+        }
+        match names.iter().find(|name| self.admins.contains(name)) {
+            Some(admin) => Ok(admin.clone()),
+            None => {
+                let shown: Vec<String> = names.iter().map(|n| quoted(n)).collect();
+                Err(format!(
+                    "the client certificate (names {}) is not a --token-admin of this server",
+                    shown.join(", ")
+                ))
+            }
+        }
+    }
+}
+
+/// The common name and DNS names of the caller's verified client certificate; none without one.
+fn certificate_names(ctx: &RpcContext) -> Vec<String> {
+    let Some(auth) = ctx.auth_context() else {
+        return Vec::new();
+    };
+    if !auth.peer_is_authenticated() {
+        return Vec::new();
+    }
+    (&auth)
+        .into_iter()
+        .filter(|property| matches!(property.name(), "x509_common_name" | "peer_dns"))
+        .filter_map(|property| property.value_str().ok().map(str::to_owned))
+        .collect()
+}
+
+impl TokenV1Proto for TokenV1Api {
+    fn validate(&mut self, ctx: RpcContext, req: TokenV1Input, sink: UnarySink<TokenV1Output>) {
+        let call = Call::start(&ctx);
+        if let Some(why) = self.not_ready() {
+            return call.fail(&ctx, sink, RpcStatusCode::UNAVAILABLE, why);
+        }
+        match self.validator.check(&req.token) {
+            Check::Done(outcome) => call.reply(&ctx, sink, output(req.request_id, &outcome)),
+            Check::AfterKeyReload(reload) => {
+                let validator = Arc::clone(&self.validator);
+                call.reply_later(&ctx, sink, async move {
+                    reload.await;
+                    output(req.request_id, &validator.check_after_reload(&req.token))
+                });
+            }
+        }
+    }
+
+    fn validate_stream(
+        &mut self,
+        ctx: RpcContext,
+        requests: RequestStream<TokenV1Input>,
+        mut sink: DuplexSink<TokenV1Output>,
+    ) {
+        let call = Call::start(&ctx);
+        if let Some(why) = self.not_ready() {
+            let failed = sink.fail(RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, why));
+            ctx.spawn(async move {
+                let sent = failed.await;
+                call.finish(sent.map(|()| RpcStatusCode::UNAVAILABLE));
+            });
+            return;
+        }
+        let validator = Arc::clone(&self.validator);
+        let mut inputs = requests.take_until(self.streams_end.clone());
+        ctx.spawn(async move {
+            let served: grpcio::Result<RpcStatusCode> = async {
+                while let Some(input) = inputs.try_next().await? {
+                    let answer = answer(&validator, &input).await;
+                    // Feed, not send: the write of this answer overlaps the read of the next
+                    // input, and waits only for the write before it. A client that stops
+                    // reading stops this loop, so the server stops reading it: flow control,
+                    // never an unbounded buffer.
+                    sink.feed((answer, WriteFlags::default())).await?;
+                }
+                if inputs.is_stopped() {
+                    // Shutting down: every input read so far has its answer; then the end.
+                    sink.flush().await?;
+                    let status = RpcStatus::with_message(
+                        RpcStatusCode::UNAVAILABLE,
+                        SHUTTING_DOWN.to_owned(),
+                    );
+                    sink.fail(status).await?;
+                    return Ok(RpcStatusCode::UNAVAILABLE);
+                }
+                sink.close().await?;
+                Ok(RpcStatusCode::OK)
+            }
+            .await;
+            call.finish(served);
+        });
+    }
+
+    fn revoke(&mut self, ctx: RpcContext, req: TokenV1RevokeInput, sink: UnarySink<StatusOutput>) {
+        let call = Call::start(&ctx);
+        let admin = match self.authorize(&ctx) {
+            Ok(admin) => admin,
+            Err(why) => return call.fail(&ctx, sink, RpcStatusCode::PERMISSION_DENIED, why),
+        };
+        match self.validator.revoke(&req.token_id, req.expires_at) {
+            Ok(Revoked::Until(until)) => {
+                // An audit line: who revoked which token id (an id, not a secret).
+                log::info!(
+                    "token id {} revoked until {} by {}",
+                    quoted(&req.token_id),
+                    rfc3339(until),
+                    quoted(&admin)
+                );
+                call.reply(
+                    &ctx,
+                    sink,
+                    status(200, &format!("Revoked until {}", rfc3339(until))),
+                );
+            }
+            Ok(Revoked::AlreadyExpired(at)) => call.reply(
+                &ctx,
+                sink,
+                status(
+                    200,
+                    &format!(
+                        "Not stored: expires_at {} has passed, and an expired token is refused \
+                         anyway",
+                        rfc3339(at)
+                    ),
+                ),
+            ),
+            Err(RevokeError::InvalidArgument(why)) => {
+                call.fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why)
+            }
+            Err(RevokeError::Store(e)) => {
+                call.fail(&ctx, sink, RpcStatusCode::RESOURCE_EXHAUSTED, e.to_string())
+            }
+        }
+    }
+}
