@@ -82,6 +82,36 @@ fn every_service_is_listed() {
 }
 
 #[test]
+fn the_token_service_is_listed_and_described_when_it_is_served() {
+    let key = common::jwt::SigningKey::ed25519("ed");
+    let keys = common::jwt::KeyFile::new(&[&key]);
+    let server = spawn_server_with(common::jwt::token_config(&keys));
+    let answers = ask_v1(
+        &server,
+        vec![
+            Ask::ListServices(String::new()),
+            Ask::FileContainingSymbol("TokenV1Proto".to_owned()),
+        ],
+    )
+    .expect("answers");
+    let Answer::ListServicesResponse(list) = &answers[0] else {
+        panic!("expected a list, got {:?}", answers[0]);
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    let mut expected = SERVICES.to_vec();
+    expected.insert(4, "TokenV1Proto");
+    assert_eq!(names, expected);
+    let file = &files(&answers[1])[0];
+    let service = file
+        .service
+        .iter()
+        .find(|s| s.name() == "TokenV1Proto")
+        .expect("the file describes the service");
+    let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
+    assert_eq!(methods, ["Validate", "ValidateStream", "Revoke"]);
+}
+
+#[test]
 fn a_symbol_comes_with_its_file_and_the_files_it_imports() {
     let server = spawn_server();
     let answers = ask_v1(

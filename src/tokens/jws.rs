@@ -39,7 +39,11 @@ pub(super) fn parse(token: &str) -> Result<Jws<'_>, Refusal> {
     if token.is_empty() {
         return Err(malformed("the token is empty"));
     }
-    if token.len() > 7 && token[..7].eq_ignore_ascii_case("bearer ") {
+    // `get`, not indexing: the seventh byte may fall inside a character.
+    if token
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+    {
         return Err(malformed(
             "the token starts with `Bearer `: send the JWS alone, without the HTTP scheme",
         ));
@@ -180,6 +184,8 @@ mod tests {
             ("W10.e30.c2ln", "not a JSON object"),
             ("e30.e30.c2ln", "no algorithm"),
             ("Bearer a.b.c", "Bearer"),
+            // A character across the seventh byte, where the scheme would end.
+            ("Bearé.x.y", "not base64url"),
         ] {
             let refused = refusal(bad);
             assert_eq!(refused.verdict, Verdict::Malformed, "{bad}");

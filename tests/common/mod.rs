@@ -1,6 +1,7 @@
 //! Shared by the test files: a real server on a free port, and clients connected to it.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod jwt;
 pub mod pki;
 
 use std::sync::Arc;
@@ -40,6 +41,11 @@ impl TestServer {
         let env = Arc::new(EnvBuilder::new().cq_count(1).build());
         tls.connect(ChannelBuilder::new(env), &self.address)
             .expect("the client's TLS files are readable")
+    }
+
+    /// Loads the token service's key set again, as SIGHUP does.
+    pub fn reload_keys(&self) {
+        self.server.as_ref().expect("running").reload_keys();
     }
 
     /// Stops the server gracefully, as a signal would.

@@ -12,6 +12,15 @@ use rcgen::{
 /// client's server-name override.
 pub const OTHER_SERVER_NAME: &str = "api.mrmat.test";
 
+/// The common name of the `admin-client` certificate.
+pub const ADMIN_COMMON_NAME: &str = "ops-cli";
+
+/// The one DNS name of the `admin-client` certificate.
+pub const ADMIN_DNS_NAME: &str = "admin.mrmat.test";
+
+/// The name (common and DNS) of the `client` certificate.
+pub const CLIENT_NAME: &str = "client.mrmat.test";
+
 /// A set of PEM files, deleted with this value.
 pub struct Pki {
     dir: tempfile::TempDir,
@@ -43,7 +52,16 @@ impl Pki {
         pki.leaf(
             &ca,
             "client",
-            &["client.mrmat.test"],
+            &[CLIENT_NAME],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+
+        // A client whose common name differs from its DNS name, to tell which one was matched.
+        pki.leaf_named(
+            &ca,
+            "admin-client",
+            ADMIN_COMMON_NAME,
+            &[ADMIN_DNS_NAME],
             ExtendedKeyUsagePurpose::ClientAuth,
         );
 
@@ -88,11 +106,23 @@ impl Pki {
         names: &[&str],
         usage: ExtendedKeyUsagePurpose,
     ) {
+        self.leaf_named(issuer, file, names[0], names, usage);
+    }
+
+    /// A leaf certificate with common name `common_name` and subject alternative names `names`.
+    fn leaf_named(
+        &self,
+        issuer: &Issuer<'static, KeyPair>,
+        file: &str,
+        common_name: &str,
+        names: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+    ) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone()).expect("valid names");
+        let mut params = CertificateParams::new(names).expect("valid names");
         params
             .distinguished_name
-            .push(DnType::CommonName, &names[0]);
+            .push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;

@@ -197,7 +197,8 @@ impl TokenV1Proto for TokenV1Api {
                     // never an unbounded buffer.
                     sink.feed((answer, WriteFlags::default())).await?;
                 }
-                if inputs.is_stopped() {
+                // Stopped by the server (not ended by the client): the end signal resolved.
+                if inputs.take_result().is_some() {
                     // Shutting down: every input read so far has its answer; then the end.
                     sink.flush().await?;
                     let status = RpcStatus::with_message(
