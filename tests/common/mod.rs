@@ -192,11 +192,17 @@ impl ServerProcess {
 
     /// Sends SIGTERM, as an orchestrator stopping the service does.
     pub fn terminate(&self) {
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success(), "kill -TERM failed");
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`HUP`, `STOP`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        signal(self.child.id(), name);
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Its exit status, or None if it is still running after `timeout`.
@@ -219,6 +225,25 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends the signal `name` (`TERM`, `STOP`, ...) to process `pid` with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{name} {pid} failed");
+}
+
+/// The resident memory of process `pid`, in KiB (VmRSS).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read its status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line")
 }
 
 /// Runs `bench` with `args` against `address` and returns its JSON report; no progress line is
