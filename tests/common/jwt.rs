@@ -213,6 +213,11 @@ impl KeyFile {
         file
     }
 
+    /// The folder holding the key set file (`jwks.json`).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The key set file's path.
     pub fn path(&self) -> std::path::PathBuf {
         self.dir.path().join("jwks.json")
