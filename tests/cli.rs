@@ -298,3 +298,149 @@ fn json_output_is_the_answer_in_protobufs_json_mapping() {
     // Text stays the default, byte for byte.
     assert_eq!(stdout_of(a, &["--output", "text", "healthz"]), "[200] OK\n");
 }
+
+#[test]
+fn the_token_service_is_served_only_with_a_key_set_and_the_start_up_line_says_which() {
+    let without = ServerProcess::start(&[]);
+    assert!(
+        without
+            .listening_line
+            .contains("TokenV1Proto not served (no --jwks-file or --jwks-url)"),
+        "{}",
+        without.listening_line
+    );
+    // The same from the environment, as a deployment sets it.
+    let key = common::jwt::SigningKey::ed25519("ed");
+    let keys = common::jwt::KeyFile::new(&[&key]);
+    let mut child = Command::new(SERVER)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("MRMAT_GRPC_JWKS_FILE", keys.path())
+        .env(
+            "MRMAT_GRPC_TOKEN_ISSUER",
+            "https://a.example,https://b.example",
+        )
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the server runs");
+    let log = common::OutputLines::read(child.stderr.take().expect("piped"));
+    let tokens = log
+        .line_containing("tokens: keys from", Duration::from_secs(20))
+        .expect("the token settings are logged");
+    assert!(
+        tokens.contains("issuers [https://a.example, https://b.example]"),
+        "{tokens}"
+    );
+    let listening = log
+        .line_containing("listening on", Duration::from_secs(20))
+        .expect("it listens");
+    assert!(
+        listening.contains("TokenV1Proto") && !listening.contains("not served"),
+        "{listening}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn token_settings_that_cannot_work_stop_the_server_with_one_line_before_it_listens() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, r#"{"keys": []}"#).expect("write");
+    let secret = dir.path().join("secret.json");
+    std::fs::write(
+        &secret,
+        r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "s"}]}"#,
+    )
+    .expect("write");
+    let missing = dir.path().join("missing.json");
+    let empty = empty.to_str().expect("utf-8");
+    let secret = secret.to_str().expect("utf-8");
+    let missing = missing.to_str().expect("utf-8");
+    let issuer = ["--token-issuer", "https://id.example"];
+    for (args, expected) in [
+        (vec!["--jwks-file", missing], vec![missing, "cannot read"]),
+        (
+            vec!["--jwks-file", empty],
+            vec![empty, "holds no signing key"],
+        ),
+        (
+            vec!["--jwks-file", secret],
+            vec!["no usable signing key", "\"s\"", "symmetric"],
+        ),
+        (
+            vec!["--jwks-url", "ftp://id.example/jwks.json"],
+            vec!["only http and https"],
+        ),
+        (
+            vec!["--jwks-file", empty, "--token-admin", "ops"],
+            vec!["--token-admin", "mutual TLS"],
+        ),
+    ] {
+        let out = Command::new(SERVER)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .args(issuer)
+            .output()
+            .expect("the server runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        for part in expected {
+            assert!(stderr.contains(part), "{args:?}: lacks {part:?}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn token_flags_that_do_not_go_together_are_usage_errors() {
+    for (args, names) in [
+        (&["--jwks-file", "k.json"][..], "--token-issuer"),
+        (
+            &[
+                "--jwks-file",
+                "k.json",
+                "--jwks-url",
+                "https://id.example/jwks",
+                "--token-issuer",
+                "i",
+            ],
+            "--jwks-url",
+        ),
+        (&["--jwks-ca-cert", "ca.pem"], "--jwks-url"),
+        (&["--keepalive-time", "0"], "--keepalive-time"),
+        (&["--token-leeway=-1"], "--token-leeway"),
+    ] {
+        let out = Command::new(SERVER).args(args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn server_binary_documents_the_token_and_stream_flags() {
+    let help = Command::new(SERVER).arg("--help").output().expect("runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--jwks-file",
+        "--jwks-url",
+        "--jwks-refresh",
+        "--jwks-ca-cert",
+        "--token-issuer",
+        "--token-audience",
+        "--token-leeway",
+        "--token-cache",
+        "--token-admin",
+        "--revocation-max-ttl",
+        "--max-revocations",
+        "--keepalive-time",
+        "--keepalive-timeout",
+        "--keepalive-min-ping-interval",
+        "--max-concurrent-streams",
+        "MRMAT_GRPC_JWKS_FILE",
+        "MRMAT_GRPC_TOKEN_ADMIN",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}

@@ -3,7 +3,8 @@
 use clap::Parser;
 use mrmat_rust_api_grpc::server::{self, ServerConfig};
 
-/// Serves the mrmat gRPC API (greeting v1 and v2, healthz, resource v1).
+/// Serves the mrmat gRPC API (greeting v1 and v2, healthz, resource v1, and token v1 when given
+/// a key set).
 /// Logs go to stderr; RUST_LOG sets their level (default: info).
 #[derive(Debug, Parser)]
 #[command(name = "mrmat-rust-api-grpc-server", version)]
