@@ -343,3 +343,162 @@ fn python_health_checking_sees_serving_then_not_serving_on_sigterm() {
         .expect("the server exits; the watch did not hold it");
     assert!(exit.success(), "{exit}");
 }
+
+/// Runs tests/interop/tokens.py with `args`; returns its output, having checked it succeeded.
+fn python_tokens(args: &[&OsStr]) -> String {
+    let out = Command::new(python())
+        .arg(interop_dir().join("tokens.py"))
+        .args(args)
+        .output()
+        .expect("run tests/interop/tokens.py");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tokens.py {args:?} failed:\n{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A folder with a key set and private keys made by PyJWT and `cryptography`.
+fn python_keys() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("mrmat-pyjwt-")
+        .tempdir()
+        .expect("a temporary folder");
+    python_tokens(&[OsStr::new("keys"), dir.path().as_os_str()]);
+    dir
+}
+
+fn python_token_config(keys: &Path) -> ServerConfig {
+    let mut config = test_config();
+    config.tokens.jwks_file = Some(keys.join("jwks.json"));
+    config.tokens.token_issuer = vec![common::jwt::ISSUER.to_owned()];
+    config.tokens.token_audience = vec![common::jwt::AUDIENCE.to_owned()];
+    config
+}
+
+#[test]
+fn python_validates_pyjwt_tokens_over_validate_and_a_request_iterator_stream() {
+    let keys = python_keys();
+    let server = spawn_server_with(python_token_config(keys.path()));
+    let out = python_tokens(&[
+        OsStr::new("check"),
+        OsStr::new(&server.address),
+        keys.path().as_os_str(),
+    ]);
+    assert!(
+        out.contains("all ") && out.contains(" checks hold"),
+        "{out}"
+    );
+
+    // Over mutual TLS, as an admin, Python revokes too.
+    let pki = Pki::new();
+    let mut config = python_token_config(keys.path());
+    config.tls = TlsConfig {
+        tls_cert: Some(pki.path("server.pem")),
+        tls_key: Some(pki.path("server.key")),
+        tls_client_ca: Some(pki.path("ca.pem")),
+    };
+    config.tokens.token_admin = vec![common::pki::CLIENT_NAME.to_owned()];
+    let server = spawn_server_with(config);
+    let (ca, cert, key) = (
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key"),
+    );
+    let out = python_tokens(&[
+        OsStr::new("check"),
+        OsStr::new(&format!(
+            "localhost:{}",
+            server.address.rsplit(':').next().expect("a port")
+        )),
+        keys.path().as_os_str(),
+        OsStr::new("--ca"),
+        ca.as_os_str(),
+        OsStr::new("--cert"),
+        cert.as_os_str(),
+        OsStr::new("--key"),
+        key.as_os_str(),
+    ]);
+    assert!(out.contains(" checks hold"), "{out}");
+}
+
+#[test]
+fn the_server_drops_a_stream_whose_client_stops_answering_keepalive_pings() {
+    let keys = python_keys();
+    let jwks = keys.path().join("jwks.json");
+    let server = ServerProcess::start_logging(
+        &[
+            "--jwks-file",
+            jwks.to_str().expect("utf-8"),
+            "--token-issuer",
+            common::jwt::ISSUER,
+            "--keepalive-time",
+            "1",
+            "--keepalive-timeout",
+            "1",
+        ],
+        "info,request=debug",
+    );
+    let mut client = Command::new(python())
+        .arg(interop_dir().join("tokens.py"))
+        .args(["idle-stream", &server.address])
+        .arg(keys.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run tokens.py idle-stream");
+    let said = OutputLines::read(client.stdout.take().expect("piped"));
+    let answered = said.line_containing("answered", Duration::from_secs(60));
+    let stream_ended = "/TokenV1Proto/ValidateStream from";
+    // A client that answers pings keeps its idle stream through several ping intervals...
+    let early_end = server
+        .log
+        .line_containing(stream_ended, Duration::from_secs(3));
+    // ...one that is frozen (SIGSTOP: its kernel still acknowledges TCP, nothing answers the
+    // pings) is dropped after keepalive time + timeout, not the kernel's TCP timeout.
+    common::signal(client.id(), "STOP");
+    let stopped = std::time::Instant::now();
+    let dropped = server
+        .log
+        .line_containing(stream_ended, Duration::from_secs(20));
+    let took = stopped.elapsed();
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(
+        answered.is_some(),
+        "the Python client's stream was answered"
+    );
+    assert_eq!(early_end, None, "the stream of a live client ended");
+    let dropped = dropped.expect("the frozen client's stream is dropped");
+    assert!(!dropped.contains(": OK in"), "{dropped}");
+    assert!(took < Duration::from_secs(10), "dropped after {took:?}");
+    eprintln!("a frozen client's stream dropped {took:?} after SIGSTOP: {dropped}");
+}
+
+#[test]
+fn grpcurl_validates_a_token_one_shot_and_as_a_stream_as_the_readme_shows() {
+    let key = common::jwt::SigningKey::rsa("readme", jsonwebtoken::Algorithm::RS256);
+    let keys = common::jwt::KeyFile::new(&[&key]);
+    let server = spawn_server_with(common::jwt::token_config(&keys));
+    let token = key.sign(&common::jwt::claims("alice"));
+    let a = server.address.as_str();
+    let one = format!(r#"{{"requestId": "1", "token": "{token}"}}"#);
+    let (ok, answer, err) = run_grpcurl(&["-plaintext", "-d", &one, a, "TokenV1Proto/Validate"]);
+    assert!(ok, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(answer["verdict"], "TOKEN_V1_VALID", "{answer}");
+    assert_eq!(answer["subject"], "alice", "{answer}");
+
+    let two =
+        format!(r#"{{"requestId": "1", "token": "{token}"}} {{"requestId": "2", "token": "x"}}"#);
+    let (ok, answers, err) =
+        run_grpcurl(&["-plaintext", "-d", &two, a, "TokenV1Proto/ValidateStream"]);
+    assert!(ok, "{err}");
+    let answers: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&answers)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("JSON answers");
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(answers[0]["requestId"], "1");
+    assert_eq!(answers[0]["verdict"], "TOKEN_V1_VALID");
+    assert_eq!(answers[1]["requestId"], "2");
+    assert_eq!(answers[1]["verdict"], "TOKEN_V1_MALFORMED");
+    assert_eq!(answers[1]["status"]["code"], 401);
+}

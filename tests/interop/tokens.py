@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""The token service from Python, as an app would call it: keys and tokens made by PyJWT and
+`cryptography` (a JOSE implementation independent of the server's), validated over Validate
+and over ValidateStream with a request iterator.
+
+Usage:
+  tokens.py keys DIR              Writes DIR/jwks.json and the private keys beside it.
+  tokens.py check HOST:PORT DIR [--ca PEM --cert PEM --key PEM]
+                                  Mints tokens with DIR's keys and checks every answer; with
+                                  mutual TLS, revokes one too. Exit 0 when every check holds.
+  tokens.py idle-stream HOST:PORT DIR
+                                  Opens a stream, has one token validated, prints `answered`,
+                                  then keeps the stream open and idle until killed.
+"""
+import argparse
+import json
+import os
+import queue
+import sys
+import time
+import uuid
+
+import grpc
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+import stubs
+from checks import check, report
+
+pb, pbg = stubs.load()
+
+ISSUER = "https://id.mrmat.test"
+AUDIENCE = "mrmat-api"
+
+# kid: (make a private key, the JWK of its public half, the algorithms to sign with)
+KEYS = {
+    "py-rsa": (
+        lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        RSAAlgorithm.to_jwk,
+        ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
+    ),
+    "py-ec256": (lambda: ec.generate_private_key(ec.SECP256R1()), ECAlgorithm.to_jwk, ["ES256"]),
+    "py-ec384": (lambda: ec.generate_private_key(ec.SECP384R1()), ECAlgorithm.to_jwk, ["ES384"]),
+    "py-ed": (ed25519.Ed25519PrivateKey.generate, OKPAlgorithm.to_jwk, ["EdDSA"]),
+}
+
+V = pb.TokenV1Verdict
+
+
+def write_keys(folder):
+    jwks = []
+    for kid, (make, to_jwk, _) in KEYS.items():
+        key = make()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        with open(os.path.join(folder, f"{kid}.pem"), "wb") as f:
+            f.write(pem)
+        jwk = json.loads(to_jwk(key.public_key()))
+        jwk.update(kid=kid, use="sig")
+        jwks.append(jwk)
+    with open(os.path.join(folder, "jwks.json"), "w") as f:
+        json.dump({"keys": jwks}, f)
+
+
+def private_key(folder, kid):
+    with open(os.path.join(folder, f"{kid}.pem"), "rb") as f:
+        return serialization.load_pem_private_key(f.read(), password=None)
+
+
+def mint(folder, kid, alg, subject, **changes):
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": subject, "aud": [AUDIENCE, "other"], "iat": now,
+              "exp": now + 600, "jti": str(uuid.uuid4()), "scp": ["read", "admin"]}
+    claims.update(changes)
+    claims = {name: value for name, value in claims.items() if value is not None}
+    return jwt.encode(claims, private_key(folder, kid), algorithm=alg, headers={"kid": kid}), claims
+
+
+def open_channel(args):
+    if args.ca is None:
+        return grpc.insecure_channel(args.address)
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.ca),
+        private_key=read(args.key) if args.key else None,
+        certificate_chain=read(args.cert) if args.cert else None,
+    )
+    return grpc.secure_channel(args.address, credentials)
+
+
+def cases(folder):
+    """(name, token, expected verdict, claims) for every algorithm and most verdicts."""
+    now = int(time.time())
+    out = []
+    for kid, (_, _, algorithms) in KEYS.items():
+        for alg in algorithms:
+            token, claims = mint(folder, kid, alg, f"{alg}-user")
+            out.append((f"{alg} valid", token, V.TOKEN_V1_VALID, claims))
+            token, claims = mint(folder, kid, alg, "late", exp=now - 3600)
+            out.append((f"{alg} expired", token, V.TOKEN_V1_EXPIRED, claims))
+    token, claims = mint(folder, "py-ec256", "ES256", "early", nbf=now + 3600)
+    out.append(("not yet valid", token, V.TOKEN_V1_NOT_YET_VALID, claims))
+    token, claims = mint(folder, "py-ed", "EdDSA", "x", iss="https://elsewhere.example")
+    out.append(("wrong issuer", token, V.TOKEN_V1_WRONG_ISSUER, claims))
+    token, claims = mint(folder, "py-ed", "EdDSA", "x", aud="billing")
+    out.append(("wrong audience", token, V.TOKEN_V1_WRONG_AUDIENCE, claims))
+    token, claims = mint(folder, "py-ed", "EdDSA", "x", exp=None)
+    out.append(("no exp", token, V.TOKEN_V1_MALFORMED, claims))
+    # PyJWT itself refuses to sign HS256 with a PEM key; the header says enough to be refused.
+    header = jwt.utils.base64url_encode(b'{"alg":"HS256","kid":"py-rsa"}').decode()
+    body = jwt.utils.base64url_encode(json.dumps({"sub": "x"}).encode()).decode()
+    out.append(("HS256", f"{header}.{body}.c2ln", V.TOKEN_V1_UNSUPPORTED_ALGORITHM, {}))
+    token, claims = mint(folder, "py-rsa", "RS256", "x")
+    head, body, sig = token.split(".")
+    forged = jwt.utils.base64url_encode(json.dumps(dict(claims, sub="root")).encode()).decode()
+    out.append(("forged claims", f"{head}.{forged}.{sig}", V.TOKEN_V1_BAD_SIGNATURE, claims))
+    return out
+
+
+def check_answer(what, answer, request_id, expected, claims):
+    check(f"{what}: request_id", answer.request_id, request_id)
+    check(f"{what}: verdict", V.Name(answer.verdict), V.Name(expected))
+    if expected == V.TOKEN_V1_VALID:
+        check(f"{what}: status", (answer.status.code, answer.status.message), (200, "Valid"))
+        got = (answer.subject, answer.issuer, list(answer.audience), answer.expires_at,
+               list(answer.scopes), answer.token_id)
+        want = (claims["sub"], ISSUER, [AUDIENCE, "other"], claims["exp"], ["read", "admin"],
+                claims["jti"])
+        check(f"{what}: claims", got, want)
+    else:
+        check(f"{what}: status code", answer.status.code, 401)
+        check(f"{what}: a reason", bool(answer.status.message), True)
+
+
+def run_checks(args):
+    all_cases = cases(args.dir)
+    with open_channel(args) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        stub = pbg.TokenV1ProtoStub(channel)
+        for i, (what, token, expected, claims) in enumerate(all_cases):
+            answer = stub.Validate(pb.TokenV1Input(request_id=i, token=token), timeout=10)
+            check_answer(f"Validate {what}", answer, i, expected, claims)
+
+        # One stream, a request iterator, every case three times over.
+        plan = [(1000 + n, case) for n, case in enumerate(all_cases * 3)]
+        inputs = (pb.TokenV1Input(request_id=rid, token=case[1]) for rid, case in plan)
+        answers = list(stub.ValidateStream(inputs, timeout=30))
+        check("ValidateStream: one answer per input", len(answers), len(plan))
+        for answer, (rid, (what, _, expected, claims)) in zip(answers, plan):
+            check_answer(f"ValidateStream {what}", answer, rid, expected, claims)
+
+        if args.cert:
+            # Revoke needs mutual TLS and an admin certificate; then the token is REVOKED.
+            token, claims = mint(args.dir, "py-ec384", "ES384", "revoked")
+            before = stub.Validate(pb.TokenV1Input(request_id=1, token=token), timeout=10)
+            check("before Revoke", V.Name(before.verdict), "TOKEN_V1_VALID")
+            done = stub.Revoke(pb.TokenV1RevokeInput(token_id=claims["jti"],
+                                                     expires_at=claims["exp"]), timeout=10)
+            check("Revoke status", done.code, 200)
+            after = stub.Validate(pb.TokenV1Input(request_id=2, token=token), timeout=10)
+            check("after Revoke", V.Name(after.verdict), "TOKEN_V1_REVOKED")
+        else:
+            try:
+                stub.Revoke(pb.TokenV1RevokeInput(token_id="x"), timeout=10)
+                check("Revoke without mutual TLS", "allowed", "PERMISSION_DENIED")
+            except grpc.RpcError as e:
+                check("Revoke without mutual TLS", e.code(), grpc.StatusCode.PERMISSION_DENIED)
+    report("tokens.py", args.address)
+
+
+def idle_stream(args):
+    token, _ = mint(args.dir, "py-ed", "EdDSA", "idle")
+    with open_channel(args) as channel:
+        stub = pbg.TokenV1ProtoStub(channel)
+        inputs = queue.Queue()
+        inputs.put(pb.TokenV1Input(request_id=1, token=token))
+        answers = stub.ValidateStream(iter(inputs.get, None))
+        answer = next(answers)
+        print("answered" if answer.verdict == V.TOKEN_V1_VALID else "refused", flush=True)
+        for _ in answers:  # nothing more is sent, so nothing more comes; blocks until killed
+            pass
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["keys", "check", "idle-stream"])
+    parser.add_argument("address_or_dir")
+    parser.add_argument("dir", nargs="?")
+    parser.add_argument("--ca")
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    args = parser.parse_args()
+    if args.mode == "keys":
+        write_keys(args.address_or_dir)
+        return
+    args.address = args.address_or_dir
+    if args.dir is None:
+        sys.exit(f"{args.mode} needs HOST:PORT and DIR")
+    (run_checks if args.mode == "check" else idle_stream)(args)
+
+
+if __name__ == "__main__":
+    main()
