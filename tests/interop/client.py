@@ -12,6 +12,7 @@ import grpc
 from google.protobuf.empty_pb2 import Empty
 
 import stubs
+from channels import open_channel
 from checks import check, report
 
 pb, pbg = stubs.load()
@@ -32,23 +33,6 @@ def error_of(call):
     except grpc.RpcError as e:
         return (e.code(), e.details())
     return None
-
-
-def open_channel(args):
-    if args.ca is None:
-        return grpc.insecure_channel(args.address)
-
-    def read(path):
-        with open(path, "rb") as f:
-            return f.read()
-
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=read(args.ca),
-        private_key=read(args.key) if args.key else None,
-        certificate_chain=read(args.cert) if args.cert else None,
-    )
-    options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
-    return grpc.secure_channel(args.address, credentials, options=options)
 
 
 def main(args):

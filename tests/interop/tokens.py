@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 import stubs
+from channels import open_channel
 from checks import check, report
 
 pb, pbg = stubs.load()
@@ -76,22 +77,6 @@ def mint(folder, kid, alg, subject, **changes):
     claims.update(changes)
     claims = {name: value for name, value in claims.items() if value is not None}
     return jwt.encode(claims, private_key(folder, kid), algorithm=alg, headers={"kid": kid}), claims
-
-
-def open_channel(args):
-    if args.ca is None:
-        return grpc.insecure_channel(args.address)
-
-    def read(path):
-        with open(path, "rb") as f:
-            return f.read()
-
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=read(args.ca),
-        private_key=read(args.key) if args.key else None,
-        certificate_chain=read(args.cert) if args.cert else None,
-    )
-    return grpc.secure_channel(args.address, credentials)
 
 
 def cases(folder):
