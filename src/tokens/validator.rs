@@ -27,18 +27,10 @@ pub enum Check {
 }
 
 /// A valid token as cached: what it says, and the key set that verified it.
+#[derive(Clone)]
 struct Cached {
     token: Arc<ValidToken>,
     generation: u64,
-}
-
-impl Clone for Cached {
-    fn clone(&self) -> Self {
-        Self {
-            token: Arc::clone(&self.token),
-            generation: self.generation,
-        }
-    }
 }
 
 /// A revocation as stored.
