@@ -6,13 +6,16 @@
 //! - [`tokens`]: token validation (keys, verdicts, cache), knowing nothing of gRPC;
 //! - [`store`]: where resources and revoked tokens live;
 //! - [`server`]: configuration to a running server;
-//! - [`client`]: the command-line client's subcommands;
+//! - [`cli`]: the command-line client's subcommands;
 //! - [`bench`]: the client's `bench`, a load generator for any server of the contract;
+//! - [`client`]: what both share and apps embed: channels, TLS options, output, errors, and the
+//!   [`client::TokenValidator`];
 //! - [`tls`]: certificates and keys from PEM files, checked before use;
 //! - [`codec`]: message decoding that logs what does not decode.
 
 pub mod apis;
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod codec;
 // Generated code is not ours to lint; it allows lints that newer compilers have removed.

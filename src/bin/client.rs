@@ -1,7 +1,7 @@
 //! `mrmat-rust-api-grpc-client`: one call of the API per run, printed as the original printed it.
 
 use clap::Parser;
-use mrmat_rust_api_grpc::client::{self, Cli};
+use mrmat_rust_api_grpc::cli::{self, Cli};
 
 /// Warnings of ours only: the gRPC core's own messages repeat what our one-line error already
 /// says (RUST_LOG=grpcio=debug shows them).
@@ -12,7 +12,7 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(LOG_DEFAULT)).init();
     grpcio::redirect_log();
     let stdout = std::io::stdout();
-    if let Err(e) = client::run(&cli, &mut stdout.lock()) {
+    if let Err(e) = cli::run(&cli, &mut stdout.lock()) {
         eprintln!("mrmat-rust-api-grpc-client: {e}");
         std::process::exit(1);
     }

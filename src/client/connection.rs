@@ -87,16 +87,16 @@ impl TlsOptions {
 
 /// A channel to the server plus what every call needs to report errors.
 pub(crate) struct Connection {
-    pub(super) channel: Channel,
+    pub(crate) channel: Channel,
     /// How answers are printed.
-    pub(super) output: OutputFormat,
+    pub(crate) output: OutputFormat,
     server: String,
     timeout: Duration,
 }
 
 impl Connection {
     /// Opens a channel to `server`; the connection itself is made by the first call.
-    pub(super) fn open(
+    pub(crate) fn open(
         server: &str,
         timeout: Duration,
         output: OutputFormat,
@@ -118,12 +118,12 @@ impl Connection {
     }
 
     /// Options for one call: the deadline.
-    pub(super) fn call_option(&self) -> CallOption {
+    pub(crate) fn call_option(&self) -> CallOption {
         CallOption::default().timeout(self.timeout)
     }
 
     /// Turns a failed call into an error that names the server.
-    pub(super) fn error(&self, e: grpcio::Error) -> ClientError {
+    pub(crate) fn error(&self, e: grpcio::Error) -> ClientError {
         let (code, detail) = match e {
             grpcio::Error::RpcFailure(status) => (status.code(), status.message().to_owned()),
             other => (RpcStatusCode::UNKNOWN, other.to_string()),

@@ -20,7 +20,7 @@ pub enum OutputFormat {
 }
 
 /// Writes `answer`: with `text` in text format, as JSON otherwise.
-pub(super) fn write_answer<M: MessageFull>(
+pub(crate) fn write_answer<M: MessageFull>(
     out: &mut dyn Write,
     format: OutputFormat,
     answer: &M,

@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use super::output::write_answer;
-use super::{ClientError, Connection};
+use crate::client::write_answer;
+use crate::client::{ClientError, Connection};
 use crate::proto::{
     GreetingV1Input, GreetingV1ProtoClient, GreetingV2Input, GreetingV2ProtoClient,
 };

@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use super::output::write_answer;
+use crate::client::write_answer;
 use super::resource::status_line;
-use super::{ClientError, Connection};
+use crate::client::{ClientError, Connection};
 use crate::proto::{HealthzInput, HealthzProtoClient};
 
 /// Prints `[code] message` of the health check.
