@@ -30,7 +30,7 @@ use crate::apis::{self, ApiService};
 use crate::proto::{self, health::v1::health_check_response::ServingStatus};
 use crate::store::{MemoryRevocations, MemoryStore, ResourceStore};
 use crate::tls::{self, TlsError};
-use crate::tokens::{TokenError, TokenValidator};
+use crate::tokens::{TokenError, TokenVerifier};
 
 /// Why a server did not start.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ pub struct RunningServer {
     server: Server,
     address: ListenAddress,
     health: HealthRegistry,
-    validator: Option<Arc<TokenValidator>>,
+    validator: Option<Arc<TokenVerifier>>,
     end_streams: Option<EndStreams>,
 }
 
@@ -261,7 +261,7 @@ pub fn start_with_store(
 fn start_tokens(
     config: &ServerConfig,
     health: &HealthRegistry,
-) -> Result<Option<Arc<TokenValidator>>, ServerError> {
+) -> Result<Option<Arc<TokenVerifier>>, ServerError> {
     if !config.tokens.enabled() {
         return Ok(None);
     }
@@ -269,7 +269,7 @@ fn start_tokens(
     health.set(name, ServingStatus::NOT_SERVING);
     let ready = health.clone();
     let revocations = Arc::new(MemoryRevocations::with_limit(config.tokens.max_revocations));
-    let validator = TokenValidator::start(
+    let validator = TokenVerifier::start(
         &config.tokens,
         revocations,
         Box::new(move || ready.set(name, ServingStatus::SERVING)),
@@ -293,7 +293,7 @@ fn start_tokens(
 fn contract_services(
     store: Arc<dyn ResourceStore>,
     config: &ServerConfig,
-    validator: Option<Arc<TokenValidator>>,
+    validator: Option<Arc<TokenVerifier>>,
     streams_end: &StreamsEnd,
 ) -> Vec<ApiService> {
     let mut services = vec![

@@ -5,7 +5,7 @@
 //! - `source`: where the key set comes from (a file or an identity provider's URL) and when it is
 //!   loaded again;
 //! - `jws`: the token's three parts and its header; `claims`: the checks of its payload;
-//! - [`TokenValidator`]: all of it in order, with a cache of valid tokens and the revocation store.
+//! - [`TokenVerifier`]: all of it in order, with a cache of valid tokens and the revocation store.
 //!
 //! The signature itself is checked by `jsonwebtoken` (on aws-lc); this module only decides
 //! which key and algorithm may be used, and says why a token is refused.
@@ -15,14 +15,14 @@ mod config;
 mod jws;
 pub mod keys;
 mod source;
-mod validator;
+mod verifier;
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use config::{TokenConfig, DEFAULT_CACHE_ENTRIES, DEFAULT_MAX_REVOCATIONS};
 pub use source::KeyReload;
-pub use validator::{Check, Outcome, RevokeError, Revoked, TokenValidator};
+pub use verifier::{Check, Outcome, RevokeError, Revoked, TokenVerifier};
 
 /// Tokens longer than this are refused unread: real ones are a few hundred bytes to a few KiB.
 pub const MAX_TOKEN_BYTES: usize = 8192;

@@ -16,7 +16,7 @@ use crate::proto::{
     TokenV1RevokeInput, TokenV1Verdict,
 };
 use crate::tokens::{
-    quoted, rfc3339, Check, Outcome, RevokeError, Revoked, TokenValidator, Verdict,
+    quoted, rfc3339, Check, Outcome, RevokeError, Revoked, TokenVerifier, Verdict,
 };
 
 /// The name health checking and reflection know the service by.
@@ -29,7 +29,7 @@ pub const SHUTTING_DOWN: &str =
 /// The token API, version 1.
 #[derive(Clone)]
 pub struct TokenV1Api {
-    validator: Arc<TokenValidator>,
+    validator: Arc<TokenVerifier>,
     /// Client certificate names (common name or DNS name) allowed to revoke.
     admins: Arc<[String]>,
     streams_end: StreamsEnd,
@@ -38,7 +38,7 @@ pub struct TokenV1Api {
 /// The service to register on a server: tokens checked by `validator`, revocations allowed to
 /// `admins`, streams ended by `streams_end`.
 pub fn service(
-    validator: Arc<TokenValidator>,
+    validator: Arc<TokenVerifier>,
     admins: Vec<String>,
     streams_end: StreamsEnd,
 ) -> ApiService {
@@ -91,7 +91,7 @@ fn output(request_id: u64, outcome: &Outcome) -> TokenV1Output {
 }
 
 /// The answer to `input`, after waiting for a key set load when the token asks for one.
-async fn answer(validator: &TokenValidator, input: &TokenV1Input) -> TokenV1Output {
+async fn answer(validator: &TokenVerifier, input: &TokenV1Input) -> TokenV1Output {
     let outcome = match validator.check(&input.token) {
         Check::Done(outcome) => outcome,
         Check::AfterKeyReload(reload) => {

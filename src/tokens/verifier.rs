@@ -1,4 +1,4 @@
-//! [`TokenValidator`]: a token's checks in order (shape, algorithm, key, signature, claims,
+//! [`TokenVerifier`]: a token's checks in order (shape, algorithm, key, signature, claims,
 //! revocation), with valid results cached and revocations asked on every call.
 
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use crate::store::{RevocationStore, StoreError};
 pub type Outcome = Result<Arc<ValidToken>, Refusal>;
 
 /// What checking a token came to: an answer, or a key set load to wait for before asking again
-/// with [`TokenValidator::check_after_reload`] (the token names a kid that is not loaded).
+/// with [`TokenVerifier::check_after_reload`] (the token names a kid that is not loaded).
 pub enum Check {
     /// The answer.
     Done(Outcome),
@@ -60,9 +60,10 @@ impl std::fmt::Display for RevokeError {
     }
 }
 
-/// Validates tokens against a key set that is kept loaded, accepted issuers and audiences, and a
-/// revocation store. Shared by every call.
-pub struct TokenValidator {
+/// Validates tokens, in the server, against a key set that is kept loaded, accepted issuers and
+/// audiences, and a revocation store. Shared by every call. (An app asks a server through
+/// [`crate::client::TokenValidator`] instead.)
+pub struct TokenVerifier {
     keys: KeySource,
     rules: Rules,
     /// Valid tokens by the SHA-256 of the token; None when turned off.
@@ -71,7 +72,7 @@ pub struct TokenValidator {
     max_revocation_seconds: i64,
 }
 
-impl TokenValidator {
+impl TokenVerifier {
     /// Loads the key set `config` names and starts keeping it loaded; None when `config` names
     /// no key set. `on_ready` is called once the first key set is loaded (at once for a file).
     pub fn start(
@@ -121,7 +122,7 @@ impl TokenValidator {
     }
 
     /// Checks `token` now. A token naming a kid that is not loaded may ask for the key set to
-    /// be loaded again; then the answer comes from [`TokenValidator::check_after_reload`].
+    /// be loaded again; then the answer comes from [`TokenVerifier::check_after_reload`].
     pub fn check(&self, token: &str) -> Check {
         self.check_at(token, unix_now(), true)
     }
