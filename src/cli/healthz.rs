@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use crate::client::write_answer;
 use super::resource::status_line;
+use crate::client::write_answer;
 use crate::client::{ClientError, Connection};
 use crate::proto::{HealthzInput, HealthzProtoClient};
 

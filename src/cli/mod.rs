@@ -5,6 +5,10 @@
 mod greeting;
 mod healthz;
 mod resource;
+mod signing;
+mod token;
+
+pub use token::{KeyArgs, MintArgs, TokenV1Command, ValidateArgs};
 
 use std::io::Write;
 use std::time::Duration;
@@ -65,8 +69,19 @@ pub enum Command {
     /// Manage resources.
     #[command(subcommand)]
     Resource(ResourceCommand),
+    /// Validate tokens, revoke them; and for trying the service, make a key set and tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Load the server with many calls and report throughput, latency and errors.
     Bench(BenchArgs),
+}
+
+/// Versions of the token API.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Token API, version 1.
+    #[command(subcommand)]
+    V1(TokenV1Command),
 }
 
 /// Versions of the greeting API.
@@ -140,6 +155,23 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
         Command::Greeting(GreetingCommand::V2 { name }) => greeting::v2(&connect()?, name, out),
         Command::Healthz => healthz::get(&connect()?, out),
         Command::Resource(ResourceCommand::V1(call)) => resource::v1(&connect()?, call, out),
+        Command::Token(TokenCommand::V1(call)) => match call {
+            TokenV1Command::Validate(args) => {
+                let target = token::Target {
+                    server: &cli.server,
+                    timeout: cli.timeout,
+                    output: cli.output,
+                    tls: &cli.tls,
+                };
+                token::validate(&target, args, out)
+            }
+            TokenV1Command::Revoke {
+                token_id,
+                expires_at,
+            } => token::revoke(&connect()?, token_id, *expires_at, out),
+            TokenV1Command::Jwks { key } => token::jwks(key, out),
+            TokenV1Command::Mint(args) => token::mint(args, out),
+        },
         Command::Bench(args) => {
             crate::bench::run(&cli.server, cli.timeout, &cli.tls, cli.output, args, out)
         }

@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use crate::client::write_answer;
 use super::ResourceV1Command;
+use crate::client::write_answer;
 use crate::client::{ClientError, Connection};
 use crate::proto::{
     Empty, ResourceV1, ResourceV1IdInput, ResourceV1Output, ResourceV1ProtoClient, StatusOutput,

@@ -4,11 +4,15 @@
 
 mod connection;
 mod output;
+mod validator;
 
 pub(crate) use connection::Connection;
 pub use connection::TlsOptions;
 pub(crate) use output::write_answer;
 pub use output::{to_json, OutputFormat};
+pub use validator::{
+    PendingValidation, TokenValidator, ValidateError, Validation, ValidatorConfig, ValidatorStats,
+};
 
 use std::fmt;
 use std::io;
@@ -39,6 +43,8 @@ pub enum ClientError {
     Tls(TlsError),
     /// A benchmark could not be run as asked.
     Bench(String),
+    /// An input (a file, a line of stdin) cannot be used; the message says which and why.
+    Input(String),
     /// The answer could not be written to stdout.
     Output(io::Error),
 }
@@ -67,6 +73,7 @@ impl fmt::Display for ClientError {
             }
             Self::Tls(e) => write!(f, "TLS: {e}"),
             Self::Bench(why) => write!(f, "bench: {why}"),
+            Self::Input(why) => write!(f, "{why}"),
             Self::Output(e) => write!(f, "cannot write the answer: {e}"),
         }
     }
@@ -79,4 +86,3 @@ impl From<io::Error> for ClientError {
         Self::Output(e)
     }
 }
-

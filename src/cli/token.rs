@@ -1,0 +1,347 @@
+//! `token v1 ...`: validate tokens (one-shot or a stream from stdin, both through the
+//! [`TokenValidator`]), revoke one, and for trying the service, print a key's JWKS and mint
+//! tokens.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use serde_json::json;
+
+use super::signing::SigningKey;
+use crate::client::{
+    to_json, write_answer, ClientError, Connection, OutputFormat, PendingValidation, TlsOptions,
+    TokenValidator, ValidateError, ValidatorConfig,
+};
+use crate::proto::{TokenV1Output, TokenV1ProtoClient, TokenV1RevokeInput, TokenV1Verdict};
+use crate::seconds::parse_seconds;
+use crate::tokens::rfc3339;
+
+/// Validations a `--stream` keeps outstanding: enough to fill the pipe to the server, few
+/// enough that memory stays small whatever the input's length.
+const STREAM_WINDOW: usize = 512;
+
+/// Calls of the token API, version 1.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenV1Command {
+    /// Ask whether tokens are valid; prints one line per token, in order.
+    Validate(ValidateArgs),
+    /// Refuse a token from now on, by its `jti` (needs an admin client certificate: mTLS).
+    Revoke {
+        /// The `jti` of the token.
+        #[arg(long, value_name = "JTI")]
+        token_id: String,
+        /// Keep the revocation until then, in Unix seconds (the token's `exp`); by default
+        /// the longest the server allows.
+        #[arg(long, value_name = "UNIX")]
+        expires_at: Option<i64>,
+    },
+    /// Print the JWKS (for the server's --jwks-file) of a private key's public half. For trying
+    /// the service: real keys belong to an identity provider.
+    Jwks {
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Print tokens signed with a private key, one per line. For trying and testing the
+    /// service: real tokens come from an identity provider.
+    Mint(MintArgs),
+}
+
+/// How `token v1 validate` asks.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// The tokens (compact JWS, without `Bearer `).
+    #[arg(
+        value_name = "TOKEN",
+        required_unless_present = "stream",
+        conflicts_with = "stream"
+    )]
+    pub tokens: Vec<String>,
+
+    /// Read tokens from stdin, one per line, over one stream that survives server restarts;
+    /// answers are printed in input order as they arrive.
+    #[arg(long)]
+    pub stream: bool,
+
+    /// Ping the server after this long without hearing from it (at least the server's
+    /// --keepalive-min-ping-interval).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub keepalive_time: Duration,
+
+    /// Drop a connection whose ping has no answer within this long, and reconnect.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub keepalive_timeout: Duration,
+}
+
+/// A signing key and the kid to name it by.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// PEM private key (RSA of 2048 bits or more, EC P-256/P-384, Ed25519), e.g. from
+    /// `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem`.
+    #[arg(long, value_name = "PEM")]
+    pub key: PathBuf,
+    /// Key id, in the JWKS and in each token's header.
+    #[arg(long, value_name = "KID")]
+    pub kid: String,
+    /// Signing algorithm; by default RS256, ES256, ES384 or EdDSA after the key's type.
+    #[arg(long, value_name = "ALG")]
+    pub alg: Option<String>,
+}
+
+/// What `token v1 mint` signs.
+#[derive(Debug, clap::Args)]
+pub struct MintArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// `iss`: the issuer, one the server accepts (--token-issuer).
+    #[arg(long)]
+    pub issuer: String,
+    /// `sub`: whose token it is.
+    #[arg(long)]
+    pub subject: String,
+    /// `aud`, repeatable.
+    #[arg(long)]
+    pub audience: Vec<String>,
+    /// A scope, repeatable; the token's `scope` is them space separated.
+    #[arg(long)]
+    pub scope: Vec<String>,
+    /// Seconds from now to `exp`.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ttl: u32,
+    /// Tokens to print, each with its own `jti`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+}
+
+/// The CamelCase name of a verdict, as the text output prints it.
+fn verdict_name(answer: &TokenV1Output) -> &'static str {
+    match answer.verdict.enum_value_or_default() {
+        TokenV1Verdict::TOKEN_V1_VALID => "Valid",
+        TokenV1Verdict::TOKEN_V1_MALFORMED => "Malformed",
+        TokenV1Verdict::TOKEN_V1_BAD_SIGNATURE => "BadSignature",
+        TokenV1Verdict::TOKEN_V1_UNKNOWN_KEY => "UnknownKey",
+        TokenV1Verdict::TOKEN_V1_UNSUPPORTED_ALGORITHM => "UnsupportedAlgorithm",
+        TokenV1Verdict::TOKEN_V1_EXPIRED => "Expired",
+        TokenV1Verdict::TOKEN_V1_NOT_YET_VALID => "NotYetValid",
+        TokenV1Verdict::TOKEN_V1_WRONG_ISSUER => "WrongIssuer",
+        TokenV1Verdict::TOKEN_V1_WRONG_AUDIENCE => "WrongAudience",
+        TokenV1Verdict::TOKEN_V1_REVOKED => "Revoked",
+        TokenV1Verdict::TOKEN_V1_VERDICT_UNSPECIFIED => "Unspecified",
+    }
+}
+
+/// `[200] Valid: sub=alice iss=... aud=api exp=... scopes=read,write jti=...`, or
+/// `[401] Expired: the token expired at ...`.
+pub(super) fn answer_line(answer: &TokenV1Output) -> String {
+    let verdict = verdict_name(answer);
+    if answer.verdict.enum_value_or_default() != TokenV1Verdict::TOKEN_V1_VALID {
+        return format!(
+            "[{}] {verdict}: {}",
+            answer.status.code, answer.status.message
+        );
+    }
+    let mut line = format!(
+        "[{}] {verdict}: sub={} iss={} aud={} exp={} scopes={}",
+        answer.status.code,
+        answer.subject,
+        answer.issuer,
+        answer.audience.join(","),
+        rfc3339(answer.expires_at),
+        answer.scopes.join(",")
+    );
+    if !answer.token_id.is_empty() {
+        line.push_str(&format!(" jti={}", answer.token_id));
+    }
+    line
+}
+
+/// Writes one answer in `format`.
+fn print(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    answer: &TokenV1Output,
+) -> Result<(), ClientError> {
+    match format {
+        OutputFormat::Text => writeln!(out, "{}", answer_line(answer))?,
+        // The validator's own request id means nothing to the reader: left out.
+        OutputFormat::Json => {
+            let mut answer = answer.clone();
+            answer.request_id = 0;
+            writeln!(out, "{}", to_json(&answer))?
+        }
+    }
+    Ok(())
+}
+
+/// Everything a validation needs from the command line.
+pub(super) struct Target<'a> {
+    pub server: &'a str,
+    pub timeout: Duration,
+    pub output: OutputFormat,
+    pub tls: &'a TlsOptions,
+}
+
+/// Turns a validation's error into the client's, naming the server and which input it was.
+fn failed(target: &Target, what: &str, e: ValidateError) -> ClientError {
+    match e {
+        ValidateError::Refused { code, message } => ClientError::Failed {
+            server: target.server.to_owned(),
+            code,
+            detail: message,
+        },
+        other => ClientError::Unreachable {
+            server: target.server.to_owned(),
+            detail: format!("{what}: {other}"),
+        },
+    }
+}
+
+/// `token v1 validate`: the tokens given, or stdin's lines with `--stream`.
+pub(super) fn validate(
+    target: &Target,
+    args: &ValidateArgs,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let config = ValidatorConfig {
+        timeout: target.timeout,
+        keepalive_time: args.keepalive_time,
+        keepalive_timeout: args.keepalive_timeout,
+        max_in_flight: STREAM_WINDOW,
+        ..ValidatorConfig::default()
+    };
+    let validator =
+        TokenValidator::connect(target.server, target.tls, config).map_err(ClientError::Tls)?;
+    let result = if args.stream {
+        let stdin = std::io::stdin();
+        validate_lines(target, &validator, &mut stdin.lock(), out)
+    } else {
+        let pending: Vec<PendingValidation> = args
+            .tokens
+            .iter()
+            .map(|token| validator.validate_async(token))
+            .collect();
+        pending.into_iter().enumerate().try_for_each(|(n, answer)| {
+            let answer = futures::executor::block_on(answer)
+                .map_err(|e| failed(target, &format!("token {}", n + 1), e))?;
+            print(out, target.output, &answer)
+        })
+    };
+    validator.close_within(Duration::ZERO);
+    result
+}
+
+/// Validates each line of `input` as a token, keeping [`STREAM_WINDOW`] outstanding, and prints
+/// the answers in input order.
+fn validate_lines(
+    target: &Target,
+    validator: &TokenValidator,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let mut out = std::io::BufWriter::new(out);
+    let mut window: VecDeque<(u64, PendingValidation)> = VecDeque::with_capacity(STREAM_WINDOW);
+    let next = |window: &mut VecDeque<(u64, PendingValidation)>,
+                    out: &mut std::io::BufWriter<&mut dyn Write>|
+     -> Result<(), ClientError> {
+        let Some((line, mut pending)) = window.pop_front() else {
+            return Ok(());
+        };
+        let answer = match (&mut pending).now_or_never() {
+            Some(answer) => answer,
+            None => {
+                // Show what is answered before waiting for more.
+                out.flush()?;
+                futures::executor::block_on(pending)
+            }
+        };
+        let answer = answer.map_err(|e| failed(target, &format!("line {line}"), e))?;
+        print(out, target.output, &answer)
+    };
+    let mut line = String::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let read = input
+            .read_line(&mut line)
+            .map_err(|e| ClientError::Input(format!("stdin, line {}: {e}", number + 1)))?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        if window.len() == STREAM_WINDOW {
+            next(&mut window, &mut out)?;
+        }
+        window.push_back((number, validator.validate_async(line.trim())));
+    }
+    while !window.is_empty() {
+        next(&mut window, &mut out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `token v1 revoke`: prints the server's status line.
+pub(super) fn revoke(
+    conn: &Connection,
+    token_id: &str,
+    expires_at: Option<i64>,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let client = TokenV1ProtoClient::new(conn.channel.clone());
+    let mut request = TokenV1RevokeInput::new();
+    request.token_id = token_id.to_owned();
+    request.expires_at = expires_at.unwrap_or(0);
+    let answer = client
+        .revoke_opt(&request, conn.call_option())
+        .map_err(|e| conn.error(e))?;
+    write_answer(out, conn.output, &answer, |out| {
+        writeln!(out, "[{}] {}", answer.code, answer.message)
+    })
+}
+
+/// `token v1 jwks`: prints `{"keys": [the key's JWK]}`.
+pub(super) fn jwks(key: &KeyArgs, out: &mut dyn Write) -> Result<(), ClientError> {
+    let signing =
+        SigningKey::read(&key.key, &key.kid, key.alg.as_deref()).map_err(ClientError::Input)?;
+    let jwk = signing.jwk().map_err(ClientError::Input)?;
+    writeln!(out, "{}", json!({ "keys": [jwk] }))?;
+    Ok(())
+}
+
+/// `token v1 mint`: prints `--count` tokens.
+pub(super) fn mint(args: &MintArgs, out: &mut dyn Write) -> Result<(), ClientError> {
+    let key = &args.key;
+    let signing =
+        SigningKey::read(&key.key, &key.kid, key.alg.as_deref()).map_err(ClientError::Input)?;
+    let now = crate::tokens::unix_now();
+    let mut claims = json!({
+        "iss": args.issuer,
+        "sub": args.subject,
+        "iat": now,
+        "nbf": now,
+        "exp": now + i64::from(args.ttl),
+    });
+    match args.audience.as_slice() {
+        [] => {}
+        [one] => claims["aud"] = json!(one),
+        many => claims["aud"] = json!(many),
+    }
+    if !args.scope.is_empty() {
+        claims["scope"] = json!(args.scope.join(" "));
+    }
+    // A unique prefix per run, so that tokens of two runs never share a jti.
+    let run = format!("{:016x}", fastrand::u64(..));
+    let mut out = std::io::BufWriter::new(out);
+    for n in 0..args.count {
+        claims["jti"] = json!(format!("{run}-{n}"));
+        writeln!(
+            out,
+            "{}",
+            signing.sign(&claims).map_err(ClientError::Input)?
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
