@@ -28,6 +28,8 @@ pub struct Phase {
     pub stop: Stop,
     /// Preloaded resource ids to pick from.
     pub ids: Arc<Vec<u64>>,
+    /// Tokens to pick from (--tokens).
+    pub tokens: Arc<Vec<String>>,
     pub read_percent: u8,
     /// The label of a live progress line on stderr, or None for no progress line.
     pub progress: Option<&'static str>,
@@ -96,7 +98,8 @@ pub fn drive(callers: &[Caller], phase: &Phase) -> PhaseResult {
 
     for slot in 0..phase.in_flight {
         let caller = callers[slot as usize % callers.len()].clone();
-        let (workload, ids, read_percent) = (phase.workload, phase.ids.clone(), phase.read_percent);
+        let (workload, read_percent) = (phase.workload, phase.read_percent);
+        let (ids, tokens) = (phase.ids.clone(), phase.tokens.clone());
         let live = Arc::clone(&live);
         let results_tx = results_tx.clone();
         let spawner = caller.clone();
@@ -121,7 +124,9 @@ pub fn drive(callers: &[Caller], phase: &Phase) -> PhaseResult {
                         }
                     }
                 }
-                let outcome = caller.call(workload, &ids, read_percent, &mut rng).await;
+                let outcome = caller
+                    .call(workload, &ids, &tokens, read_percent, &mut rng)
+                    .await;
                 if !measured {
                     continue;
                 }

@@ -8,6 +8,7 @@ mod report;
 mod workload;
 
 use std::io::{IsTerminal as _, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +17,10 @@ use grpcio::{ChannelBuilder, EnvBuilder};
 pub use report::Report;
 pub use workload::Workload;
 
-use crate::client::{ClientError, OutputFormat, TlsOptions};
+use crate::client::{ClientError, OutputFormat, TlsOptions, TokenValidator, ValidatorConfig};
 use crate::seconds::{parse_seconds, parse_seconds_or_zero};
 use load::{Phase, Stop};
-use workload::Caller;
+use workload::{Caller, FreshChannels};
 
 /// What to load the server with, and for how long.
 #[derive(Clone, Debug, clap::Args)]
@@ -55,6 +56,35 @@ pub struct BenchArgs {
     /// Share of reads (Get) in the mixed workload, in percent; the rest are writes (Modify).
     #[arg(long, value_name = "PERCENT", default_value_t = 90, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub read_percent: u8,
+
+    /// Tokens for token-validate and token-stream, one per line (e.g. from `token v1 mint
+    /// --count 1000`); each call picks one at random.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+
+    /// Open a new channel, so a new connection and (with the TLS flags) TLS handshake, for
+    /// every call, as an app that does not keep its channel does; unary calls only.
+    #[arg(long)]
+    pub fresh_connection: bool,
+}
+
+/// The tokens in `path`, one per line; blank lines left out.
+fn read_tokens(path: &Path) -> Result<Vec<String>, ClientError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ClientError::Bench(format!("cannot read --tokens {}: {e}", path.display())))?;
+    let tokens: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if tokens.is_empty() {
+        return Err(ClientError::Bench(format!(
+            "--tokens {} holds no tokens",
+            path.display()
+        )));
+    }
+    Ok(tokens)
 }
 
 /// Runs the benchmark `args` describes against `server` and writes the report to `out`.
@@ -66,6 +96,21 @@ pub fn run(
     args: &BenchArgs,
     out: &mut dyn Write,
 ) -> Result<(), ClientError> {
+    let tokens = match (&args.tokens, args.call.needs_tokens()) {
+        (Some(path), true) => read_tokens(path)?,
+        (None, true) => {
+            return Err(ClientError::Bench(format!(
+                "--call {} needs --tokens FILE (e.g. from `token v1 mint --count 1000`)",
+                args.call.name()
+            )))
+        }
+        (_, false) => Vec::new(),
+    };
+    if args.fresh_connection && args.call == Workload::TokenStream {
+        return Err(ClientError::Bench(
+            "--fresh-connection is for unary calls; token-stream keeps its streams".to_owned(),
+        ));
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let env = Arc::new(
         EnvBuilder::new()
@@ -73,11 +118,20 @@ pub fn run(
             .name_prefix("bench")
             .build(),
     );
+    let loaded = tls.load().map_err(ClientError::Tls)?;
+    let fresh = args.fresh_connection.then(|| {
+        Arc::new(FreshChannels {
+            env: env.clone(),
+            server: server.to_owned(),
+            tls: loaded.clone(),
+        })
+    });
+    let mut kept = Vec::new();
     let mut callers = Vec::new();
     for _ in 0..args.connections {
         // A local subchannel pool per channel: otherwise the core shares one connection.
         let builder = ChannelBuilder::new(env.clone()).use_local_subchannel_pool(true);
-        let channel = tls.connect(builder, server).map_err(ClientError::Tls)?;
+        let channel = loaded.connect(builder, server);
         if !futures::executor::block_on(channel.wait_for_connected(timeout)) {
             return Err(ClientError::Unreachable {
                 server: server.to_owned(),
@@ -87,7 +141,21 @@ pub fn run(
                 ),
             });
         }
-        callers.push(Caller::new(channel, timeout));
+        // The stream workload asks through the validator apps embed: one per connection.
+        let validator = if args.call == Workload::TokenStream {
+            let config = ValidatorConfig {
+                timeout,
+                max_in_flight: args.in_flight as usize,
+                ..ValidatorConfig::default()
+            };
+            let validator =
+                TokenValidator::connect(server, tls, config).map_err(ClientError::Tls)?;
+            Some(Arc::new(validator))
+        } else {
+            None
+        };
+        kept.push(Caller::new(channel.clone(), timeout, None, None));
+        callers.push(Caller::new(channel, timeout, fresh.clone(), validator));
     }
 
     let progress = std::io::stderr().is_terminal();
@@ -99,10 +167,11 @@ pub fn run(
             warmup: Duration::ZERO,
             stop: Stop::AfterCalls(args.resources),
             ids: Arc::new(Vec::new()),
+            tokens: Arc::new(Vec::new()),
             read_percent: 0,
             progress: progress.then_some("preloading"),
         };
-        let result = load::drive(&callers, &preload);
+        let result = load::drive(&kept, &preload);
         if result.successes() < args.resources {
             return Err(ClientError::Bench(format!(
                 "preloading {} resources: only {} created; errors: {:?}",
@@ -123,6 +192,7 @@ pub fn run(
             None => Stop::After(args.duration),
         },
         ids: Arc::new(ids),
+        tokens: Arc::new(tokens),
         read_percent: args.read_percent,
         progress: progress.then_some("measuring"),
     };

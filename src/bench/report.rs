@@ -37,6 +37,10 @@ pub struct Report {
     pub latency: Option<Latency>,
     /// Resources created before the warm-up.
     pub preloaded: u64,
+    /// Each call on a connection of its own (--fresh-connection).
+    pub fresh_connection: bool,
+    /// Tokens the calls picked from (--tokens).
+    pub tokens: u64,
 }
 
 fn millis(micros: u64) -> f64 {
@@ -80,6 +84,8 @@ impl Report {
             },
             latency,
             preloaded: phase.ids.len() as u64,
+            fresh_connection: args.fresh_connection,
+            tokens: phase.tokens.len() as u64,
         }
     }
 
@@ -88,16 +94,25 @@ impl Report {
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "bench {} against {} ({}): {} connections, {} calls in flight, {:.1} s after a {:.1} s warm-up{}",
+            "bench {} against {} ({}): {}, {} calls in flight, {:.1} s after a {:.1} s warm-up{}{}",
             self.call,
             self.server,
             self.transport,
-            self.connections,
+            if self.fresh_connection {
+                "a new connection per call".to_owned()
+            } else {
+                format!("{} connections", self.connections)
+            },
             self.in_flight,
             self.seconds,
             self.warmup_seconds,
             if self.preloaded > 0 {
                 format!(", {} resources preloaded", self.preloaded)
+            } else {
+                String::new()
+            },
+            if self.tokens > 0 {
+                format!(", {} tokens", self.tokens)
             } else {
                 String::new()
             }
@@ -151,6 +166,8 @@ impl Report {
             "warmup_seconds": self.warmup_seconds,
             "seconds": self.seconds,
             "preloaded": self.preloaded,
+            "fresh_connection": self.fresh_connection,
+            "tokens": self.tokens,
             "calls": self.calls,
             "successes": self.successes,
             "errors": self.errors,

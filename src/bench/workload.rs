@@ -1,13 +1,16 @@
 //! The calls a benchmark makes, one at a time per in-flight slot.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use grpcio::{CallOption, Channel};
+use grpcio::{CallOption, Channel, ChannelBuilder, Environment};
 
 use crate::apis::call::status_name;
+use crate::client::{LoadedTls, TokenValidator, ValidateError};
 use crate::proto::{
     Empty, GreetingV2Input, GreetingV2ProtoClient, HealthzInput, HealthzProtoClient, ResourceV1,
-    ResourceV1IdInput, ResourceV1ProtoClient,
+    ResourceV1IdInput, ResourceV1ProtoClient, TokenV1Input, TokenV1Output, TokenV1ProtoClient,
+    TokenV1Verdict,
 };
 
 /// The call to make.
@@ -25,12 +28,22 @@ pub enum Workload {
     ResourceList,
     /// Get of a random preloaded resource, or (--read-percent) Modify of one.
     Mixed,
+    /// `TokenV1Proto/Validate` of a random token from --tokens.
+    TokenValidate,
+    /// `TokenV1Proto/ValidateStream`: one stream per connection (through the client's
+    /// TokenValidator), --in-flight questions outstanding across them.
+    TokenStream,
 }
 
 impl Workload {
     /// Whether the calls need resources in the store.
     pub fn needs_resources(self) -> bool {
         matches!(self, Self::ResourceGet | Self::ResourceList | Self::Mixed)
+    }
+
+    /// Whether the calls need tokens (--tokens).
+    pub fn needs_tokens(self) -> bool {
+        matches!(self, Self::TokenValidate | Self::TokenStream)
     }
 
     /// The name as the `--call` flag spells it.
@@ -42,16 +55,54 @@ impl Workload {
             Self::ResourceCreate => "resource-create",
             Self::ResourceList => "resource-list",
             Self::Mixed => "mixed",
+            Self::TokenValidate => "token-validate",
+            Self::TokenStream => "token-stream",
         }
     }
 }
 
-/// Clients of every service over one connection.
+/// Clients of every service over one channel.
 #[derive(Clone)]
-pub struct Caller {
+struct Clients {
     greeting: GreetingV2ProtoClient,
     healthz: HealthzProtoClient,
     resource: ResourceV1ProtoClient,
+    token: TokenV1ProtoClient,
+}
+
+impl Clients {
+    fn new(channel: Channel) -> Self {
+        Self {
+            greeting: GreetingV2ProtoClient::new(channel.clone()),
+            healthz: HealthzProtoClient::new(channel.clone()),
+            resource: ResourceV1ProtoClient::new(channel.clone()),
+            token: TokenV1ProtoClient::new(channel),
+        }
+    }
+}
+
+/// Opens a channel, and so a connection and its handshakes, for every call: what an app that
+/// does not keep its channel does.
+pub struct FreshChannels {
+    pub env: Arc<Environment>,
+    pub server: String,
+    pub tls: LoadedTls,
+}
+
+impl FreshChannels {
+    fn open(&self) -> Channel {
+        // A local subchannel pool: otherwise the core would reuse a live connection.
+        let builder = ChannelBuilder::new(self.env.clone()).use_local_subchannel_pool(true);
+        self.tls.connect(builder, &self.server)
+    }
+}
+
+/// Clients of every service over one connection, or a new connection per call.
+#[derive(Clone)]
+pub struct Caller {
+    kept: Clients,
+    fresh: Option<Arc<FreshChannels>>,
+    validator: Option<Arc<TokenValidator>>,
     timeout: Duration,
 }
 
@@ -65,20 +116,44 @@ fn failed(e: grpcio::Error) -> String {
     }
 }
 
+/// A token's answer as an outcome: a verdict other than valid counts as an error by its name,
+/// so that a file of expired tokens does not pass for a fast benchmark.
+fn verdict(answer: &TokenV1Output) -> Outcome {
+    match answer.verdict.enum_value_or_default() {
+        TokenV1Verdict::TOKEN_V1_VALID => Ok(None),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+fn validation_failed(e: ValidateError) -> String {
+    match e {
+        ValidateError::DeadlineExceeded { .. } => "DEADLINE_EXCEEDED".to_owned(),
+        ValidateError::Overloaded { .. } => "validator overloaded".to_owned(),
+        ValidateError::Refused { code, .. } => status_name(code),
+        ValidateError::Closed => "validator closed".to_owned(),
+    }
+}
+
 impl Caller {
-    /// Clients over `channel`, each call with a `timeout` deadline.
-    pub fn new(channel: Channel, timeout: Duration) -> Self {
+    /// Clients over `channel`, each call with a `timeout` deadline; with `fresh`, each call on
+    /// a channel of its own instead, and with `validator`, token-stream questions through it.
+    pub fn new(
+        channel: Channel,
+        timeout: Duration,
+        fresh: Option<Arc<FreshChannels>>,
+        validator: Option<Arc<TokenValidator>>,
+    ) -> Self {
         Self {
-            greeting: GreetingV2ProtoClient::new(channel.clone()),
-            healthz: HealthzProtoClient::new(channel.clone()),
-            resource: ResourceV1ProtoClient::new(channel),
+            kept: Clients::new(channel),
+            fresh,
+            validator,
             timeout,
         }
     }
 
     /// Runs `future` on the connection's completion queue.
     pub fn spawn(&self, future: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.healthz.spawn(future);
+        self.kept.healthz.spawn(future);
     }
 
     fn option(&self) -> CallOption {
@@ -90,9 +165,25 @@ impl Caller {
         &self,
         workload: Workload,
         ids: &[u64],
+        tokens: &[String],
         read_percent: u8,
         rng: &mut fastrand::Rng,
     ) -> Outcome {
+        let fresh;
+        let clients = match &self.fresh {
+            Some(channels) => {
+                fresh = Clients::new(channels.open());
+                &fresh
+            }
+            None => &self.kept,
+        };
+        let token = |rng: &mut fastrand::Rng| {
+            if tokens.is_empty() {
+                ""
+            } else {
+                tokens[rng.usize(..tokens.len())].as_str()
+            }
+        };
         let pick = |rng: &mut fastrand::Rng| {
             let mut input = ResourceV1IdInput::new();
             input.id = if ids.is_empty() {
@@ -106,21 +197,21 @@ impl Caller {
             Workload::GreetingV2 => {
                 let mut request = GreetingV2Input::new();
                 request.name = "bench".to_owned();
-                let receiver = self
+                let receiver = clients
                     .greeting
                     .get_greeting_async_opt(&request, self.option());
                 receiver.map_err(failed)?.await.map_err(failed)?;
                 Ok(None)
             }
             Workload::Healthz => {
-                let receiver = self
+                let receiver = clients
                     .healthz
                     .get_health_async_opt(&HealthzInput::new(), self.option());
                 receiver.map_err(failed)?.await.map_err(failed)?;
                 Ok(None)
             }
             Workload::ResourceGet => {
-                let receiver = self.resource.get_async_opt(&pick(rng), self.option());
+                let receiver = clients.resource.get_async_opt(&pick(rng), self.option());
                 receiver.map_err(failed)?.await.map_err(failed)?;
                 Ok(None)
             }
@@ -128,27 +219,47 @@ impl Caller {
                 let mut request = ResourceV1::new();
                 request.owner_id = 1;
                 request.name = "bench resource".to_owned();
-                let receiver = self.resource.create_async_opt(&request, self.option());
+                let receiver = clients.resource.create_async_opt(&request, self.option());
                 let answer = receiver.map_err(failed)?.await.map_err(failed)?;
                 Ok(Some(answer.resource.id))
             }
             Workload::ResourceList => {
-                let receiver = self.resource.list_async_opt(&Empty::new(), self.option());
+                let receiver = clients
+                    .resource
+                    .list_async_opt(&Empty::new(), self.option());
                 receiver.map_err(failed)?.await.map_err(failed)?;
                 Ok(None)
             }
             Workload::Mixed => {
                 if rng.u8(0..100) < read_percent {
-                    return Box::pin(self.call(Workload::ResourceGet, ids, read_percent, rng))
-                        .await;
+                    let receiver = clients.resource.get_async_opt(&pick(rng), self.option());
+                    receiver.map_err(failed)?.await.map_err(failed)?;
+                    return Ok(None);
                 }
                 let mut request = ResourceV1::new();
                 request.id = pick(rng).id;
                 request.owner_id = 1;
                 request.name = "renamed by bench".to_owned();
-                let receiver = self.resource.modify_async_opt(&request, self.option());
+                let receiver = clients.resource.modify_async_opt(&request, self.option());
                 receiver.map_err(failed)?.await.map_err(failed)?;
                 Ok(None)
+            }
+            Workload::TokenValidate => {
+                let mut request = TokenV1Input::new();
+                request.token = token(rng).to_owned();
+                let receiver = clients.token.validate_async_opt(&request, self.option());
+                verdict(&receiver.map_err(failed)?.await.map_err(failed)?)
+            }
+            Workload::TokenStream => {
+                let validator = self
+                    .validator
+                    .as_ref()
+                    .expect("token-stream callers have a validator");
+                let answer = validator
+                    .validate_async(token(rng))
+                    .await
+                    .map_err(validation_failed)?;
+                verdict(&answer)
             }
         }
     }

@@ -243,7 +243,7 @@ fn validate_lines(
     let mut out = std::io::BufWriter::new(out);
     let mut window: VecDeque<(u64, PendingValidation)> = VecDeque::with_capacity(STREAM_WINDOW);
     let next = |window: &mut VecDeque<(u64, PendingValidation)>,
-                    out: &mut std::io::BufWriter<&mut dyn Write>|
+                out: &mut std::io::BufWriter<&mut dyn Write>|
      -> Result<(), ClientError> {
         let Some((line, mut pending)) = window.pop_front() else {
             return Ok(());

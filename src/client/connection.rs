@@ -55,33 +55,73 @@ impl TlsOptions {
             || self.tls_server_name.is_some()
     }
 
-    /// The credentials these options describe, from files that have been checked; None for
-    /// plaintext.
-    pub fn credentials(&self) -> Result<Option<ChannelCredentials>, TlsError> {
+    /// The certificates and keys these options name, read and checked once, for opening
+    /// channels again and again.
+    pub fn load(&self) -> Result<LoadedTls, TlsError> {
         if !self.enabled() {
-            return Ok(None);
+            return Ok(LoadedTls::default());
         }
-        let mut builder = ChannelCredentialsBuilder::new();
-        if let Some(ca) = &self.ca_cert {
-            builder = builder.root_cert(tls::read_certificates(ca)?);
-        }
-        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
-            let identity = tls::read_identity(cert, key)?;
-            builder = builder.cert(identity.cert_chain, identity.key);
-        }
-        Ok(Some(builder.build()))
+        let root = self
+            .ca_cert
+            .as_deref()
+            .map(tls::read_certificates)
+            .transpose()?;
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                let identity = tls::read_identity(cert, key)?;
+                Some((identity.cert_chain, identity.key))
+            }
+            _ => None,
+        };
+        Ok(LoadedTls {
+            enabled: true,
+            root,
+            identity,
+            server_name: self.tls_server_name.clone(),
+        })
     }
 
     /// A channel to `server` with these options.
     pub fn connect(&self, builder: ChannelBuilder, server: &str) -> Result<Channel, TlsError> {
-        let Some(credentials) = self.credentials()? else {
-            return Ok(builder.connect(server));
+        Ok(self.load()?.connect(builder, server))
+    }
+}
+
+/// [`TlsOptions`] with their files read: plaintext, or TLS with what to trust and present.
+#[derive(Clone, Debug, Default)]
+pub struct LoadedTls {
+    enabled: bool,
+    root: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    server_name: Option<String>,
+}
+
+impl LoadedTls {
+    /// The credentials, or None for plaintext.
+    pub fn credentials(&self) -> Option<ChannelCredentials> {
+        if !self.enabled {
+            return None;
+        }
+        let mut builder = ChannelCredentialsBuilder::new();
+        if let Some(root) = &self.root {
+            builder = builder.root_cert(root.clone());
+        }
+        if let Some((chain, key)) = &self.identity {
+            builder = builder.cert(chain.clone(), key.clone());
+        }
+        Some(builder.build())
+    }
+
+    /// A channel to `server`, secured as these options say.
+    pub fn connect(&self, builder: ChannelBuilder, server: &str) -> Channel {
+        let Some(credentials) = self.credentials() else {
+            return builder.connect(server);
         };
         let mut builder = builder.set_credentials(credentials);
-        if let Some(name) = &self.tls_server_name {
+        if let Some(name) = &self.server_name {
             builder = builder.override_ssl_target(name.as_str());
         }
-        Ok(builder.connect(server))
+        builder.connect(server)
     }
 }
 

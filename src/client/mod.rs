@@ -7,7 +7,7 @@ mod output;
 mod validator;
 
 pub(crate) use connection::Connection;
-pub use connection::TlsOptions;
+pub use connection::{LoadedTls, TlsOptions};
 pub(crate) use output::write_answer;
 pub use output::{to_json, OutputFormat};
 pub use validator::{
