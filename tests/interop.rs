@@ -502,3 +502,92 @@ fn grpcurl_validates_a_token_one_shot_and_as_a_stream_as_the_readme_shows() {
     assert_eq!(answers[1]["verdict"], "TOKEN_V1_MALFORMED");
     assert_eq!(answers[1]["status"]["code"], 401);
 }
+
+/// Runs the client binary with `args`; returns its stdout, having checked it succeeded.
+fn rust_client(args: &[&OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"))
+        .args(args)
+        .output()
+        .expect("run the client");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client {args:?} failed:\n{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_clis_key_sets_match_pyjwts_and_pyjwt_verifies_the_tokens_it_mints() {
+    let keys = python_keys();
+    let python_jwks: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(keys.path().join("jwks.json")).expect("PyJWT's key set"),
+    )
+    .expect("JSON");
+    let mut minted = String::new();
+    let mut checked = 0;
+    for (kid, algs) in [
+        (
+            "py-rsa",
+            &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"][..],
+        ),
+        ("py-ec256", &["ES256"][..]),
+        ("py-ec384", &["ES384"][..]),
+        ("py-ed", &["EdDSA"][..]),
+    ] {
+        let pem = keys.path().join(format!("{kid}.pem"));
+        let ours: serde_json::Value = serde_json::from_str(&rust_client(&[
+            OsStr::new("token"),
+            OsStr::new("v1"),
+            OsStr::new("jwks"),
+            OsStr::new("--key"),
+            pem.as_os_str(),
+            OsStr::new("--kid"),
+            OsStr::new(kid),
+        ]))
+        .expect("a JSON key set");
+        let theirs = python_jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .expect("PyJWT wrote this kid");
+        for member in ["kty", "crv", "n", "e", "x", "y"] {
+            assert_eq!(ours["keys"][0][member], theirs[member], "{kid} {member}");
+        }
+        checked += 1;
+        for alg in algs {
+            minted.push_str(&rust_client(&[
+                OsStr::new("token"),
+                OsStr::new("v1"),
+                OsStr::new("mint"),
+                OsStr::new("--key"),
+                pem.as_os_str(),
+                OsStr::new("--kid"),
+                OsStr::new(kid),
+                OsStr::new("--alg"),
+                OsStr::new(alg),
+                OsStr::new("--issuer"),
+                OsStr::new(common::jwt::ISSUER),
+                OsStr::new("--audience"),
+                OsStr::new(common::jwt::AUDIENCE),
+                OsStr::new("--subject"),
+                OsStr::new("alice"),
+                OsStr::new("--scope"),
+                OsStr::new("read"),
+                OsStr::new("--scope"),
+                OsStr::new("write"),
+                OsStr::new("--count"),
+                OsStr::new("2"),
+            ]));
+        }
+    }
+    let tokens = keys.path().join("minted.txt");
+    std::fs::write(&tokens, &minted).expect("write the tokens");
+
+    let out = python_tokens(&[
+        OsStr::new("verify"),
+        keys.path().as_os_str(),
+        tokens.as_os_str(),
+    ]);
+
+    assert_eq!(checked, 4);
+    assert_eq!(out.trim(), "verified 18", "{out}");
+}

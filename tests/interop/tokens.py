@@ -8,6 +8,8 @@ Usage:
   tokens.py check HOST:PORT DIR [--ca PEM --cert PEM --key PEM]
                                   Mints tokens with DIR's keys and checks every answer; with
                                   mutual TLS, revokes one too. Exit 0 when every check holds.
+  tokens.py verify DIR TOKENS      Verifies each line of the file TOKENS with PyJWT against DIR's
+                                  key set (signature, iss, aud, exp); prints `verified N`.
   tokens.py idle-stream HOST:PORT DIR
                                   Opens a stream, has one token validated, prints `answered`,
                                   then keeps the stream open and idle until killed.
@@ -172,10 +174,29 @@ def idle_stream(args):
             pass
 
 
+def verify(folder, tokens_file):
+    """Tokens made elsewhere (our CLI's `token v1 mint`), checked by PyJWT alone."""
+    with open(os.path.join(folder, "jwks.json")) as f:
+        keys = jwt.PyJWKSet.from_dict(json.load(f))
+    count = 0
+    with open(tokens_file) as f:
+        for line in f:
+            token = line.strip()
+            header = jwt.get_unverified_header(token)
+            # The key's own object: its JWK names one algorithm, the RSA key signs with six.
+            key = keys[header["kid"]].key
+            claims = jwt.decode(token, key, algorithms=[header["alg"]], audience=AUDIENCE,
+                                issuer=ISSUER, options={"require": ["exp", "iss", "sub", "jti"]})
+            if claims["sub"] != "alice" or claims["scope"] != "read write":
+                sys.exit(f"unexpected claims {claims}")
+            count += 1
+    print(f"verified {count}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["keys", "check", "idle-stream"])
+    parser.add_argument("mode", choices=["keys", "check", "verify", "idle-stream"])
     parser.add_argument("address_or_dir")
     parser.add_argument("dir", nargs="?")
     parser.add_argument("--ca")
@@ -184,6 +205,9 @@ def main():
     args = parser.parse_args()
     if args.mode == "keys":
         write_keys(args.address_or_dir)
+        return
+    if args.mode == "verify":
+        verify(args.address_or_dir, args.dir)
         return
     args.address = args.address_or_dir
     if args.dir is None:
