@@ -7,9 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
+use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
+use grpcio::WriteFlags;
 use hdrhistogram::Histogram;
 
-use super::workload::{Caller, Workload};
+use super::workload::{failed, verdict, Caller, Outcome, Workload};
+use crate::proto::TokenV1Input;
 
 /// When a phase stops measuring.
 #[derive(Clone, Copy, Debug)]
@@ -149,7 +154,23 @@ pub fn drive(callers: &[Caller], phase: &Phase) -> PhaseResult {
         });
     }
     drop(results_tx);
+    gather(
+        &results,
+        phase.in_flight,
+        measure_from,
+        phase.progress,
+        &live,
+    )
+}
 
+/// Adds up what `expected` slots (or streams) send to `results`, showing progress meanwhile.
+fn gather(
+    results: &mpsc::Receiver<SlotResult>,
+    expected: u32,
+    measure_from: Instant,
+    progress: Option<&'static str>,
+    live: &Live,
+) -> PhaseResult {
     let mut total = PhaseResult {
         latency: histogram(),
         errors: BTreeMap::new(),
@@ -158,7 +179,7 @@ pub fn drive(callers: &[Caller], phase: &Phase) -> PhaseResult {
     };
     let mut last_finish = measure_from;
     let mut received = 0;
-    while received < phase.in_flight {
+    while received < expected {
         match results.recv_timeout(Duration::from_millis(500)) {
             Ok(slot) => {
                 received += 1;
@@ -173,19 +194,147 @@ pub fn drive(callers: &[Caller], phase: &Phase) -> PhaseResult {
                 last_finish = last_finish.max(slot.finished);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(label) = phase.progress {
-                    show_progress(label, measure_from, &live);
+                if let Some(label) = progress {
+                    show_progress(label, measure_from, live);
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    if phase.progress.is_some() {
+    if progress.is_some() {
         eprint!("\r\x1b[2K");
     }
     total.created.sort_unstable();
     total.elapsed = last_finish.saturating_duration_since(measure_from);
     total
+}
+
+/// Runs a token-stream `phase`: one ValidateStream per caller, each keeping its share of
+/// `in_flight` questions outstanding, the next question sent as each answer comes. One task per
+/// stream, so no answer has to wake another thread.
+pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
+    let begin = Instant::now();
+    let measure_from = begin + phase.warmup;
+    let end = match phase.stop {
+        Stop::After(duration) => Some(measure_from + duration),
+        Stop::AfterCalls(_) => None,
+    };
+    let limit = match phase.stop {
+        Stop::AfterCalls(calls) => Some(calls),
+        Stop::After(_) => None,
+    };
+    let live = Arc::new(Live::default());
+    let (results_tx, results) = mpsc::channel();
+    let streams = callers.len().min(phase.in_flight as usize);
+    for (n, caller) in callers.iter().take(streams).enumerate() {
+        // The in-flight questions shared out as evenly as they go.
+        let window = phase.in_flight as usize / streams
+            + usize::from(n < phase.in_flight as usize % streams);
+        let (tokens, live, results_tx) = (phase.tokens.clone(), live.clone(), results_tx.clone());
+        let opened = caller
+            .token_client()
+            .validate_stream_opt(grpcio::CallOption::default());
+        caller.spawn(async move {
+            let mut result = SlotResult {
+                latency: histogram(),
+                errors: BTreeMap::new(),
+                created: Vec::new(),
+                finished: Instant::now(),
+            };
+            let record = |result: &mut SlotResult, started: Instant, outcome: Outcome| {
+                if started < measure_from {
+                    return;
+                }
+                live.calls.fetch_add(1, Ordering::Relaxed);
+                match outcome {
+                    Ok(_) => {
+                        let micros = u64::try_from(started.elapsed().as_micros().max(1));
+                        result.latency.saturating_record(micros.unwrap_or(u64::MAX));
+                    }
+                    Err(status) => {
+                        live.errors.fetch_add(1, Ordering::Relaxed);
+                        *result.errors.entry(status).or_default() += 1;
+                    }
+                }
+            };
+            // Answers come in question order, so the send times queue up the same way.
+            let mut sent: VecDeque<Instant> = VecDeque::with_capacity(window);
+            let ran: Result<(), String> = async {
+                let (mut sink, mut answers) = opened.map_err(failed)?;
+                sink.enhance_batch(true);
+                let mut rng = fastrand::Rng::with_seed(n as u64);
+                let mut next_id = 0u64;
+                loop {
+                    let now = Instant::now();
+                    let stopping = end.is_some_and(|end| now >= end);
+                    while sent.len() < window && !stopping {
+                        if now >= measure_from {
+                            if let Some(limit) = limit {
+                                if live.started.fetch_add(1, Ordering::Relaxed) >= limit {
+                                    break;
+                                }
+                            }
+                        }
+                        let mut question = TokenV1Input::new();
+                        next_id += 1;
+                        question.request_id = next_id;
+                        question.token = tokens[rng.usize(..tokens.len())].clone();
+                        // enhance_batch holds each back until the flush below sends them together.
+                        let flags = WriteFlags::default();
+                        sink.feed((question, flags)).await.map_err(failed)?;
+                        sent.push_back(Instant::now());
+                    }
+                    if sent.is_empty() {
+                        break;
+                    }
+                    sink.flush().await.map_err(failed)?;
+                    // One answer, then every other one already here, before sending again.
+                    let mut answer = answers.next().await;
+                    loop {
+                        let started = sent.pop_front().expect("an answer to a question sent");
+                        match answer {
+                            Some(Ok(a)) => record(&mut result, started, verdict(&a)),
+                            Some(Err(e)) => return Err(failed(e)),
+                            None => return Err("the server ended the stream".to_owned()),
+                        }
+                        if sent.is_empty() {
+                            break;
+                        }
+                        match answers.next().now_or_never() {
+                            Some(more) => answer = more,
+                            None => break,
+                        }
+                    }
+                }
+                sink.close().await.or_else(|e| match e {
+                    // The status can overtake the half-close: the call ended all the same.
+                    grpcio::Error::RpcFinished(_) => Ok(()),
+                    e => Err(failed(e)),
+                })?;
+                while let Some(answer) = answers.next().await {
+                    answer.map_err(failed)?;
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(status) = ran {
+                // Every question outstanding when the stream failed is a failure.
+                let lost = sent.iter().filter(|at| **at >= measure_from).count().max(1) as u64;
+                live.errors.fetch_add(lost, Ordering::Relaxed);
+                *result.errors.entry(status).or_default() += lost;
+            }
+            result.finished = Instant::now();
+            let _ = results_tx.send(result);
+        });
+    }
+    drop(results_tx);
+    gather(
+        &results,
+        streams as u32,
+        measure_from,
+        phase.progress,
+        &live,
+    )
 }
 
 /// `measuring  3.5 s  calls 41234  rate 11781/s  errors 0`, redrawn in place.

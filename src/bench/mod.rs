@@ -106,10 +106,13 @@ pub fn run(
         }
         (_, false) => Vec::new(),
     };
-    if args.fresh_connection && args.call == Workload::TokenStream {
-        return Err(ClientError::Bench(
-            "--fresh-connection is for unary calls; token-stream keeps its streams".to_owned(),
-        ));
+    if args.fresh_connection
+        && matches!(args.call, Workload::TokenStream | Workload::TokenValidator)
+    {
+        return Err(ClientError::Bench(format!(
+            "--fresh-connection is for unary calls; {} keeps its streams",
+            args.call.name()
+        )));
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let env = Arc::new(
@@ -142,7 +145,7 @@ pub fn run(
             });
         }
         // The stream workload asks through the validator apps embed: one per connection.
-        let validator = if args.call == Workload::TokenStream {
+        let validator = if args.call == Workload::TokenValidator {
             let config = ValidatorConfig {
                 timeout,
                 max_in_flight: args.in_flight as usize,
@@ -196,7 +199,11 @@ pub fn run(
         read_percent: args.read_percent,
         progress: progress.then_some("measuring"),
     };
-    let result = load::drive(&callers, &phase);
+    let result = if args.call == Workload::TokenStream {
+        load::drive_streams(&callers, &phase)
+    } else {
+        load::drive(&callers, &phase)
+    };
     let report = Report::new(server, tls, args, &phase, result);
     match output {
         OutputFormat::Text => write!(out, "{}", report.text())?,

@@ -30,9 +30,12 @@ pub enum Workload {
     Mixed,
     /// `TokenV1Proto/Validate` of a random token from --tokens.
     TokenValidate,
-    /// `TokenV1Proto/ValidateStream`: one stream per connection (through the client's
-    /// TokenValidator), --in-flight questions outstanding across them.
+    /// `TokenV1Proto/ValidateStream`: one stream per connection, --in-flight questions
+    /// outstanding across them, each answer making room for the next question.
     TokenStream,
+    /// `ValidateStream` through the client library's TokenValidator (one per connection),
+    /// --in-flight callers at once: what an app embedding it gets.
+    TokenValidator,
 }
 
 impl Workload {
@@ -43,7 +46,10 @@ impl Workload {
 
     /// Whether the calls need tokens (--tokens).
     pub fn needs_tokens(self) -> bool {
-        matches!(self, Self::TokenValidate | Self::TokenStream)
+        matches!(
+            self,
+            Self::TokenValidate | Self::TokenStream | Self::TokenValidator
+        )
     }
 
     /// The name as the `--call` flag spells it.
@@ -57,6 +63,7 @@ impl Workload {
             Self::Mixed => "mixed",
             Self::TokenValidate => "token-validate",
             Self::TokenStream => "token-stream",
+            Self::TokenValidator => "token-validator",
         }
     }
 }
@@ -109,7 +116,7 @@ pub struct Caller {
 /// How one call ended: the id a create was given, or the gRPC status name of a failure.
 pub type Outcome = Result<Option<u64>, String>;
 
-fn failed(e: grpcio::Error) -> String {
+pub fn failed(e: grpcio::Error) -> String {
     match e {
         grpcio::Error::RpcFailure(status) => status_name(status.code()),
         other => format!("client error: {other}"),
@@ -118,7 +125,7 @@ fn failed(e: grpcio::Error) -> String {
 
 /// A token's answer as an outcome: a verdict other than valid counts as an error by its name,
 /// so that a file of expired tokens does not pass for a fast benchmark.
-fn verdict(answer: &TokenV1Output) -> Outcome {
+pub fn verdict(answer: &TokenV1Output) -> Outcome {
     match answer.verdict.enum_value_or_default() {
         TokenV1Verdict::TOKEN_V1_VALID => Ok(None),
         other => Err(format!("{other:?}")),
@@ -149,6 +156,11 @@ impl Caller {
             validator,
             timeout,
         }
+    }
+
+    /// The token client of the kept connection.
+    pub fn token_client(&self) -> &TokenV1ProtoClient {
+        &self.kept.token
     }
 
     /// Runs `future` on the connection's completion queue.
@@ -250,11 +262,12 @@ impl Caller {
                 let receiver = clients.token.validate_async_opt(&request, self.option());
                 verdict(&receiver.map_err(failed)?.await.map_err(failed)?)
             }
-            Workload::TokenStream => {
+            Workload::TokenStream => unreachable!("streams are driven by load::drive_streams"),
+            Workload::TokenValidator => {
                 let validator = self
                     .validator
                     .as_ref()
-                    .expect("token-stream callers have a validator");
+                    .expect("token-validator callers have a validator");
                 let answer = validator
                     .validate_async(token(rng))
                     .await

@@ -483,6 +483,8 @@ impl Shared {
             }
         };
         let (sender, questions) = mpsc::unbounded::<TokenV1Input>();
+        // Questions queued together go out in one write, not one write each.
+        sink.enhance_batch(true);
         self.client.spawn(async move {
             let mut questions = questions.map(|q| Ok((q, WriteFlags::default())));
             // A failed write shows in the reader as the call's status.

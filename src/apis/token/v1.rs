@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
+use futures::{FutureExt as _, SinkExt as _, StreamExt as _, TryStreamExt as _};
 use grpcio::{
     DuplexSink, RequestStream, RpcContext, RpcStatus, RpcStatusCode, UnarySink, WriteFlags,
 };
@@ -187,9 +187,20 @@ impl TokenV1Proto for TokenV1Api {
         }
         let validator = Arc::clone(&self.validator);
         let mut inputs = requests.take_until(self.streams_end.clone());
+        // Answers to inputs that came together leave in one write; flushed below whenever
+        // no further input is waiting, so an answer never waits for the next question.
+        sink.enhance_batch(true);
         ctx.spawn(async move {
             let served: grpcio::Result<RpcStatusCode> = async {
-                while let Some(input) = inputs.try_next().await? {
+                loop {
+                    let next = match inputs.try_next().now_or_never() {
+                        Some(next) => next?,
+                        None => {
+                            sink.flush().await?;
+                            inputs.try_next().await?
+                        }
+                    };
+                    let Some(input) = next else { break };
                     let answer = answer(&validator, &input).await;
                     // Feed, not send: the write of this answer overlaps the read of the next
                     // input, and waits only for the write before it. A client that stops
