@@ -26,6 +26,17 @@ fn start(keys: &KeyFile, extra: &[&str]) -> ServerProcess {
     ServerProcess::start(&args)
 }
 
+/// A key file with `key`, `count` tokens signed with it, and the server binary using both.
+fn serve(
+    key: &SigningKey,
+    count: usize,
+    extra: &[&str],
+) -> (KeyFile, Arc<Vec<String>>, ServerProcess) {
+    let keys = KeyFile::new(&[key]);
+    let server = start(&keys, extra);
+    (keys, tokens(key, count), server)
+}
+
 /// `count` tokens, token `n` for subject `user{n}`, so an answer shows whose question it was.
 fn tokens(key: &SigningKey, count: usize) -> Arc<Vec<String>> {
     Arc::new(
@@ -120,6 +131,16 @@ impl Load {
     }
 }
 
+/// Fails with the first few of `problems`, if there are any.
+fn assert_every_answer_right(problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "{} problems: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(5)]
+    );
+}
+
 /// A validator with deadlines long enough to ride out a restart, and keepalive tight enough
 /// to catch a silent server fast.
 fn validator(address: &str) -> Arc<TokenValidator> {
@@ -135,9 +156,7 @@ fn validator(address: &str) -> Arc<TokenValidator> {
 #[test]
 fn sigkill_and_a_restart_on_the_same_port_lose_no_validation() {
     let key = SigningKey::p256("k1");
-    let keys = KeyFile::new(&[&key]);
-    let tokens = tokens(&key, 200);
-    let mut server = start(&keys, &[]);
+    let (keys, tokens, mut server) = serve(&key, 200, &[]);
     let address = server.address.clone();
     let validator = validator(&address);
     let load = Load::start(&validator, &tokens);
@@ -151,12 +170,7 @@ fn sigkill_and_a_restart_on_the_same_port_lose_no_validation() {
     load.wait_for(200, Duration::from_secs(30));
     let (made, problems) = load.finish();
 
-    assert!(
-        problems.is_empty(),
-        "{} problems: {:?}",
-        problems.len(),
-        &problems[..problems.len().min(5)]
-    );
+    assert_every_answer_right(&problems);
     let stats = validator.stats();
     assert!(
         stats.stream_failures >= 1 && stats.streams_opened >= 2,
@@ -171,9 +185,7 @@ fn sigkill_and_a_restart_on_the_same_port_lose_no_validation() {
 #[test]
 fn sigterm_ends_the_stream_with_unavailable_and_the_validator_moves_to_the_restarted_server() {
     let key = SigningKey::ed25519("k1");
-    let keys = KeyFile::new(&[&key]);
-    let tokens = tokens(&key, 200);
-    let mut server = start(&keys, &["--drain-delay", "0.2"]);
+    let (keys, tokens, mut server) = serve(&key, 200, &["--drain-delay", "0.2"]);
     let address = server.address.clone();
     let validator = validator(&address);
     let load = Load::start(&validator, &tokens);
@@ -193,21 +205,14 @@ fn sigterm_ends_the_stream_with_unavailable_and_the_validator_moves_to_the_resta
     load.wait_for(200, Duration::from_secs(30));
     let (_, problems) = load.finish();
 
-    assert!(
-        problems.is_empty(),
-        "{} problems: {:?}",
-        problems.len(),
-        &problems[..problems.len().min(5)]
-    );
+    assert_every_answer_right(&problems);
     assert!(validator.stats().streams_opened >= 2);
 }
 
 #[test]
 fn a_silent_server_is_caught_by_keepalive_and_nothing_is_lost_after_sigcont() {
     let key = SigningKey::rsa("k1", jsonwebtoken::Algorithm::RS256);
-    let keys = KeyFile::new(&[&key]);
-    let tokens = tokens(&key, 200);
-    let server = start(&keys, &[]);
+    let (_keys, tokens, server) = serve(&key, 200, &[]);
     let validator = validator(&server.address);
     let load = Load::start(&validator, &tokens);
     load.wait_for(300, Duration::from_secs(30));
@@ -238,20 +243,13 @@ fn a_silent_server_is_caught_by_keepalive_and_nothing_is_lost_after_sigcont() {
         noticed >= Duration::from_millis(500),
         "noticed after {noticed:?}, too soon"
     );
-    assert!(
-        problems.is_empty(),
-        "{} problems: {:?}",
-        problems.len(),
-        &problems[..problems.len().min(5)]
-    );
+    assert_every_answer_right(&problems);
 }
 
 #[test]
 fn close_answers_or_fails_every_waiting_caller() {
     let key = SigningKey::p256("k1");
-    let keys = KeyFile::new(&[&key]);
-    let tokens = tokens(&key, 50);
-    let server = start(&keys, &[]);
+    let (_keys, tokens, server) = serve(&key, 50, &[]);
     let validator = validator(&server.address);
     server.signal("STOP");
     let waiting: Vec<_> = tokens.iter().map(|t| validator.validate_async(t)).collect();
@@ -276,9 +274,7 @@ fn close_answers_or_fails_every_waiting_caller() {
 #[test]
 fn questions_beyond_the_bound_wait_for_room_and_fail_fast_past_the_queue() {
     let key = SigningKey::p256("k1");
-    let keys = KeyFile::new(&[&key]);
-    let tokens = tokens(&key, 20);
-    let server = start(&keys, &[]);
+    let (_keys, tokens, server) = serve(&key, 20, &[]);
     let config = ValidatorConfig {
         max_in_flight: 2,
         max_queued: 3,
@@ -307,9 +303,7 @@ fn questions_beyond_the_bound_wait_for_room_and_fail_fast_past_the_queue() {
 #[test]
 fn the_stream_pipe_keeps_every_line_in_order_across_a_server_restart() {
     let key = SigningKey::p256("k1");
-    let keys = KeyFile::new(&[&key]);
-    let tokens = tokens(&key, 4000);
-    let mut server = start(&keys, &[]);
+    let (keys, tokens, mut server) = serve(&key, 4000, &[]);
     let address = server.address.clone();
     let mut cli = Command::new(CLIENT)
         .args(["--server", &address, "--timeout", "30"])

@@ -77,6 +77,36 @@ struct SlotResult {
     finished: Instant,
 }
 
+impl SlotResult {
+    fn new() -> Self {
+        Self {
+            latency: histogram(),
+            errors: BTreeMap::new(),
+            created: Vec::new(),
+            finished: Instant::now(),
+        }
+    }
+
+    /// Counts a measured call that started at `started` and ended now with `outcome`.
+    fn record(&mut self, started: Instant, outcome: Outcome, live: &Live) {
+        live.calls.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(created) => {
+                let micros = u64::try_from(started.elapsed().as_micros().max(1));
+                self.latency.saturating_record(micros.unwrap_or(u64::MAX));
+                self.created.extend(created);
+            }
+            Err(status) => self.fail(status, 1, live),
+        }
+    }
+
+    /// Counts `calls` measured calls that failed with `status`.
+    fn fail(&mut self, status: String, calls: u64, live: &Live) {
+        live.errors.fetch_add(calls, Ordering::Relaxed);
+        *self.errors.entry(status).or_default() += calls;
+    }
+}
+
 /// Counters the progress line reads.
 #[derive(Default)]
 struct Live {
@@ -86,18 +116,45 @@ struct Live {
     started: AtomicU64,
 }
 
+/// When a phase starts measuring and when it stops making calls.
+#[derive(Clone, Copy)]
+struct Schedule {
+    measure_from: Instant,
+    end: Option<Instant>,
+    limit: Option<u64>,
+}
+
+impl Schedule {
+    fn new(phase: &Phase) -> Self {
+        let measure_from = Instant::now() + phase.warmup;
+        let (end, limit) = match phase.stop {
+            Stop::After(duration) => (Some(measure_from + duration), None),
+            Stop::AfterCalls(calls) => (None, Some(calls)),
+        };
+        Self {
+            measure_from,
+            end,
+            limit,
+        }
+    }
+
+    /// Whether to make a call starting `now`; a measured one is counted against the limit.
+    fn admit(&self, now: Instant, live: &Live) -> bool {
+        if self.end.is_some_and(|end| now >= end) {
+            return false;
+        }
+        match self.limit {
+            Some(limit) if now >= self.measure_from => {
+                live.started.fetch_add(1, Ordering::Relaxed) < limit
+            }
+            _ => true,
+        }
+    }
+}
+
 /// Runs `phase` on `callers` (slots spread over them in turn) and waits for it to end.
 pub fn drive(callers: &[Caller], phase: &Phase) -> PhaseResult {
-    let begin = Instant::now();
-    let measure_from = begin + phase.warmup;
-    let end = match phase.stop {
-        Stop::After(duration) => Some(measure_from + duration),
-        Stop::AfterCalls(_) => None,
-    };
-    let limit = match phase.stop {
-        Stop::AfterCalls(calls) => Some(calls),
-        Stop::After(_) => None,
-    };
+    let schedule = Schedule::new(phase);
     let live = Arc::new(Live::default());
     let (results_tx, results) = mpsc::channel();
 
@@ -110,43 +167,17 @@ pub fn drive(callers: &[Caller], phase: &Phase) -> PhaseResult {
         let spawner = caller.clone();
         spawner.spawn(async move {
             let mut rng = fastrand::Rng::with_seed(u64::from(slot));
-            let mut result = SlotResult {
-                latency: histogram(),
-                errors: BTreeMap::new(),
-                created: Vec::new(),
-                finished: Instant::now(),
-            };
+            let mut result = SlotResult::new();
             loop {
                 let started = Instant::now();
-                let measured = started >= measure_from;
-                if end.is_some_and(|end| started >= end) {
+                if !schedule.admit(started, &live) {
                     break;
-                }
-                if measured {
-                    if let Some(limit) = limit {
-                        if live.started.fetch_add(1, Ordering::Relaxed) >= limit {
-                            break;
-                        }
-                    }
                 }
                 let outcome = caller
                     .call(workload, &ids, &tokens, read_percent, &mut rng)
                     .await;
-                if !measured {
-                    continue;
-                }
-                live.calls.fetch_add(1, Ordering::Relaxed);
-                match outcome {
-                    Ok(created) => {
-                        let micros = started.elapsed().as_micros().max(1);
-                        let micros = u64::try_from(micros).unwrap_or(u64::MAX);
-                        result.latency.saturating_record(micros);
-                        result.created.extend(created);
-                    }
-                    Err(status) => {
-                        live.errors.fetch_add(1, Ordering::Relaxed);
-                        *result.errors.entry(status).or_default() += 1;
-                    }
+                if started >= schedule.measure_from {
+                    result.record(started, outcome, &live);
                 }
             }
             result.finished = Instant::now();
@@ -157,7 +188,7 @@ pub fn drive(callers: &[Caller], phase: &Phase) -> PhaseResult {
     gather(
         &results,
         phase.in_flight,
-        measure_from,
+        schedule.measure_from,
         phase.progress,
         &live,
     )
@@ -213,16 +244,7 @@ fn gather(
 /// `in_flight` questions outstanding, the next question sent as each answer comes. One task per
 /// stream, so no answer has to wake another thread.
 pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
-    let begin = Instant::now();
-    let measure_from = begin + phase.warmup;
-    let end = match phase.stop {
-        Stop::After(duration) => Some(measure_from + duration),
-        Stop::AfterCalls(_) => None,
-    };
-    let limit = match phase.stop {
-        Stop::AfterCalls(calls) => Some(calls),
-        Stop::After(_) => None,
-    };
+    let schedule = Schedule::new(phase);
     let live = Arc::new(Live::default());
     let (results_tx, results) = mpsc::channel();
     let streams = callers.len().min(phase.in_flight as usize);
@@ -235,26 +257,10 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
             .token_client()
             .validate_stream_opt(grpcio::CallOption::default());
         caller.spawn(async move {
-            let mut result = SlotResult {
-                latency: histogram(),
-                errors: BTreeMap::new(),
-                created: Vec::new(),
-                finished: Instant::now(),
-            };
+            let mut result = SlotResult::new();
             let record = |result: &mut SlotResult, started: Instant, outcome: Outcome| {
-                if started < measure_from {
-                    return;
-                }
-                live.calls.fetch_add(1, Ordering::Relaxed);
-                match outcome {
-                    Ok(_) => {
-                        let micros = u64::try_from(started.elapsed().as_micros().max(1));
-                        result.latency.saturating_record(micros.unwrap_or(u64::MAX));
-                    }
-                    Err(status) => {
-                        live.errors.fetch_add(1, Ordering::Relaxed);
-                        *result.errors.entry(status).or_default() += 1;
-                    }
+                if started >= schedule.measure_from {
+                    result.record(started, outcome, &live);
                 }
             };
             // Answers come in question order, so the send times queue up the same way.
@@ -266,15 +272,7 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
                 let mut next_id = 0u64;
                 loop {
                     let now = Instant::now();
-                    let stopping = end.is_some_and(|end| now >= end);
-                    while sent.len() < window && !stopping {
-                        if now >= measure_from {
-                            if let Some(limit) = limit {
-                                if live.started.fetch_add(1, Ordering::Relaxed) >= limit {
-                                    break;
-                                }
-                            }
-                        }
+                    while sent.len() < window && schedule.admit(now, &live) {
                         let mut question = TokenV1Input::new();
                         next_id += 1;
                         question.request_id = next_id;
@@ -291,9 +289,11 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
                     // One answer, then every other one already here, before sending again.
                     let mut answer = answers.next().await;
                     loop {
-                        let started = sent.pop_front().expect("an answer to a question sent");
                         match answer {
-                            Some(Ok(a)) => record(&mut result, started, verdict(&a)),
+                            Some(Ok(a)) => {
+                                let started = sent.pop_front().expect("a question per answer");
+                                record(&mut result, started, verdict(&a));
+                            }
                             Some(Err(e)) => return Err(failed(e)),
                             None => return Err("the server ended the stream".to_owned()),
                         }
@@ -319,9 +319,8 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
             .await;
             if let Err(status) = ran {
                 // Every question outstanding when the stream failed is a failure.
-                let lost = sent.iter().filter(|at| **at >= measure_from).count().max(1) as u64;
-                live.errors.fetch_add(lost, Ordering::Relaxed);
-                *result.errors.entry(status).or_default() += lost;
+                let measured = sent.iter().filter(|at| **at >= schedule.measure_from);
+                result.fail(status, measured.count().max(1) as u64, &live);
             }
             result.finished = Instant::now();
             let _ = results_tx.send(result);
@@ -331,7 +330,7 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
     gather(
         &results,
         streams as u32,
-        measure_from,
+        schedule.measure_from,
         phase.progress,
         &live,
     )

@@ -12,6 +12,8 @@ use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private};
 use serde_json::{json, Value};
 
+use crate::tokens::keys::{algorithms_for, KeyType, MIN_RSA_BITS};
+
 /// A private key read from PEM, with the algorithm it signs with.
 pub(super) struct SigningKey {
     key: PKey<Private>,
@@ -19,23 +21,17 @@ pub(super) struct SigningKey {
     algorithm: Algorithm,
 }
 
-/// The algorithms a key of each type may sign with; the first is the default.
-fn algorithms(key: &PKey<Private>) -> Result<&'static [Algorithm], String> {
+/// The type of `key`, as the server's key set names types: what it signs with follows from it,
+/// by the same rule the server verifies by.
+fn key_type(key: &PKey<Private>) -> Result<KeyType, String> {
     match key.id() {
-        Id::RSA => Ok(&[
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-        ]),
+        Id::RSA => Ok(KeyType::Rsa(key.bits() as usize)),
         Id::EC => match key.ec_key().ok().and_then(|k| k.group().curve_name()) {
-            Some(Nid::X9_62_PRIME256V1) => Ok(&[Algorithm::ES256]),
-            Some(Nid::SECP384R1) => Ok(&[Algorithm::ES384]),
+            Some(Nid::X9_62_PRIME256V1) => Ok(KeyType::P256),
+            Some(Nid::SECP384R1) => Ok(KeyType::P384),
             _ => Err("EC keys must be on P-256 or P-384".to_owned()),
         },
-        Id::ED25519 => Ok(&[Algorithm::EdDSA]),
+        Id::ED25519 => Ok(KeyType::Ed25519),
         _ => Err("not an RSA, EC (P-256, P-384) or Ed25519 private key".to_owned()),
     }
 }
@@ -65,14 +61,15 @@ impl SigningKey {
                 path.display()
             )
         })?;
-        let allowed = algorithms(&key).map_err(|why| format!("{}: {why}", path.display()))?;
-        if key.id() == Id::RSA && key.bits() < 2048 {
+        let key_type = key_type(&key).map_err(|why| format!("{}: {why}", path.display()))?;
+        if matches!(key_type, KeyType::Rsa(bits) if bits < MIN_RSA_BITS) {
             return Err(format!(
-                "{}: a {}-bit RSA key; the server accepts 2048 bits or more",
-                path.display(),
-                key.bits()
+                "{}: {key_type}; the server accepts RSA keys of {MIN_RSA_BITS} bits or more",
+                path.display()
             ));
         }
+        // The first is the default: RS256 for RSA keys.
+        let allowed = algorithms_for(key_type);
         let algorithm = match algorithm {
             None => allowed[0],
             Some(asked) => *allowed
