@@ -449,7 +449,15 @@ impl Shared {
         };
         state.stats.stream_failures += 1;
         if state.closing.is_none() {
-            log::warn!(
+            // A warning when it matters (a working stream lost, or callers waiting); an idle
+            // validator retrying a server that is down says so only at debug.
+            let level = if answered || !state.in_flight.is_empty() {
+                log::Level::Warn
+            } else {
+                log::Level::Debug
+            };
+            log::log!(
+                level,
                 "token validation stream to {} ended ({why}); {} unanswered, opening a new one in \
                  {} ms",
                 self.server,
