@@ -402,9 +402,7 @@ impl Shared {
             ..
         } = &mut state.link
         {
-            if *up == generation && !*answered {
-                *answered = true;
-            }
+            *answered |= *up == generation;
         }
         state.stats.answered += 1;
         // An answer to a question already answered (sent on two streams) is dropped here.
