@@ -23,7 +23,7 @@ use super::TlsOptions;
 use crate::apis::call::status_name;
 use crate::proto::{StatusOutput, TokenV1Input, TokenV1Output, TokenV1ProtoClient, TokenV1Verdict};
 use crate::tls::TlsError;
-use crate::tokens::MAX_TOKEN_BYTES;
+use crate::tokens::{self, MAX_TOKEN_BYTES};
 
 /// How a [`TokenValidator`] talks to its server.
 #[derive(Clone, Debug)]
@@ -322,12 +322,12 @@ impl Drop for TokenValidator {
     }
 }
 
-/// The refusal of a token over the size the server reads, worded as the server words it.
+/// The refusal of a token over the size the server reads, in the server's own words.
 fn too_long(len: usize) -> TokenV1Output {
     let mut answer = TokenV1Output::new();
     let mut status = StatusOutput::new();
     status.code = 401;
-    status.message = format!("the token is {len} bytes long; the limit is {MAX_TOKEN_BYTES} bytes");
+    status.message = tokens::too_long(len).reason;
     answer.status = Some(status).into();
     answer.verdict = TokenV1Verdict::TOKEN_V1_MALFORMED.into();
     answer

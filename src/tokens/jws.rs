@@ -94,7 +94,7 @@ pub(super) fn parse(token: &str) -> Result<Jws<'_>, Refusal> {
 }
 
 /// The refusal of a token of `len` bytes, over [`MAX_TOKEN_BYTES`].
-pub(super) fn too_long(len: usize) -> Refusal {
+pub fn too_long(len: usize) -> Refusal {
     malformed(format!(
         "the token is {len} bytes long; the limit is {MAX_TOKEN_BYTES} bytes"
     ))

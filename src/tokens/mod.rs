@@ -21,6 +21,7 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use config::{TokenConfig, DEFAULT_CACHE_ENTRIES, DEFAULT_MAX_REVOCATIONS};
+pub use jws::too_long;
 pub use source::KeyReload;
 pub use verifier::{Check, Outcome, RevokeError, Revoked, TokenVerifier};
 
