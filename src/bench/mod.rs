@@ -151,9 +151,9 @@ pub fn run(
                 max_in_flight: args.in_flight as usize,
                 ..ValidatorConfig::default()
             };
-            let validator =
-                TokenValidator::connect(server, tls, config).map_err(ClientError::Tls)?;
-            Some(Arc::new(validator))
+            Some(Arc::new(TokenValidator::connect_loaded(
+                server, &loaded, config,
+            )))
         } else {
             None
         };

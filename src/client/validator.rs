@@ -19,7 +19,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt as _, StreamExt as _};
 use grpcio::{CallOption, ChannelBuilder, EnvBuilder, RpcStatusCode, WriteFlags};
 
-use super::TlsOptions;
+use super::{LoadedTls, TlsOptions};
 use crate::apis::call::status_name;
 use crate::proto::{StatusOutput, TokenV1Input, TokenV1Output, TokenV1ProtoClient, TokenV1Verdict};
 use crate::tls::TlsError;
@@ -191,6 +191,11 @@ impl TokenValidator {
         tls: &TlsOptions,
         config: ValidatorConfig,
     ) -> Result<Self, TlsError> {
+        Ok(Self::connect_loaded(server, &tls.load()?, config))
+    }
+
+    /// As [`Self::connect`], with the TLS files already read (many validators, one read).
+    pub fn connect_loaded(server: &str, tls: &LoadedTls, config: ValidatorConfig) -> Self {
         let env = Arc::new(
             EnvBuilder::new()
                 .cq_count(1)
@@ -210,7 +215,7 @@ impl TokenValidator {
             .max_reconnect_backoff(config.reconnect_max)
             // Its own connection, not one shared with other channels of the process.
             .use_local_subchannel_pool(true);
-        let channel = tls.connect(builder, server)?;
+        let channel = tls.connect(builder, server);
         let now = Instant::now();
         let shared = Arc::new(Shared {
             client: TokenV1ProtoClient::new(channel),
@@ -239,10 +244,10 @@ impl TokenValidator {
                 .spawn(move || shared.supervise())
                 .expect("a thread for the token validator")
         };
-        Ok(Self {
+        Self {
             shared,
             supervisor: Mutex::new(Some(supervisor)),
-        })
+        }
     }
 
     /// Validates `token`, blocking until the answer or the configured timeout. Not from a gRPC
