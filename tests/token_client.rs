@@ -191,12 +191,17 @@ fn sigterm_ends_the_stream_with_unavailable_and_the_validator_moves_to_the_resta
     let load = Load::start(&validator, &tokens);
     load.wait_for(200, Duration::from_secs(30));
 
+    assert_eq!(validator.stats().stream_failures, 0);
     server.terminate();
     let status = server
         .wait_for_exit(Duration::from_secs(20))
         .expect("it stops");
     assert!(status.success(), "{status}");
-    let failure = validator.stats().last_failure.unwrap_or_default();
+    // The client may see the stream end after the process has gone; the first failure is it.
+    wait_until("the stream's end seen", Duration::from_secs(10), || {
+        validator.stats().stream_failures >= 1
+    });
+    let failure = validator.stats().recent_failures[0].clone();
     assert!(
         failure.starts_with("UNAVAILABLE") && failure.contains("shutting down"),
         "{failure}"

@@ -12,6 +12,7 @@ pub(crate) use output::write_answer;
 pub use output::{to_json, OutputFormat};
 pub use validator::{
     PendingValidation, TokenValidator, ValidateError, Validation, ValidatorConfig, ValidatorStats,
+    RECENT_FAILURES,
 };
 
 use std::fmt;

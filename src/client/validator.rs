@@ -107,6 +107,9 @@ impl std::error::Error for ValidateError {}
 /// The answer to one validation, or why there is none.
 pub type Validation = Result<TokenV1Output, ValidateError>;
 
+/// Stream failures [`ValidatorStats::recent_failures`] keeps.
+pub const RECENT_FAILURES: usize = 8;
+
 /// Counters for a look at how the stream is doing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ValidatorStats {
@@ -116,6 +119,8 @@ pub struct ValidatorStats {
     pub stream_failures: u64,
     /// How the last stream failure ended, e.g. `UNAVAILABLE: ...`.
     pub last_failure: Option<String>,
+    /// How the last few (up to [`RECENT_FAILURES`]) ended, oldest first.
+    pub recent_failures: Vec<String>,
     /// Questions sent (re-sends included) and answers taken.
     pub sent: u64,
     pub answered: u64,
@@ -468,6 +473,11 @@ impl Shared {
                 delay.as_millis()
             );
         }
+        let recent = &mut state.stats.recent_failures;
+        if recent.len() == RECENT_FAILURES {
+            recent.remove(0);
+        }
+        recent.push(why.clone());
         state.stats.last_failure = Some(why);
         if let Some((code, message)) = status.filter(|(code, _)| is_refusal(*code)) {
             state.fail_all(&ValidateError::Refused { code, message });
