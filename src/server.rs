@@ -4,6 +4,7 @@
 
 mod address;
 mod config;
+mod scrape;
 
 use std::ffi::CString;
 use std::fmt;
@@ -22,13 +23,14 @@ pub use config::{
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_NAME_BYTES, DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_RESOURCES,
 };
+pub use scrape::Scrape;
 
 use crate::apis::health::HealthRegistry;
 use crate::apis::reflection::{Descriptors, ReflectionApi};
 use crate::apis::streams::{self, EndStreams, StreamsEnd};
 use crate::apis::{self, ApiService};
 use crate::proto::{self, health::v1::health_check_response::ServingStatus};
-use crate::store::{MemoryRevocations, MemoryStore, ResourceStore};
+use crate::store::{self, Capacity, OpenError, ResourceStore, RevocationStore, Stores};
 use crate::tls::{self, TlsError};
 use crate::tokens::{TokenError, TokenVerifier};
 
@@ -49,6 +51,10 @@ pub enum ServerError {
     Tokens(TokenError),
     /// Flags that cannot work together.
     Config(String),
+    /// The store cannot be opened (a file, a URL, credentials, a schema).
+    Store(OpenError),
+    /// The metrics endpoint cannot listen where it was told to.
+    Metrics { address: String, reason: String },
 }
 
 impl fmt::Display for ServerError {
@@ -63,6 +69,13 @@ impl fmt::Display for ServerError {
             Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             Self::Tokens(e) => write!(f, "tokens: {e}"),
             Self::Config(why) => f.write_str(why),
+            Self::Store(e) => write!(f, "store: {e}"),
+            Self::Metrics { address, reason } => {
+                write!(
+                    f,
+                    "cannot serve metrics on {address} (--metrics-listen): {reason}"
+                )
+            }
         }
     }
 }
@@ -77,9 +90,15 @@ pub struct RunningServer {
     health: HealthRegistry,
     validator: Option<Arc<TokenVerifier>>,
     end_streams: Option<EndStreams>,
+    scrape: Option<Scrape>,
 }
 
 impl RunningServer {
+    /// Where the metrics endpoint listens, HOST:PORT, when it was asked for.
+    pub fn metrics_address(&self) -> Option<&str> {
+        self.scrape.as_ref().map(Scrape::address)
+    }
+
     /// The port the server listens on (the one picked when asked for port 0).
     pub fn port(&self) -> u16 {
         self.address.port()
@@ -148,20 +167,69 @@ impl RunningServer {
 /// How long cancelled calls are given to end before the server stops regardless.
 const CANCELLED_CALLS_END: Duration = Duration::from_millis(500);
 
-/// Builds the server with every API registered over in-memory stores, binds it and starts it.
+/// Opens the store the configuration names, builds the server with every API registered over
+/// it, binds it and starts it.
 pub fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> {
-    let store = Arc::new(MemoryStore::with_limit(config.limits.max_resources));
-    start_with_store(config, store)
+    let address = ListenAddress::parse(&config.listen)?;
+    // Files are checked before the store is opened, and the store before anything binds, so a
+    // mistake costs no half-started server.
+    let credentials = credentials(&config.tls).map_err(ServerError::Tls)?;
+    // The metrics port too: one in use should cost nothing, not even a migrated database.
+    let scrape = metrics_endpoint(config)?;
+    let stores = store::open(
+        &config.store,
+        Capacity {
+            max_resources: config.limits.max_resources,
+            max_revocations: config.tokens.max_revocations,
+        },
+    )
+    .map_err(ServerError::Store)?;
+    serve(config, address, credentials, stores, scrape)
 }
 
-/// As [`start`], over the given store (a database-backed one, or a test double).
+/// The `/metrics` endpoint, when `--metrics-listen` asks for one.
+fn metrics_endpoint(config: &ServerConfig) -> Result<Option<Scrape>, ServerError> {
+    config
+        .metrics_listen
+        .as_ref()
+        .map(|address| {
+            Scrape::start(address).map_err(|reason| ServerError::Metrics {
+                address: address.clone(),
+                reason,
+            })
+        })
+        .transpose()
+}
+
+/// As [`start`], over the given resource store (a test double) and revocations in memory.
 pub fn start_with_store(
     config: &ServerConfig,
     store: Arc<dyn ResourceStore>,
 ) -> Result<RunningServer, ServerError> {
+    start_with_stores(
+        config,
+        Stores::memory_with(store, config.tokens.max_revocations),
+    )
+}
+
+/// As [`start`], over the given stores: test doubles, or a database opened beforehand.
+pub fn start_with_stores(
+    config: &ServerConfig,
+    stores: Stores,
+) -> Result<RunningServer, ServerError> {
     let address = ListenAddress::parse(&config.listen)?;
-    // Files are checked before anything binds, so a typo costs no half-started server.
     let credentials = credentials(&config.tls).map_err(ServerError::Tls)?;
+    let scrape = metrics_endpoint(config)?;
+    serve(config, address, credentials, stores, scrape)
+}
+
+fn serve(
+    config: &ServerConfig,
+    address: ListenAddress,
+    credentials: ServerCredentials,
+    stores: Stores,
+    scrape: Option<Scrape>,
+) -> Result<RunningServer, ServerError> {
     if !config.tokens.token_admin.is_empty() && config.tls.mode() != TlsMode::MutualTls {
         return Err(ServerError::Config(
             "--token-admin needs mutual TLS (--tls-cert, --tls-key and --tls-client-ca): \
@@ -169,6 +237,11 @@ pub fn start_with_store(
                 .to_owned(),
         ));
     }
+    let stores = if scrape.is_some() {
+        stores.metered()
+    } else {
+        stores
+    };
     let env = Arc::new(
         EnvBuilder::new()
             .cq_count(config.threads())
@@ -193,9 +266,9 @@ pub fn start_with_store(
 
     let health = HealthRegistry::new();
     health.set("", ServingStatus::SERVING);
-    let validator = start_tokens(config, &health)?;
+    let validator = start_tokens(config, &health, stores.revocations)?;
     let (end_streams, streams_end) = streams::streams_end();
-    let apis = contract_services(store, config, validator.clone(), &streams_end);
+    let apis = contract_services(stores.resources, config, validator.clone(), &streams_end);
     for api in &apis {
         // The token service has its own status: NOT_SERVING until its keys load.
         if health.status(api.name).is_none() {
@@ -222,6 +295,18 @@ pub fn start_with_store(
         services.extend(ReflectionApi::services(descriptors));
     }
     let names: Vec<&str> = services.iter().map(|s| s.name).collect();
+    // The resource API needs the database for every call; the token service only to revoke
+    // (validations ask the revocations kept in memory), so it stays SERVING.
+    let resources = health.clone();
+    stores.availability.watch(move |up| {
+        let status = if up {
+            ServingStatus::SERVING
+        } else {
+            ServingStatus::NOT_SERVING
+        };
+        resources.set(apis::resource::v1::NAME, status);
+        resources.set(apis::resource::v2::NAME, status);
+    });
 
     let mut builder = ServerBuilder::new(env).channel_args(args);
     for api in services {
@@ -242,10 +327,14 @@ pub fn start_with_store(
     } else {
         ""
     };
+    let metrics = scrape.as_ref().map_or(String::new(), |scrape| {
+        format!("; metrics at http://{}/metrics", scrape.address())
+    });
     log::info!(
-        "listening on {address} ({}), serving {}{not_served}",
+        "listening on {address} ({}), serving {}{not_served}; store: {}{metrics}",
         config.tls.mode(),
-        names.join(", ")
+        names.join(", "),
+        stores.description
     );
     Ok(RunningServer {
         server,
@@ -253,6 +342,7 @@ pub fn start_with_store(
         health,
         validator,
         end_streams: Some(end_streams),
+        scrape,
     })
 }
 
@@ -261,6 +351,7 @@ pub fn start_with_store(
 fn start_tokens(
     config: &ServerConfig,
     health: &HealthRegistry,
+    revocations: Arc<dyn RevocationStore>,
 ) -> Result<Option<Arc<TokenVerifier>>, ServerError> {
     if !config.tokens.enabled() {
         return Ok(None);
@@ -268,7 +359,6 @@ fn start_tokens(
     let name = apis::token::v1::NAME;
     health.set(name, ServingStatus::NOT_SERVING);
     let ready = health.clone();
-    let revocations = Arc::new(MemoryRevocations::with_limit(config.tokens.max_revocations));
     let validator = TokenVerifier::start(
         &config.tokens,
         revocations,
@@ -300,7 +390,8 @@ fn contract_services(
         apis::greeting::v1::service(),
         apis::greeting::v2::service(),
         apis::healthz::service(),
-        apis::resource::v1::service(store, config.limits.max_name_bytes),
+        apis::resource::v1::service(store.clone(), config.limits.max_name_bytes),
+        apis::resource::v2::service(store, config.limits.max_name_bytes),
     ];
     if let Some(validator) = validator {
         let admins = config.tokens.token_admin.clone();

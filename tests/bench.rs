@@ -45,6 +45,50 @@ fn every_workload_gives_a_complete_consistent_report() {
 }
 
 #[test]
+fn stored_ids_are_read_without_creating_any() {
+    let server = spawn_server();
+    // 20 resources, ids 0..19, as a seeded store holds them; then Get only among them.
+    bench_json(
+        &server.address,
+        &[
+            "--call",
+            "resource-create",
+            "--calls",
+            "20",
+            "--warmup",
+            "0",
+        ],
+    );
+    let report = bench_json(
+        &server.address,
+        &[
+            "--call",
+            "resource-get",
+            "--stored-ids",
+            "20",
+            "--calls",
+            "200",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    assert_consistent_bench_report(&report, 200);
+    let listed = bench_json(
+        &server.address,
+        &[
+            "--call",
+            "resource-list",
+            "--stored-ids",
+            "20",
+            "--calls",
+            "1",
+        ],
+    );
+    assert_consistent_bench_report(&listed, 1);
+}
+
+#[test]
 fn a_duration_run_reports_its_measured_time() {
     let server = spawn_server();
     let report = bench_json(&server.address, &["--duration", "0.5", "--warmup", "0"]);
@@ -236,5 +280,150 @@ fn token_workloads_say_what_they_need() {
     assert!(
         stderr.contains("--fresh-connection is for unary calls"),
         "{stderr}"
+    );
+}
+
+/// The elements of the SVG file `path` by local name, as Python's own XML parser reads them
+/// (a file it cannot parse fails the test).
+fn svg_elements(path: &std::path::Path) -> serde_json::Value {
+    let script = r#"
+import collections, json, sys
+import xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
+counts = collections.Counter(e.tag.rsplit("}", 1)[-1] for e in root.iter())
+texts = [(e.text or "").strip() for e in root.iter() if e.tag.endswith("}text")]
+# Series are drawn 2 wide; axes and ticks 1.
+series = sum(1 for e in root.iter() if e.tag.endswith("}polyline") and e.get("stroke-width") == "2")
+print(json.dumps({"counts": counts, "texts": texts, "series": series}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("python3 runs (ci/setup installs it)");
+    assert!(
+        out.status.success(),
+        "not valid SVG: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from the checker")
+}
+
+#[test]
+fn plot_draws_this_run_beside_the_reports_it_compares() {
+    let server = spawn_server();
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let runs = ["4 in flight", "16 in flight"];
+    let mut reports = Vec::new();
+    for (run, in_flight) in runs.iter().zip(["4", "16"]) {
+        let report = bench_json(
+            &server.address,
+            &["--calls", "400", "--warmup", "0", "--in-flight", in_flight],
+        );
+        let distribution = report["latency_distribution"]
+            .as_array()
+            .expect("a latency distribution");
+        let percentiles: Vec<f64> = distribution
+            .iter()
+            .map(|p| p[0].as_f64().expect("a percentile"))
+            .collect();
+        assert_eq!(percentiles.first(), Some(&0.0), "{report}");
+        assert_eq!(percentiles.last(), Some(&100.0), "{report}");
+        assert!(percentiles.windows(2).all(|w| w[0] < w[1]), "{report}");
+        let max = distribution.last().expect("the max")[1].as_f64();
+        assert_eq!(max, report["latency_ms"]["max"].as_f64(), "{report}");
+        let path = dir.path().join(format!("{}.json", run.replace(' ', "-")));
+        std::fs::write(&path, report.to_string()).expect("save the report");
+        reports.push(path);
+    }
+
+    let plot = dir.path().join("latency.svg");
+    let out = Command::new(CLIENT)
+        .args([
+            "--server",
+            &server.address,
+            "bench",
+            "--calls",
+            "400",
+            "--warmup",
+            "0",
+        ])
+        .arg("--plot")
+        .arg(&plot)
+        .arg("--compare")
+        .arg(&reports[0])
+        .arg("--compare")
+        .arg(&reports[1])
+        .output()
+        .expect("the client runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = svg_elements(&plot);
+    assert_eq!(
+        svg["series"], 3,
+        "one line per run (this one and the two compared): {svg}"
+    );
+    let texts: Vec<&str> = svg["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    for label in [
+        "this run: greeting-v2",
+        "4-in-flight.json",
+        "16-in-flight.json",
+    ] {
+        assert!(
+            texts.iter().any(|t| t.contains(label)),
+            "a legend entry for {label}: {texts:?}"
+        );
+    }
+    for axis in ["99%", "percentile", "latency (ms)"] {
+        assert!(texts.contains(&axis), "{axis} on an axis: {texts:?}");
+    }
+}
+
+#[test]
+fn compare_refuses_what_is_not_a_report_before_any_call() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let not_json = dir.path().join("notes.txt");
+    std::fs::write(&not_json, "p99 was fine").expect("write");
+    let no_distribution = dir.path().join("old.json");
+    std::fs::write(&no_distribution, r#"{"call":"greeting-v2"}"#).expect("write");
+    let plot = dir.path().join("plot.svg");
+    for (compared, says) in [
+        (&not_json, "not a JSON report"),
+        (&no_distribution, "holds no latency_distribution"),
+    ] {
+        // Nothing listens on port 1: a run would fail on connecting, after the check.
+        let out = Command::new(CLIENT)
+            .args(["--server", "127.0.0.1:1", "bench", "--plot"])
+            .arg(&plot)
+            .arg("--compare")
+            .arg(compared)
+            .output()
+            .expect("the client runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("--compare {}", compared.display())) && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(!plot.exists(), "no plot from a refused run");
+    }
+    let out = Command::new(CLIENT)
+        .args(["--server", "127.0.0.1:1", "bench", "--compare"])
+        .arg(&no_distribution)
+        .output()
+        .expect("the client runs");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--compare without --plot is a usage error"
     );
 }

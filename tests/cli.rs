@@ -189,6 +189,7 @@ fn server_binary_refuses_a_port_in_use() {
     let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = busy.local_addr().expect("addr").to_string();
     let out = Command::new(SERVER)
+        .env("MRMAT_GRPC_STORE", "memory")
         .args(["--listen", &address])
         .output()
         .expect("the server runs");
@@ -204,6 +205,7 @@ fn server_binary_refuses_a_port_in_use() {
 #[test]
 fn server_binary_refuses_an_unparsable_address() {
     let out = Command::new(SERVER)
+        .env("MRMAT_GRPC_STORE", "memory")
         .args(["--listen", "nonsense"])
         .output()
         .expect("the server runs");
@@ -217,7 +219,11 @@ fn server_binary_refuses_an_unparsable_address() {
 
 #[test]
 fn server_binary_documents_its_flags_and_version() {
-    let help = Command::new(SERVER).arg("--help").output().expect("runs");
+    let help = Command::new(SERVER)
+        .env("MRMAT_GRPC_STORE", "memory")
+        .arg("--help")
+        .output()
+        .expect("runs");
     let help = String::from_utf8_lossy(&help.stdout);
     for flag in [
         "--listen",
@@ -228,6 +234,7 @@ fn server_binary_documents_its_flags_and_version() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
     let version = Command::new(SERVER)
+        .env("MRMAT_GRPC_STORE", "memory")
         .arg("--version")
         .output()
         .expect("runs");
@@ -313,6 +320,7 @@ fn the_token_service_is_served_only_with_a_key_set_and_the_start_up_line_says_wh
     let key = common::jwt::SigningKey::ed25519("ed");
     let keys = common::jwt::KeyFile::new(&[&key]);
     let mut child = Command::new(SERVER)
+        .env("MRMAT_GRPC_STORE", "memory")
         .args(["--listen", "127.0.0.1:0"])
         .env("MRMAT_GRPC_JWKS_FILE", keys.path())
         .env(
@@ -378,6 +386,7 @@ fn token_settings_that_cannot_work_stop_the_server_with_one_line_before_it_liste
         ),
     ] {
         let out = Command::new(SERVER)
+            .env("MRMAT_GRPC_STORE", "memory")
             .args(["--listen", "127.0.0.1:0"])
             .args(&args)
             .args(issuer)
@@ -411,7 +420,11 @@ fn token_flags_that_do_not_go_together_are_usage_errors() {
         (&["--keepalive-time", "0"], "--keepalive-time"),
         (&["--token-leeway=-1"], "--token-leeway"),
     ] {
-        let out = Command::new(SERVER).args(args).output().expect("runs");
+        let out = Command::new(SERVER)
+            .env("MRMAT_GRPC_STORE", "memory")
+            .args(args)
+            .output()
+            .expect("runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(names), "{args:?}: {stderr}");
@@ -420,7 +433,11 @@ fn token_flags_that_do_not_go_together_are_usage_errors() {
 
 #[test]
 fn server_binary_documents_the_token_and_stream_flags() {
-    let help = Command::new(SERVER).arg("--help").output().expect("runs");
+    let help = Command::new(SERVER)
+        .env("MRMAT_GRPC_STORE", "memory")
+        .arg("--help")
+        .output()
+        .expect("runs");
     let help = String::from_utf8_lossy(&help.stdout);
     for flag in [
         "--jwks-file",

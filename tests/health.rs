@@ -14,12 +14,13 @@ use mrmat_rust_api_grpc::proto::health::v1::{
 };
 use mrmat_rust_api_grpc::proto::{GreetingV1Input, GreetingV1ProtoClient};
 
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "",
     "GreetingV1Proto",
     "GreetingV2Proto",
     "HealthzProto",
     "ResourceV1Proto",
+    "ResourceV2Proto",
 ];
 
 fn request(service: &str) -> HealthCheckRequest {

@@ -232,7 +232,7 @@ fn grpcurl_lists_describes_and_calls_through_reflection_alone() {
     assert!(ok, "{err}");
     assert_eq!(
         listed,
-        "GreetingV1Proto\nGreetingV2Proto\nHealthzProto\nResourceV1Proto\n\
+        "GreetingV1Proto\nGreetingV2Proto\nHealthzProto\nResourceV1Proto\nResourceV2Proto\n\
          grpc.health.v1.Health\ngrpc.reflection.v1.ServerReflection\n\
          grpc.reflection.v1alpha.ServerReflection\n"
     );

@@ -99,7 +99,7 @@ fn the_token_service_is_listed_and_described_when_it_is_served() {
     };
     let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
     let mut expected = SERVICES.to_vec();
-    expected.insert(4, "TokenV1Proto");
+    expected.insert(5, "TokenV1Proto");
     assert_eq!(names, expected);
     let file = &files(&answers[1])[0];
     let service = file

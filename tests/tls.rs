@@ -269,6 +269,7 @@ fn the_client_flag_tls_alone_trusts_the_default_roots() {
 fn the_server_binary_exits_1_naming_a_bad_tls_file_before_it_listens() {
     let pki = Pki::new();
     let out = std::process::Command::new(SERVER)
+        .env("MRMAT_GRPC_STORE", "memory")
         .args(["--listen", "127.0.0.1:0", "--tls-cert"])
         .arg(pki.path("server.pem"))
         .arg("--tls-key")
@@ -286,6 +287,7 @@ fn the_server_binary_exits_1_naming_a_bad_tls_file_before_it_listens() {
 #[test]
 fn a_certificate_without_its_key_is_a_usage_error() {
     let out = std::process::Command::new(SERVER)
+        .env("MRMAT_GRPC_STORE", "memory")
         .args(["--listen", "127.0.0.1:0", "--tls-cert", "cert.pem"])
         .output()
         .expect("the server runs");

@@ -11,7 +11,7 @@ use common::jwt::{
     self, alg_name, claims, hmac_signed, input, token_config, validate_stream, KeyFile, SigningKey,
     AUDIENCE, ISSUER,
 };
-use common::pki::{Pki, ADMIN_COMMON_NAME, ADMIN_DNS_NAME, CLIENT_NAME};
+use common::pki::{client_tls, mtls, Pki, ADMIN_COMMON_NAME, ADMIN_DNS_NAME, CLIENT_NAME};
 use common::{call, spawn_server_with, TestServer};
 use grpcio::RpcStatusCode;
 use jsonwebtoken::Algorithm;
@@ -22,7 +22,7 @@ use mrmat_rust_api_grpc::proto::health::v1::{
 use mrmat_rust_api_grpc::proto::{
     TokenV1Output, TokenV1ProtoClient, TokenV1RevokeInput, TokenV1Verdict,
 };
-use mrmat_rust_api_grpc::server::{ServerConfig, TlsConfig};
+use mrmat_rust_api_grpc::server::TlsConfig;
 use serde_json::{json, Value};
 
 use TokenV1Verdict::*;
@@ -33,26 +33,6 @@ struct Fixture {
     client: TokenV1ProtoClient,
     _pki: Pki,
     _keys: KeyFile,
-}
-
-fn mtls(config: ServerConfig, pki: &Pki) -> ServerConfig {
-    ServerConfig {
-        tls: TlsConfig {
-            tls_cert: Some(pki.path("server.pem")),
-            tls_key: Some(pki.path("server.key")),
-            tls_client_ca: Some(pki.path("ca.pem")),
-        },
-        ..config
-    }
-}
-
-fn client_tls(pki: &Pki, client: &str) -> TlsOptions {
-    TlsOptions {
-        ca_cert: Some(pki.path("ca.pem")),
-        client_cert: Some(pki.path(&format!("{client}.pem"))),
-        client_key: Some(pki.path(&format!("{client}.key"))),
-        ..TlsOptions::default()
-    }
 }
 
 impl Fixture {

@@ -10,6 +10,7 @@ use futures::channel::mpsc;
 use futures::{SinkExt as _, StreamExt as _};
 use grpcio::{RpcContext, RpcStatusCode, ServerStreamingSink, UnarySink, WriteFlags};
 
+use crate::apis::call::Kind;
 use crate::apis::{ApiService, Call};
 use crate::proto::health::v1::{
     create_health, health_check_response::ServingStatus, Health, HealthCheckRequest,
@@ -152,7 +153,8 @@ impl Health for HealthRegistry {
         req: HealthCheckRequest,
         mut sink: ServerStreamingSink<HealthCheckResponse>,
     ) {
-        let call = Call::start(&ctx);
+        let call = Call::start_stream(&ctx, Kind::ServerStream);
+        call.received();
         let (updates, mut received) = mpsc::unbounded();
         {
             let mut state = self.state();
@@ -175,6 +177,7 @@ impl Health for HealthRegistry {
             let streamed: grpcio::Result<()> = async {
                 while let Some(status) = received.next().await {
                     sink.send((response(status), WriteFlags::default())).await?;
+                    call.sent();
                 }
                 sink.close().await
             }

@@ -34,3 +34,16 @@ pub(crate) fn status(code: u32, message: &str) -> StatusOutput {
     status.message = message.to_owned();
     status
 }
+
+/// The gRPC status a store's refusal is answered with.
+pub(crate) fn store_status(error: &crate::store::StoreError) -> grpcio::RpcStatus {
+    use crate::store::StoreError;
+    let code = match error {
+        StoreError::Full { .. } | StoreError::TooManyRevocations { .. } => {
+            grpcio::RpcStatusCode::RESOURCE_EXHAUSTED
+        }
+        StoreError::Unstorable(_) => grpcio::RpcStatusCode::INVALID_ARGUMENT,
+        StoreError::Unavailable { .. } => grpcio::RpcStatusCode::UNAVAILABLE,
+    };
+    grpcio::RpcStatus::with_message(code, error.to_string())
+}

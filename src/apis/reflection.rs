@@ -11,6 +11,7 @@ use protobuf::descriptor::{DescriptorProto, FileDescriptorProto};
 use protobuf::reflect::FileDescriptor;
 use protobuf::{Message, MessageFull};
 
+use crate::apis::call::Kind;
 use crate::apis::{ApiService, Call};
 use crate::proto::reflection::{v1, v1alpha};
 
@@ -222,15 +223,17 @@ impl ReflectionApi {
         Req: MessageFull,
         Resp: MessageFull,
     {
-        let call = Call::start(ctx);
+        let call = Call::start_stream(ctx, Kind::BidiStream);
         let descriptors = Arc::clone(&self.descriptors);
         let (mut requests, mut sink) = (requests, sink);
         ctx.spawn(async move {
             let served: grpcio::Result<()> = async {
                 while let Some(request) = requests.try_next().await? {
+                    call.received();
                     let request: v1::ServerReflectionRequest = transcode(&request)?;
                     let response: Resp = transcode(&descriptors.answer(&request))?;
                     sink.send((response, WriteFlags::default())).await?;
+                    call.sent();
                 }
                 sink.close().await
             }

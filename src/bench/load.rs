@@ -271,8 +271,13 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
                 let mut rng = fastrand::Rng::with_seed(n as u64);
                 let mut next_id = 0u64;
                 loop {
-                    let now = Instant::now();
-                    while sent.len() < window && schedule.admit(now, &live) {
+                    while sent.len() < window {
+                        // One instant decides whether a question is measured and when it
+                        // started: one admitted in the warm-up must not count as measured.
+                        let at = Instant::now();
+                        if !schedule.admit(at, &live) {
+                            break;
+                        }
                         let mut question = TokenV1Input::new();
                         next_id += 1;
                         question.request_id = next_id;
@@ -280,7 +285,7 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
                         // enhance_batch holds each back until the flush below sends them together.
                         let flags = WriteFlags::default();
                         sink.feed((question, flags)).await.map_err(failed)?;
-                        sent.push_back(Instant::now());
+                        sent.push_back(at);
                     }
                     if sent.is_empty() {
                         break;

@@ -4,6 +4,7 @@
 //! the TLS flags, and ships with it.
 
 mod load;
+mod plot;
 mod report;
 mod workload;
 
@@ -17,7 +18,9 @@ use grpcio::{ChannelBuilder, EnvBuilder};
 pub use report::Report;
 pub use workload::Workload;
 
-use crate::client::{ClientError, OutputFormat, TlsOptions, TokenValidator, ValidatorConfig};
+use crate::client::{
+    ClientError, OutputFormat, Servers, TlsOptions, TokenValidator, ValidatorConfig,
+};
 use crate::seconds::{parse_seconds, parse_seconds_or_zero};
 use load::{Phase, Stop};
 use workload::{Caller, FreshChannels};
@@ -53,6 +56,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "COUNT", default_value_t = 1000)]
     pub resources: u64,
 
+    /// Pick ids from 0 to COUNT-1 instead of preloading: for a store seeded beforehand (a
+    /// million resources take minutes to create through the API, seconds through SQL).
+    #[arg(long, value_name = "COUNT", conflicts_with = "resources")]
+    pub stored_ids: Option<u64>,
+
     /// Share of reads (Get) in the mixed workload, in percent; the rest are writes (Modify).
     #[arg(long, value_name = "PERCENT", default_value_t = 90, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub read_percent: u8,
@@ -66,6 +74,59 @@ pub struct BenchArgs {
     /// every call, as an app that does not keep its channel does; unary calls only.
     #[arg(long)]
     pub fresh_connection: bool,
+
+    /// Write the run's latency percentile distribution to FILE as an SVG plot (log scale on
+    /// the percentile axis, as HdrHistogram plots it).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// Put an earlier run's report (saved with `--output json`) in the plot beside this one,
+    /// labelled with its file name; repeat for more.
+    #[arg(long, value_name = "REPORT.json", requires = "plot")]
+    pub compare: Vec<PathBuf>,
+}
+
+/// The latency distribution of an earlier run's JSON report, labelled with its file name.
+fn read_compared(path: &Path) -> Result<plot::Series, ClientError> {
+    let fail = |why: String| ClientError::Bench(format!("--compare {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let report: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| fail(format!("not a JSON report (`bench --output json`): {e}")))?;
+    let points = report
+        .get("latency_distribution")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| {
+            fail("it holds no latency_distribution (a report of `bench --output json`)".to_owned())
+        })?
+        .iter()
+        .map(|point| match point.as_array().map(Vec::as_slice) {
+            Some([percentile, ms]) => percentile.as_f64().zip(ms.as_f64()),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            fail("latency_distribution holds a point that is not [percentile, ms]".to_owned())
+        })?;
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok(plot::Series {
+        label: describe(&name, &report),
+        points,
+    })
+}
+
+/// A legend entry: the run's name, its call and its rate.
+fn describe(name: &str, report: &serde_json::Value) -> String {
+    let call = report.get("call").and_then(serde_json::Value::as_str);
+    let rate = report
+        .get("calls_per_second")
+        .and_then(serde_json::Value::as_f64);
+    match (call, rate) {
+        (Some(call), Some(rate)) => format!("{name}: {call}, {rate:.0} calls/s"),
+        _ => name.to_owned(),
+    }
 }
 
 /// The tokens in `path`, one per line; blank lines left out.
@@ -114,6 +175,12 @@ pub fn run(
             args.call.name()
         )));
     }
+    // Earlier reports are read first: a bad one should not cost a whole run.
+    let compared = args
+        .compare
+        .iter()
+        .map(|path| read_compared(path))
+        .collect::<Result<Vec<_>, _>>()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let env = Arc::new(
         EnvBuilder::new()
@@ -122,11 +189,13 @@ pub fn run(
             .build(),
     );
     let loaded = tls.load().map_err(ClientError::Tls)?;
+    let servers = Servers::new(server);
     let fresh = args.fresh_connection.then(|| {
         Arc::new(FreshChannels {
             env: env.clone(),
-            server: server.to_owned(),
+            servers: servers.clone(),
             tls: loaded.clone(),
+            service: args.call.service(),
         })
     });
     let mut kept = Vec::new();
@@ -134,7 +203,7 @@ pub fn run(
     for _ in 0..args.connections {
         // A local subchannel pool per channel: otherwise the core shares one connection.
         let builder = ChannelBuilder::new(env.clone()).use_local_subchannel_pool(true);
-        let channel = loaded.connect(builder, server);
+        let channel = servers.connect(builder, &loaded, args.call.service());
         if !futures::executor::block_on(channel.wait_for_connected(timeout)) {
             return Err(ClientError::Unreachable {
                 server: server.to_owned(),
@@ -163,7 +232,9 @@ pub fn run(
 
     let progress = std::io::stderr().is_terminal();
     let mut ids = Vec::new();
-    if args.call.needs_resources() && args.resources > 0 {
+    if let Some(stored) = args.stored_ids {
+        ids = (0..stored).collect();
+    } else if args.call.needs_resources() && args.resources > 0 {
         let preload = Phase {
             workload: Workload::ResourceCreate,
             in_flight: args.in_flight,
@@ -208,6 +279,22 @@ pub fn run(
     match output {
         OutputFormat::Text => write!(out, "{}", report.text())?,
         OutputFormat::Json => writeln!(out, "{}", report.json())?,
+    }
+    if let Some(path) = &args.plot {
+        let this = plot::Series {
+            label: format!(
+                "this run: {}, {:.0} calls/s",
+                report.call, report.calls_per_second
+            ),
+            points: report.distribution.clone(),
+        };
+        let mut series = vec![this];
+        series.extend(compared);
+        let title = format!(
+            "latency by percentile, {} against {}",
+            report.call, report.server
+        );
+        plot::write(path, &title, &series).map_err(ClientError::Bench)?;
     }
     Ok(())
 }

@@ -35,6 +35,8 @@ pub struct Report {
     pub calls_per_second: f64,
     /// None when no call succeeded.
     pub latency: Option<Latency>,
+    /// (percentile, milliseconds) from 0% to the max, for plots; empty when no call succeeded.
+    pub distribution: Vec<(f64, f64)>,
     /// Resources created before the warm-up.
     pub preloaded: u64,
     /// Each call on a connection of its own (--fresh-connection).
@@ -45,6 +47,27 @@ pub struct Report {
 
 fn millis(micros: u64) -> f64 {
     micros as f64 / 1000.0
+}
+
+/// The latency distribution of `h` (microseconds), HdrHistogram style: ten points per decade of
+/// 1/(1 - q) (0%, 20.6%, 36.9% ... 90%, ... 99%, ...) as deep as the calls recorded reach, then
+/// the max as 100%.
+fn distribution(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let calls = h.len() as f64;
+    let mut points = Vec::new();
+    for step in 0.. {
+        let rest = 10_f64.powf(-f64::from(step) / 10.0);
+        if 1.0 / rest > calls {
+            break;
+        }
+        let q = 1.0 - rest;
+        points.push((q * 100.0, millis(h.value_at_quantile(q))));
+    }
+    points.push((100.0, millis(h.max())));
+    points
 }
 
 impl Report {
@@ -83,6 +106,7 @@ impl Report {
                 0.0
             },
             latency,
+            distribution: distribution(h),
             preloaded: phase.ids.len() as u64,
             fresh_connection: args.fresh_connection,
             tokens: phase.tokens.len() as u64,
@@ -173,6 +197,7 @@ impl Report {
             "errors": self.errors,
             "calls_per_second": self.calls_per_second,
             "latency_ms": latency,
+            "latency_distribution": self.distribution,
         })
         .to_string()
     }

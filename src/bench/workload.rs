@@ -6,7 +6,7 @@ use std::time::Duration;
 use grpcio::{CallOption, Channel, ChannelBuilder, Environment};
 
 use crate::apis::call::status_name;
-use crate::client::{LoadedTls, TokenValidator, ValidateError};
+use crate::client::{LoadedTls, Servers, TokenValidator, ValidateError};
 use crate::proto::{
     Empty, GreetingV2Input, GreetingV2ProtoClient, HealthzInput, HealthzProtoClient, ResourceV1,
     ResourceV1IdInput, ResourceV1ProtoClient, TokenV1Input, TokenV1Output, TokenV1ProtoClient,
@@ -42,6 +42,20 @@ impl Workload {
     /// Whether the calls need resources in the store.
     pub fn needs_resources(self) -> bool {
         matches!(self, Self::ResourceGet | Self::ResourceList | Self::Mixed)
+    }
+
+    /// The `grpc.health.v1` name of the API the calls go to: with several servers, only
+    /// replicas that report it SERVING get calls.
+    pub fn service(self) -> &'static str {
+        match self {
+            Self::GreetingV2 | Self::Healthz => "",
+            Self::ResourceGet | Self::ResourceCreate | Self::ResourceList | Self::Mixed => {
+                crate::apis::resource::v1::NAME
+            }
+            Self::TokenValidate | Self::TokenStream | Self::TokenValidator => {
+                crate::apis::token::v1::NAME
+            }
+        }
     }
 
     /// Whether the calls need tokens (--tokens).
@@ -92,15 +106,17 @@ impl Clients {
 /// does not keep its channel does.
 pub struct FreshChannels {
     pub env: Arc<Environment>,
-    pub server: String,
+    pub servers: Servers,
     pub tls: LoadedTls,
+    /// The health service name replicas must be SERVING for (see [`Workload::service`]).
+    pub service: &'static str,
 }
 
 impl FreshChannels {
     fn open(&self) -> Channel {
         // A local subchannel pool: otherwise the core would reuse a live connection.
         let builder = ChannelBuilder::new(self.env.clone()).use_local_subchannel_pool(true);
-        self.tls.connect(builder, &self.server)
+        self.servers.connect(builder, &self.tls, self.service)
     }
 }
 

@@ -27,8 +27,10 @@ use crate::seconds::parse_seconds;
     arg_required_else_help = true
 )]
 pub struct Cli {
-    /// Server to call, HOST:PORT.
-    #[arg(long, env = "MRMAT_GRPC_SERVER", value_name = "HOST:PORT", default_value = DEFAULT_SERVER)]
+    /// Server to call, HOST:PORT; or several replicas, comma separated (or one name that
+    /// resolves to several), which calls are spread over, round robin, avoiding any whose health
+    /// says NOT_SERVING and retrying Get, List and Validate on another.
+    #[arg(long, env = "MRMAT_GRPC_SERVER", value_name = "HOST:PORT[,...]", default_value = DEFAULT_SERVER)]
     pub server: String,
 
     /// Deadline of each call; an unreachable or slow server is reported once it passes.
@@ -103,6 +105,68 @@ pub enum ResourceCommand {
     /// Resource API, version 1.
     #[command(subcommand)]
     V1(ResourceV1Command),
+    /// Resource API, version 2: pages, safe retries of creates, etags, gRPC status codes.
+    #[command(subcommand)]
+    V2(ResourceV2Command),
+}
+
+/// Calls of the resource API, version 2. Errors (not found, a stale etag, ...) are the gRPC
+/// status, on stderr, with a non-zero exit.
+#[derive(Debug, Subcommand)]
+pub enum ResourceV2Command {
+    /// List one page of resources, and the token of the next page when there is one.
+    List {
+        /// Resources on the page (default 100, at most 1000).
+        #[arg(long, default_value_t = 0)]
+        page_size: u32,
+        /// The next page token a previous list printed.
+        #[arg(long, default_value = "")]
+        page_token: String,
+        /// Only this owner's resources.
+        #[arg(long)]
+        owner_id: Option<u64>,
+    },
+    /// Show one resource.
+    Get {
+        /// Id of the resource.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Create a resource; the server assigns its id.
+    Create {
+        /// Id of the owner.
+        #[arg(long)]
+        owner_id: u64,
+        /// Name of the resource.
+        #[arg(long)]
+        name: String,
+        /// Makes the create safe to repeat: the same id again answers the first result. By
+        /// default a new random one, so the client's own retries never create twice.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Rename a resource.
+    Update {
+        /// Id of the resource.
+        #[arg(long)]
+        id: u64,
+        /// New name of the resource.
+        #[arg(long)]
+        name: String,
+        /// Only if the resource is still at this etag (from get or list); refused (ABORTED)
+        /// when someone changed it since.
+        #[arg(long, default_value = "")]
+        etag: String,
+    },
+    /// Delete a resource.
+    Delete {
+        /// Id of the resource.
+        #[arg(long)]
+        id: u64,
+        /// Only if the resource is still at this etag.
+        #[arg(long, default_value = "")]
+        etag: String,
+    },
 }
 
 /// Calls of the resource API, version 1.
@@ -147,14 +211,23 @@ pub enum ResourceV1Command {
 
 /// Makes the call `cli` asks for and writes the answer to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
+    // With several servers, calls go to the replicas whose health for this API says SERVING.
+    let service = match &cli.command {
+        Command::Resource(ResourceCommand::V1(_)) => crate::apis::resource::v1::NAME,
+        Command::Resource(ResourceCommand::V2(_)) => crate::apis::resource::v2::NAME,
+        Command::Token(_) => crate::apis::token::v1::NAME,
+        _ => "",
+    };
     let connect = || {
-        Connection::open(&cli.server, cli.timeout, cli.output, &cli.tls).map_err(ClientError::Tls)
+        Connection::open(&cli.server, cli.timeout, cli.output, &cli.tls, service)
+            .map_err(ClientError::Tls)
     };
     match &cli.command {
         Command::Greeting(GreetingCommand::V1) => greeting::v1(&connect()?, out),
         Command::Greeting(GreetingCommand::V2 { name }) => greeting::v2(&connect()?, name, out),
         Command::Healthz => healthz::get(&connect()?, out),
         Command::Resource(ResourceCommand::V1(call)) => resource::v1(&connect()?, call, out),
+        Command::Resource(ResourceCommand::V2(call)) => resource::v2(&connect()?, call, out),
         Command::Token(TokenCommand::V1(call)) => match call {
             TokenV1Command::Validate(args) => {
                 let target = token::Target {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use grpcio::{CallOption, Channel, ChannelBuilder, ChannelCredentialsBuilder, EnvBuilder};
 use grpcio::{ChannelCredentials, RpcStatusCode};
 
-use super::{ClientError, OutputFormat};
+use super::{ClientError, OutputFormat, Servers};
 use crate::tls::{self, TlsError};
 
 /// How the client secures the channel. Any of these flags turns TLS on.
@@ -114,14 +114,25 @@ impl LoadedTls {
 
     /// A channel to `server`, secured as these options say.
     pub fn connect(&self, builder: ChannelBuilder, server: &str) -> Channel {
+        self.connect_named(builder, server, None)
+    }
+
+    /// A channel to `target`; over TLS the server's certificate must be issued to `name`
+    /// unless --tls-server-name says otherwise (a target listing addresses names no host).
+    pub(crate) fn connect_named(
+        &self,
+        builder: ChannelBuilder,
+        target: &str,
+        name: Option<&str>,
+    ) -> Channel {
         let Some(credentials) = self.credentials() else {
-            return builder.connect(server);
+            return builder.connect(target);
         };
         let mut builder = builder.set_credentials(credentials);
-        if let Some(name) = &self.server_name {
-            builder = builder.override_ssl_target(name.as_str());
+        if let Some(name) = self.server_name.as_deref().or(name) {
+            builder = builder.override_ssl_target(name);
         }
-        builder.connect(server)
+        builder.connect(target)
     }
 }
 
@@ -135,12 +146,15 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Opens a channel to `server`; the connection itself is made by the first call.
+    /// Opens a channel to `server` (one or several, see [`Servers`]); the connection itself is
+    /// made by the first call. `service` is the `grpc.health.v1` name of the API called, whose
+    /// health decides which replicas get calls when there are several.
     pub(crate) fn open(
         server: &str,
         timeout: Duration,
         output: OutputFormat,
         tls: &TlsOptions,
+        service: &str,
     ) -> Result<Self, TlsError> {
         let env = Arc::new(
             EnvBuilder::new()
@@ -148,11 +162,12 @@ impl Connection {
                 .name_prefix("grpc-client")
                 .build(),
         );
-        let channel = tls.connect(ChannelBuilder::new(env), server)?;
+        let servers = Servers::new(server);
+        let channel = servers.connect(ChannelBuilder::new(env), &tls.load()?, service);
         Ok(Self {
             channel,
             output,
-            server: server.to_owned(),
+            server: servers.describe().to_owned(),
             timeout,
         })
     }

@@ -4,12 +4,14 @@
 
 mod connection;
 mod output;
+mod servers;
 mod validator;
 
 pub(crate) use connection::Connection;
 pub use connection::{LoadedTls, TlsOptions};
 pub(crate) use output::write_answer;
 pub use output::{to_json, OutputFormat};
+pub use servers::{service_config, Servers, RETRIED};
 pub use validator::{
     PendingValidation, TokenValidator, ValidateError, Validation, ValidatorConfig, ValidatorStats,
     RECENT_FAILURES,

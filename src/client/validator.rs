@@ -19,7 +19,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt as _, StreamExt as _};
 use grpcio::{CallOption, ChannelBuilder, EnvBuilder, RpcStatusCode, WriteFlags};
 
-use super::{LoadedTls, TlsOptions};
+use super::{LoadedTls, Servers, TlsOptions};
 use crate::apis::call::status_name;
 use crate::proto::{StatusOutput, TokenV1Input, TokenV1Output, TokenV1ProtoClient, TokenV1Verdict};
 use crate::tls::TlsError;
@@ -220,11 +220,14 @@ impl TokenValidator {
             .max_reconnect_backoff(config.reconnect_max)
             // Its own connection, not one shared with other channels of the process.
             .use_local_subchannel_pool(true);
-        let channel = tls.connect(builder, server);
+        // Several replicas: the stream opens on one whose token service is SERVING, and again
+        // on another when that one is lost.
+        let servers = Servers::new(server);
+        let channel = servers.connect(builder, tls, crate::apis::token::v1::NAME);
         let now = Instant::now();
         let shared = Arc::new(Shared {
             client: TokenV1ProtoClient::new(channel),
-            server: server.to_owned(),
+            server: servers.describe().to_owned(),
             state: Mutex::new(State {
                 next_id: 1,
                 next_generation: 1,

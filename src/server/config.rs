@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::seconds::{parse_seconds, parse_seconds_or_zero};
+use crate::store::StoreConfig;
 use crate::tokens::TokenConfig;
 
 /// Where the server listens unless told otherwise, as the original did.
@@ -63,6 +64,14 @@ pub struct ServerConfig {
     #[arg(long, env = "MRMAT_GRPC_NO_REFLECTION")]
     pub no_reflection: bool,
 
+    /// Serve metrics in the Prometheus text format at http://HOST:PORT/metrics (a second
+    /// port, plain HTTP; off unless given). Port 0 picks a free port (the bound one is logged).
+    #[arg(long, env = "MRMAT_GRPC_METRICS_LISTEN", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
+
+    #[command(flatten)]
+    pub store: StoreConfig,
+
     #[command(flatten)]
     pub tls: TlsConfig,
 
@@ -84,6 +93,8 @@ impl Default for ServerConfig {
             drain_delay: Duration::ZERO,
             threads: None,
             no_reflection: false,
+            metrics_listen: None,
+            store: StoreConfig::default(),
             tls: TlsConfig::default(),
             keepalive: Keepalive::default(),
             limits: Limits::default(),

@@ -57,6 +57,24 @@ pub enum Verdict {
     Revoked,
 }
 
+impl Verdict {
+    /// The verdict as the metrics label it, e.g. `bad_signature`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Malformed => "malformed",
+            Self::BadSignature => "bad_signature",
+            Self::UnknownKey => "unknown_key",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
 /// What a valid token says about its bearer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ValidToken {

@@ -181,6 +181,7 @@ impl Shared {
             }
             Err(e) => Err(e),
         };
+        crate::metrics::key_set_load(outcome.is_ok());
         let waiters = {
             let mut loads = self.loads();
             loads.running = false;

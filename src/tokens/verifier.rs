@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures::future::{self, BoxFuture, FutureExt as _};
 use quick_cache::sync::Cache;
 
 use super::claims::{self, Rules};
@@ -12,6 +13,7 @@ use super::{
     jws, quoted, rfc3339, unix_now, Refusal, TokenConfig, TokenError, ValidToken, Verdict,
     MAX_TOKEN_BYTES, MAX_TOKEN_ID_BYTES,
 };
+use crate::metrics;
 use crate::store::{RevocationStore, StoreError};
 
 /// The answer for one token.
@@ -124,13 +126,20 @@ impl TokenVerifier {
     /// Checks `token` now. A token naming a kid that is not loaded may ask for the key set to
     /// be loaded again; then the answer comes from [`TokenVerifier::check_after_reload`].
     pub fn check(&self, token: &str) -> Check {
-        self.check_at(token, unix_now(), true)
+        let check = self.check_at(token, unix_now(), true);
+        if let Check::Done(outcome) = &check {
+            count(outcome);
+        }
+        check
     }
 
     /// Checks `token` once the load [`Check::AfterKeyReload`] waited for is done.
     pub fn check_after_reload(&self, token: &str) -> Outcome {
         match self.check_at(token, unix_now(), false) {
-            Check::Done(outcome) => outcome,
+            Check::Done(outcome) => {
+                count(&outcome);
+                outcome
+            }
             Check::AfterKeyReload(_) => unreachable!("no reload is asked for"),
         }
     }
@@ -151,14 +160,16 @@ impl TokenVerifier {
             .as_ref()
             .map(|_| openssl::sha::sha256(token.as_bytes()));
         if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
-            if let Some(hit) = cache.get(digest) {
-                if hit.generation == keys.generation {
-                    if now > hit.token.expires_at.saturating_add(self.rules.leeway) {
-                        cache.remove(digest);
-                        return Check::Done(Err(claims::expired(hit.token.expires_at)));
-                    }
-                    return Check::Done(self.not_revoked(hit.token, now));
+            let hit = cache
+                .get(digest)
+                .filter(|hit| hit.generation == keys.generation);
+            metrics::token_cache(hit.is_some());
+            if let Some(hit) = hit {
+                if now > hit.token.expires_at.saturating_add(self.rules.leeway) {
+                    cache.remove(digest);
+                    return Check::Done(Err(claims::expired(hit.token.expires_at)));
                 }
+                return Check::Done(self.not_revoked(hit.token, now));
             }
         }
         let valid = match self.verify(token, &keys, now) {
@@ -249,15 +260,20 @@ impl TokenVerifier {
     }
 
     /// Refuses the token with id `token_id` until `expires_at` (Unix seconds; 0 for the
-    /// longest this server keeps a revocation), from the next validation on.
-    pub fn revoke(&self, token_id: &str, expires_at: i64) -> Result<Revoked, RevokeError> {
+    /// longest this server keeps a revocation), from the next validation on. Resolves once the
+    /// revocation is durable; a request that cannot be carried out resolves at once.
+    pub fn revoke(
+        &self,
+        token_id: &str,
+        expires_at: i64,
+    ) -> BoxFuture<'static, Result<Revoked, RevokeError>> {
         let now = unix_now();
-        let invalid = |why: String| Err(RevokeError::InvalidArgument(why));
+        let refused = |why: String| future::ready(Err(RevokeError::InvalidArgument(why))).boxed();
         if token_id.is_empty() {
-            return invalid("token_id is empty: give the jti of the token to revoke".to_owned());
+            return refused("token_id is empty: give the jti of the token to revoke".to_owned());
         }
         if token_id.len() > MAX_TOKEN_ID_BYTES {
-            return invalid(format!(
+            return refused(format!(
                 "token_id is {} bytes long; the limit is {MAX_TOKEN_ID_BYTES} bytes",
                 token_id.len()
             ));
@@ -265,9 +281,9 @@ impl TokenVerifier {
         let longest = now.saturating_add(self.max_revocation_seconds);
         let until = match expires_at {
             0 => longest,
-            at if at <= now => return Ok(Revoked::AlreadyExpired(at)),
+            at if at <= now => return future::ready(Ok(Revoked::AlreadyExpired(at))).boxed(),
             at if at > longest => {
-                return invalid(format!(
+                return refused(format!(
                     "expires_at {} is further away than this server keeps revocations ({} s, \
                      until {}); raise --revocation-max-ttl to revoke longer-lived tokens",
                     rfc3339(at),
@@ -279,8 +295,12 @@ impl TokenVerifier {
         };
         self.revocations
             .revoke(token_id, until, now)
-            .map_err(RevokeError::Store)?;
-        Ok(Revoked::Until(until))
+            .map(move |stored| {
+                stored
+                    .map(|()| Revoked::Until(until))
+                    .map_err(RevokeError::Store)
+            })
+            .boxed()
     }
 }
 
@@ -294,6 +314,14 @@ impl From<Refusal> for Unverified {
     fn from(refusal: Refusal) -> Self {
         Self::Refused(refusal)
     }
+}
+
+/// Counts the verdict of a validation that is done.
+fn count(outcome: &Outcome) {
+    metrics::validation(match outcome {
+        Ok(_) => Verdict::Valid.name(),
+        Err(refusal) => refusal.verdict.name(),
+    });
 }
 
 fn algorithm_list(algorithms: &[jsonwebtoken::Algorithm]) -> String {

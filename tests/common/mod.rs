@@ -2,21 +2,28 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod jwt;
+pub mod netns;
 pub mod pki;
+pub mod postgres;
+pub mod revocation;
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use grpcio::{CallOption, Channel, ChannelBuilder, EnvBuilder};
 use mrmat_rust_api_grpc::client::TlsOptions;
 use mrmat_rust_api_grpc::server::{self, RunningServer, ServerConfig};
+use mrmat_rust_api_grpc::store::StoreConfig;
 
 /// Every service a server serves by default, in the order reflection lists them.
-pub const SERVICES: [&str; 7] = [
+pub const SERVICES: [&str; 8] = [
     "GreetingV1Proto",
     "GreetingV2Proto",
     "HealthzProto",
     "ResourceV1Proto",
+    "ResourceV2Proto",
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
@@ -27,6 +34,57 @@ pub struct TestServer {
     server: Option<RunningServer>,
     /// HOST:PORT to connect to.
     pub address: String,
+    /// Its own SQLite store, removed when it stops.
+    store: Option<ScratchStore>,
+}
+
+/// An SQLite file of its own for one server under `target/tmp/stores`, so servers that run at
+/// once never share ids; removed (with its `-wal` and `-shm`) when dropped.
+pub struct ScratchStore {
+    /// The database file.
+    pub path: PathBuf,
+}
+
+impl ScratchStore {
+    /// A path no other server uses (the file is created by the server).
+    pub fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stores");
+        std::fs::create_dir_all(&dir).expect("create target/tmp/stores");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .subsec_nanos();
+        let name = format!(
+            "{}-{}-{nanos}.sqlite3",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        Self {
+            path: dir.join(name),
+        }
+    }
+
+    /// The `--store` value.
+    pub fn flag(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+}
+
+impl Default for ScratchStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl TestServer {
@@ -62,13 +120,17 @@ impl Drop for TestServer {
         if let Some(server) = self.server.take() {
             server.shutdown(Duration::from_secs(5));
         }
+        // The store's threads end with the server; its file goes after.
+        drop(self.store.take());
     }
 }
 
-/// The default configuration, listening on 127.0.0.1 on a port the OS picks.
+/// The default configuration, listening on 127.0.0.1 on a port the OS picks, with the default
+/// kind of store (SQLite) in a file of its own.
 pub fn test_config() -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".to_owned(),
+        store: StoreConfig::sqlite(&ScratchStore::new().path),
         ..ServerConfig::default()
     }
 }
@@ -80,12 +142,39 @@ pub fn spawn_server() -> TestServer {
 
 /// Starts the real server with `config` (whose listen address should have port 0).
 pub fn spawn_server_with(config: ServerConfig) -> TestServer {
+    // test_config's file is the test's own: removed when the server stops. (Checked before a
+    // ScratchStore exists: dropping one removes its file.)
+    let scratch_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stores");
+    let store = config
+        .store
+        .store
+        .strip_prefix("sqlite:")
+        .map(PathBuf::from)
+        .filter(|path| path.starts_with(&scratch_dir))
+        .map(|path| ScratchStore { path });
     let server = server::start(&config).expect("the server starts on a free port");
     let address = format!("127.0.0.1:{}", server.port());
     TestServer {
         server: Some(server),
         address,
+        store,
     }
+}
+
+/// A resource message (Create ignores the id).
+pub fn resource(id: u64, owner_id: u64, name: &str) -> mrmat_rust_api_grpc::proto::ResourceV1 {
+    let mut request = mrmat_rust_api_grpc::proto::ResourceV1::new();
+    request.id = id;
+    request.owner_id = owner_id;
+    request.name = name.to_owned();
+    request
+}
+
+/// The id input of Get and Remove.
+pub fn resource_id(id: u64) -> mrmat_rust_api_grpc::proto::ResourceV1IdInput {
+    let mut input = mrmat_rust_api_grpc::proto::ResourceV1IdInput::new();
+    input.id = id;
+    input
 }
 
 /// Every call in the tests has a deadline, so a broken server fails a test instead of hanging it.
@@ -126,6 +215,14 @@ impl OutputLines {
         }
     }
 
+    /// How many of the lines written so far contain `needle` (without waiting for more).
+    pub fn count_containing(&self, needle: &str) -> usize {
+        self.lines
+            .try_iter()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+
     /// The address in the next `listening on ADDRESS ...` line.
     pub fn announced_address(&self, timeout: Duration) -> Option<String> {
         address_in(&self.line_containing("listening on ", timeout)?)
@@ -140,6 +237,8 @@ fn address_in(listening_line: &str) -> Option<String> {
 /// The server binary, run as a user runs it; killed when dropped.
 pub struct ServerProcess {
     child: std::process::Child,
+    /// Its own SQLite store, when `args` named none.
+    _store: Option<ScratchStore>,
     /// Its log lines (stderr).
     pub log: OutputLines,
     /// HOST:PORT it listens on.
@@ -157,10 +256,28 @@ impl ServerProcess {
 
     /// As [`ServerProcess::start`], with `RUST_LOG` set to `filter`.
     pub fn start_logging(args: &[&str], filter: &str) -> Self {
+        Self::start_under(&[], args, filter)
+    }
+
+    /// As [`ServerProcess::start_logging`], run by the command `prefix` (`ip netns exec NAME`,
+    /// which execs the server: its pid is the server's).
+    pub fn start_under(prefix: &[String], args: &[&str], filter: &str) -> Self {
         use std::process::{Command, Stdio};
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"));
+        let server = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server");
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(server);
+                command
+            }
+            None => Command::new(server),
+        };
         if !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let store = (!args.contains(&"--store")).then(ScratchStore::new);
+        if let Some(store) = &store {
+            command.args(["--store", &store.flag()]);
         }
         let mut child = command
             .args(args)
@@ -178,6 +295,7 @@ impl ServerProcess {
         let address = address_in(&listening_line).expect("an address after `listening on`");
         Self {
             child,
+            _store: store,
             log,
             address,
             listening_line,

@@ -136,3 +136,28 @@ impl Pki {
         std::fs::write(self.path(name), pem).expect("write a PEM file");
     }
 }
+
+/// `config` on mutual TLS with the server certificate of `pki`, trusting its CA's clients.
+pub fn mtls(
+    config: mrmat_rust_api_grpc::server::ServerConfig,
+    pki: &Pki,
+) -> mrmat_rust_api_grpc::server::ServerConfig {
+    mrmat_rust_api_grpc::server::ServerConfig {
+        tls: mrmat_rust_api_grpc::server::TlsConfig {
+            tls_cert: Some(pki.path("server.pem")),
+            tls_key: Some(pki.path("server.key")),
+            tls_client_ca: Some(pki.path("ca.pem")),
+        },
+        ..config
+    }
+}
+
+/// The client side of [`mtls`], presenting `client`'s certificate (`client`, `admin-client`).
+pub fn client_tls(pki: &Pki, client: &str) -> mrmat_rust_api_grpc::client::TlsOptions {
+    mrmat_rust_api_grpc::client::TlsOptions {
+        ca_cert: Some(pki.path("ca.pem")),
+        client_cert: Some(pki.path(&format!("{client}.pem"))),
+        client_key: Some(pki.path(&format!("{client}.key"))),
+        ..Default::default()
+    }
+}

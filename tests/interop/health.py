@@ -12,7 +12,8 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-SERVICES = ["", "GreetingV1Proto", "GreetingV2Proto", "HealthzProto", "ResourceV1Proto"]
+SERVICES = ["", "GreetingV1Proto", "GreetingV2Proto", "HealthzProto", "ResourceV1Proto",
+            "ResourceV2Proto"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

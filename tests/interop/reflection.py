@@ -21,7 +21,7 @@ def main(address):
         database = ProtoReflectionDescriptorDatabase(channel)
         check("services", sorted(database.get_services()), [
             "GreetingV1Proto", "GreetingV2Proto", "HealthzProto", "ResourceV1Proto",
-            "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+            "ResourceV2Proto", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection",
         ])
         pool = descriptor_pool.DescriptorPool(database)

@@ -9,7 +9,10 @@ use crate::proto::{
     create_resource_v1_proto, Empty, ResourceV1, ResourceV1IdInput, ResourceV1Output,
     ResourceV1Proto, ResourcesV1, StatusOutput,
 };
-use crate::store::{Resource, ResourceStore};
+use crate::store::{Pending, Resource, ResourceStore};
+
+/// The service's name, as health checking and reflection report it.
+pub const NAME: &str = "ResourceV1Proto";
 
 /// The resource API, version 1, over a shared store.
 #[derive(Clone)]
@@ -29,14 +32,7 @@ impl ResourceV1Api {
 
     /// Why `name` cannot be stored, if it cannot.
     fn check_name(&self, name: &str) -> Result<(), String> {
-        if name.len() > self.max_name_bytes {
-            return Err(format!(
-                "the name is {} bytes long; the limit is {} bytes",
-                name.len(),
-                self.max_name_bytes
-            ));
-        }
-        Ok(())
+        super::check_name(name, self.max_name_bytes)
     }
 }
 
@@ -44,7 +40,7 @@ impl ResourceV1Api {
 /// `max_name_bytes`.
 pub fn service(store: Arc<dyn ResourceStore>, max_name_bytes: usize) -> ApiService {
     ApiService {
-        name: "ResourceV1Proto",
+        name: NAME,
         service: create_resource_v1_proto(ResourceV1Api::new(store, max_name_bytes)),
     }
 }
@@ -72,18 +68,34 @@ fn found_or_not(resource: Option<Resource>) -> ResourceV1Output {
     }
 }
 
+/// Answers with what the store's `pending` result comes to (v1 answers every outcome with OK).
+fn answer<T, R>(
+    call: Call,
+    ctx: &RpcContext,
+    sink: UnarySink<R>,
+    pending: Pending<T>,
+    to_answer: impl FnOnce(T) -> R + Send + 'static,
+) where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    super::answer(call, ctx, sink, pending, move |done| Ok(to_answer(done)));
+}
+
 impl ResourceV1Proto for ResourceV1Api {
     fn list(&mut self, ctx: RpcContext, _req: Empty, sink: UnarySink<ResourcesV1>) {
         let call = Call::start(&ctx);
-        let mut answer = ResourcesV1::new();
-        answer.status = Some(status(200, "OK")).into();
-        answer.resources = self.store.list().into_iter().map(to_message).collect();
-        call.reply(&ctx, sink, answer);
+        answer(call, &ctx, sink, self.store.list(), |resources| {
+            let mut answer = ResourcesV1::new();
+            answer.status = Some(status(200, "OK")).into();
+            answer.resources = resources.into_iter().map(to_message).collect();
+            answer
+        });
     }
 
     fn get(&mut self, ctx: RpcContext, req: ResourceV1IdInput, sink: UnarySink<ResourceV1Output>) {
         let call = Call::start(&ctx);
-        call.reply(&ctx, sink, found_or_not(self.store.get(req.id)));
+        answer(call, &ctx, sink, self.store.get(req.id), found_or_not);
     }
 
     fn create(&mut self, ctx: RpcContext, req: ResourceV1, sink: UnarySink<ResourceV1Output>) {
@@ -92,15 +104,10 @@ impl ResourceV1Proto for ResourceV1Api {
             return call.fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why);
         }
         // The caller's id is ignored: the store assigns ids.
-        match self.store.create(req.owner_id, req.name) {
-            Ok(created) => call.reply(&ctx, sink, output(201, "Created", Some(created))),
-            Err(full) => call.fail(
-                &ctx,
-                sink,
-                RpcStatusCode::RESOURCE_EXHAUSTED,
-                full.to_string(),
-            ),
-        }
+        let created = self.store.create(req.owner_id, req.name);
+        answer(call, &ctx, sink, created, |created| {
+            output(201, "Created", Some(created))
+        });
     }
 
     fn modify(&mut self, ctx: RpcContext, req: ResourceV1, sink: UnarySink<ResourceV1Output>) {
@@ -108,21 +115,20 @@ impl ResourceV1Proto for ResourceV1Api {
         if let Err(why) = self.check_name(&req.name) {
             return call.fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why);
         }
-        call.reply(
-            &ctx,
-            sink,
-            found_or_not(self.store.rename(req.id, req.name)),
-        );
+        let renamed = self.store.rename(req.id, req.name);
+        answer(call, &ctx, sink, renamed, found_or_not);
     }
 
     fn remove(&mut self, ctx: RpcContext, req: ResourceV1IdInput, sink: UnarySink<StatusOutput>) {
         let call = Call::start(&ctx);
-        // 401 is the original's code for a successful removal; kept so its clients see the same.
-        let answer = if self.store.remove(req.id) {
-            status(401, "Removed")
-        } else {
-            status(410, "Gone")
-        };
-        call.reply(&ctx, sink, answer);
+        answer(call, &ctx, sink, self.store.remove(req.id), |removed| {
+            // 401 is the original's code for a successful removal; kept so its clients see the
+            // same.
+            if removed {
+                status(401, "Removed")
+            } else {
+                status(410, "Gone")
+            }
+        });
     }
 }

@@ -9,8 +9,9 @@ use grpcio::{
     DuplexSink, RequestStream, RpcContext, RpcStatus, RpcStatusCode, UnarySink, WriteFlags,
 };
 
+use crate::apis::call::Kind;
 use crate::apis::streams::StreamsEnd;
-use crate::apis::{status, ApiService, Call};
+use crate::apis::{status, store_status, ApiService, Call};
 use crate::proto::{
     create_token_v1_proto, StatusOutput, TokenV1Input, TokenV1Output, TokenV1Proto,
     TokenV1RevokeInput, TokenV1Verdict,
@@ -176,7 +177,7 @@ impl TokenV1Proto for TokenV1Api {
         requests: RequestStream<TokenV1Input>,
         mut sink: DuplexSink<TokenV1Output>,
     ) {
-        let call = Call::start(&ctx);
+        let call = Call::start_stream(&ctx, Kind::BidiStream);
         if let Some(why) = self.not_ready() {
             let failed = sink.fail(RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, why));
             ctx.spawn(async move {
@@ -201,12 +202,14 @@ impl TokenV1Proto for TokenV1Api {
                         }
                     };
                     let Some(input) = next else { break };
+                    call.received();
                     let answer = answer(&validator, &input).await;
                     // Feed, not send: the write of this answer overlaps the read of the next
                     // input, and waits only for the write before it. A client that stops
                     // reading stops this loop, so the server stops reading it: flow control,
                     // never an unbounded buffer.
                     sink.feed((answer, WriteFlags::default())).await?;
+                    call.sent();
                 }
                 // Stopped by the server (not ended by the client): the end signal resolved.
                 if inputs.take_result().is_some() {
@@ -233,39 +236,34 @@ impl TokenV1Proto for TokenV1Api {
             Ok(admin) => admin,
             Err(why) => return call.fail(&ctx, sink, RpcStatusCode::PERMISSION_DENIED, why),
         };
-        match self.validator.revoke(&req.token_id, req.expires_at) {
-            Ok(Revoked::Until(until)) => {
-                // An audit line: who revoked which token id (an id, not a secret).
-                log::info!(
-                    "token id {} revoked until {} by {}",
-                    quoted(&req.token_id),
-                    rfc3339(until),
-                    quoted(&admin)
-                );
-                call.reply(
-                    &ctx,
-                    sink,
-                    status(200, &format!("Revoked until {}", rfc3339(until))),
-                );
-            }
-            Ok(Revoked::AlreadyExpired(at)) => call.reply(
-                &ctx,
-                sink,
-                status(
+        let revoked = self.validator.revoke(&req.token_id, req.expires_at);
+        let token_id = req.token_id;
+        call.answer_later(&ctx, sink, async move {
+            match revoked.await {
+                Ok(Revoked::Until(until)) => {
+                    // An audit line: who revoked which token id (an id, not a secret).
+                    log::info!(
+                        "token id {} revoked until {} by {}",
+                        quoted(&token_id),
+                        rfc3339(until),
+                        quoted(&admin)
+                    );
+                    Ok(status(200, &format!("Revoked until {}", rfc3339(until))))
+                }
+                Ok(Revoked::AlreadyExpired(at)) => Ok(status(
                     200,
                     &format!(
                         "Not stored: expires_at {} has passed, and an expired token is refused \
                          anyway",
                         rfc3339(at)
                     ),
-                ),
-            ),
-            Err(RevokeError::InvalidArgument(why)) => {
-                call.fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why)
+                )),
+                Err(RevokeError::InvalidArgument(why)) => Err(RpcStatus::with_message(
+                    RpcStatusCode::INVALID_ARGUMENT,
+                    why,
+                )),
+                Err(RevokeError::Store(e)) => Err(store_status(&e)),
             }
-            Err(RevokeError::Store(e)) => {
-                call.fail(&ctx, sink, RpcStatusCode::RESOURCE_EXHAUSTED, e.to_string())
-            }
-        }
+        });
     }
 }

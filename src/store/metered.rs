@@ -1,0 +1,116 @@
+//! A store that counts and times what another store does, for the metrics: every operation by
+//! kind and outcome, and its latency. Wraps any backend, so none of them knows about metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::FutureExt as _;
+
+use super::{
+    Changed, Created, PageQuery, Pending, Resource, ResourceStore, RevocationStore, StoreError,
+};
+use crate::metrics;
+
+/// The outcome label of a store error.
+fn failed(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Full { .. } | StoreError::TooManyRevocations { .. } => "full",
+        StoreError::Unstorable(_) => "unstorable",
+        StoreError::Unavailable { .. } => "unavailable",
+    }
+}
+
+/// Counts and times `pending` as `operation`, its outcome named by `outcome` when it succeeds.
+fn metered<T: Send + 'static>(
+    operation: &'static str,
+    pending: Pending<T>,
+    outcome: fn(&T) -> &'static str,
+) -> Pending<T> {
+    let started = Instant::now();
+    pending
+        .map(move |result| {
+            let m = metrics::get();
+            m.store_seconds
+                .with_label_values(&[operation])
+                .observe(started.elapsed().as_secs_f64());
+            let label = match &result {
+                Ok(value) => outcome(value),
+                Err(e) => failed(e),
+            };
+            m.store_operations
+                .with_label_values(&[operation, label])
+                .inc();
+            result
+        })
+        .boxed()
+}
+
+fn ok<T>(_: &T) -> &'static str {
+    "ok"
+}
+
+fn changed<T>(changed: &Changed<T>) -> &'static str {
+    match changed {
+        Changed::Done(_) => "ok",
+        Changed::Missing => "not_found",
+        Changed::Stale { .. } => "stale",
+    }
+}
+
+/// A resource store whose every operation is counted and timed.
+pub struct MeteredResources(pub Arc<dyn ResourceStore>);
+
+impl ResourceStore for MeteredResources {
+    fn list(&self) -> Pending<Vec<Resource>> {
+        metered("list", self.0.list(), ok)
+    }
+
+    fn page(&self, query: PageQuery) -> Pending<Vec<Resource>> {
+        metered("page", self.0.page(query), ok)
+    }
+
+    fn get(&self, id: u64) -> Pending<Option<Resource>> {
+        metered("get", self.0.get(id), |found| match found {
+            Some(_) => "ok",
+            None => "not_found",
+        })
+    }
+
+    fn create_once(
+        &self,
+        request_id: Option<String>,
+        owner_id: u64,
+        name: String,
+    ) -> Pending<Created> {
+        metered(
+            "create",
+            self.0.create_once(request_id, owner_id, name),
+            |created| match created {
+                Created::Done(_) => "ok",
+                Created::Conflict(_) => "conflict",
+            },
+        )
+    }
+
+    fn update(&self, id: u64, name: String, expected: Option<u64>) -> Pending<Changed<Resource>> {
+        metered("update", self.0.update(id, name, expected), changed)
+    }
+
+    fn delete(&self, id: u64, expected: Option<u64>) -> Pending<Changed<()>> {
+        metered("delete", self.0.delete(id, expected), changed)
+    }
+}
+
+/// A revocation store whose revocations are counted and timed (lookups are in memory, on every
+/// validation, and are not).
+pub struct MeteredRevocations(pub Arc<dyn RevocationStore>);
+
+impl RevocationStore for MeteredRevocations {
+    fn revoke(&self, token_id: &str, expires_at: i64, now: i64) -> Pending<()> {
+        metered("revoke", self.0.revoke(token_id, expires_at, now), ok)
+    }
+
+    fn is_revoked(&self, token_id: &str, now: i64) -> bool {
+        self.0.is_revoked(token_id, now)
+    }
+}
