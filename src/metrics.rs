@@ -3,10 +3,10 @@
 //! process. The metrics are process-wide, as a scrape target is one process: the families are
 //! statics in one registry, and the code that records knows nothing of how they are served.
 //!
-//! Calls are recorded only once [`enable`] has been called (by the server's `/metrics`
-//! endpoint): without one nobody could read them, so a server without it pays nothing.
-//! Domain counters (verdicts, cache, key loads, revocations) are single atomic additions and
-//! are always kept.
+//! Calls, verdicts and cache lookups (what every call records) are recorded only once
+//! [`enable`] has been called (by the server's `/metrics` endpoint): without one nobody could
+//! read them, so a server without it pays nothing. Key set loads, revocations and the store's
+//! availability are rare and always kept.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::LazyLock;
@@ -212,8 +212,28 @@ pub fn get() -> &'static Metrics {
 }
 
 /// Counts a validation's verdict (`valid`, `expired`, ...).
-pub fn validation(verdict: &str) {
-    get().validations.with_label_values(&[verdict]).inc();
+pub fn validation(verdict: &'static str) {
+    // One series per verdict, resolved once: a validation costs a short scan and an addition.
+    static SERIES: LazyLock<std::sync::RwLock<Vec<(&'static str, IntCounter)>>> =
+        LazyLock::new(Default::default);
+    if !enabled() {
+        return;
+    }
+    {
+        let series = SERIES
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, counter)) = series.iter().find(|(name, _)| *name == verdict) {
+            counter.inc();
+            return;
+        }
+    }
+    let counter = get().validations.with_label_values(&[verdict]);
+    counter.inc();
+    SERIES
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((verdict, counter));
 }
 
 /// Counts a lookup in the token cache.
@@ -225,7 +245,9 @@ pub fn token_cache(hit: bool) {
             cache.with_label_values(&["hit"]),
         ]
     });
-    HIT[usize::from(hit)].inc();
+    if enabled() {
+        HIT[usize::from(hit)].inc();
+    }
 }
 
 /// Counts a load of the key set; a successful one restarts its age.
@@ -256,6 +278,7 @@ mod tests {
 
     #[test]
     fn the_families_encode_in_the_text_format() {
+        enable();
         validation("valid");
         validation("valid");
         token_cache(true);
