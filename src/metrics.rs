@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder as _, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder as _, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets, in seconds, from 50 µs: most answers here take well under a millisecond,
@@ -59,9 +59,9 @@ pub struct Metrics {
     key_set_age: Gauge,
     revocations: IntGauge,
     /// Store operations by kind and outcome.
-    pub store_operations: IntCounterVec,
+    store_operations: IntCounterVec,
     /// Store operation latency by kind.
-    pub store_seconds: HistogramVec,
+    store_seconds: HistogramVec,
     store_up: IntGauge,
 }
 
@@ -260,6 +260,33 @@ pub fn key_set_load(loaded: bool) {
             .map_or(1, |d| d.as_millis() as i64);
         KEYS_LOADED_AT.store(now, Ordering::Release);
     }
+}
+
+/// Counts a store operation by outcome and records how long it took.
+pub fn store_operation(operation: &'static str, outcome: &'static str, seconds: f64) {
+    type Series = ((&'static str, &'static str), IntCounter, Histogram);
+    // Each pair's series resolved once, as for verdicts: a few pairs, scanned.
+    static SERIES: LazyLock<std::sync::RwLock<Vec<Series>>> = LazyLock::new(Default::default);
+    {
+        let series = SERIES
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, count, time)) = series.iter().find(|(key, ..)| *key == (operation, outcome))
+        {
+            count.inc();
+            time.observe(seconds);
+            return;
+        }
+    }
+    let m = get();
+    let count = m.store_operations.with_label_values(&[operation, outcome]);
+    let time = m.store_seconds.with_label_values(&[operation]);
+    count.inc();
+    time.observe(seconds);
+    SERIES
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(((operation, outcome), count, time));
 }
 
 /// The number of revocations held now.

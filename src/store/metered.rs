@@ -29,17 +29,11 @@ fn metered<T: Send + 'static>(
     let started = Instant::now();
     pending
         .map(move |result| {
-            let m = metrics::get();
-            m.store_seconds
-                .with_label_values(&[operation])
-                .observe(started.elapsed().as_secs_f64());
             let label = match &result {
                 Ok(value) => outcome(value),
                 Err(e) => failed(e),
             };
-            m.store_operations
-                .with_label_values(&[operation, label])
-                .inc();
+            metrics::store_operation(operation, label, started.elapsed().as_secs_f64());
             result
         })
         .boxed()
