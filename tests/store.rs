@@ -258,8 +258,13 @@ fn a_postgres_outage_is_unavailable_and_not_serving_and_heals_by_itself() {
     let cluster = PgCluster::start();
     let url = cluster.new_database();
     let password = password_file();
-    let server = start_on_postgres(&url, &password, &["--store-timeout", "2"]);
+    let server = start_on_postgres(
+        &url,
+        &password,
+        &["--store-timeout", "2", "--metrics-listen", "127.0.0.1:0"],
+    );
     let client = client(&server.address);
+    assert_eq!(server.metric("mrmat_store_up"), Some(1.0));
     let kept = client
         .create_opt(&resource(0, 1, "before the outage"), deadline(5))
         .expect("Create answers")
@@ -328,6 +333,15 @@ fn a_postgres_outage_is_unavailable_and_not_serving_and_heals_by_itself() {
         Some(ServingStatus::SERVING),
         "services that need no database keep serving"
     );
+    // What an operator's alert sees.
+    eventually(10, "mrmat_store_up says 0", || {
+        server.metric("mrmat_store_up") == Some(0.0)
+    });
+    let unavailable = r#"mrmat_store_operations_total{operation="get",outcome="unavailable"}"#;
+    assert!(
+        server.metric(unavailable).unwrap_or(0.0) >= 1.0,
+        "{unavailable}"
+    );
 
     cluster.start_again();
     eventually(20, "the same server answers OK again", || {
@@ -335,6 +349,9 @@ fn a_postgres_outage_is_unavailable_and_not_serving_and_heals_by_itself() {
     });
     eventually(10, "health says SERVING again", || {
         health_of(&server.address, "ResourceV1Proto") == Some(ServingStatus::SERVING)
+    });
+    eventually(10, "mrmat_store_up says 1 again", || {
+        server.metric("mrmat_store_up") == Some(1.0)
     });
     let after = client
         .create_opt(&resource(0, 1, "after the outage"), deadline(5))

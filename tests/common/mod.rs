@@ -302,6 +302,22 @@ impl ServerProcess {
         }
     }
 
+    /// The value of the sample `series` (as the text format writes it: `name` or
+    /// `name{label="value",...}`) on the server's `/metrics` (started with `--metrics-listen`).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, rest) = self.listening_line.split_once("metrics at http://")?;
+        let address = rest.split('/').next()?;
+        let text = ureq::get(format!("http://{address}/metrics"))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.parse().ok())
+    }
+
     /// A plaintext channel to the server.
     pub fn channel(&self) -> Channel {
         let env = Arc::new(EnvBuilder::new().cq_count(1).build());
