@@ -4,8 +4,9 @@
 //! server's `--metrics-listen`), each call is counted by method and status, timed, and its
 //! messages counted, under the names the established gRPC exporters use.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
+use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use futures::FutureExt as _;
@@ -61,7 +62,7 @@ struct Started {
 }
 
 struct Metered {
-    method: Arc<MethodMetrics>,
+    method: &'static MethodMetrics,
     at: Instant,
     /// Held while a stream is open; dropping it closes it in the gauge, however the call ends.
     _open: Option<OpenStream>,
@@ -113,22 +114,29 @@ impl MethodMetrics {
         }
     }
 
-    fn of(path: &[u8], kind: Kind) -> Arc<Self> {
-        static METHODS: LazyLock<RwLock<HashMap<Vec<u8>, Arc<MethodMetrics>>>> =
-            LazyLock::new(Default::default);
-        if let Some(found) = METHODS
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(path)
-        {
-            return Arc::clone(found);
+    /// The series of the method at `path`, made on its first call. Each thread keeps its own
+    /// map of them, so finding them writes nothing shared: a lock or a reference count taken
+    /// per call would bounce its cache line between the completion-queue threads (measured with
+    /// h2load). They live as long as the process; there is one per method served.
+    fn of(path: &[u8], kind: Kind) -> &'static Self {
+        thread_local! {
+            static SEEN: RefCell<HashMap<Box<[u8]>, &'static MethodMetrics>> =
+                RefCell::new(HashMap::new());
         }
-        METHODS
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(path.to_vec())
-            .or_insert_with(|| Arc::new(Self::new(path, kind)))
-            .clone()
+        static MADE: LazyLock<Mutex<HashMap<Vec<u8>, &'static MethodMetrics>>> =
+            LazyLock::new(Default::default);
+        SEEN.with(|seen| {
+            if let Some(found) = seen.borrow().get(path) {
+                return *found;
+            }
+            let made = *MADE
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(path.to_vec())
+                .or_insert_with(|| Box::leak(Box::new(Self::new(path, kind))));
+            seen.borrow_mut().insert(path.into(), made);
+            made
+        })
     }
 
     fn handled(&self, code: RpcStatusCode, seconds: f64) {
