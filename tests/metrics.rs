@@ -122,14 +122,18 @@ impl Scrape {
     }
 }
 
+/// An HTTP client that gives up after `seconds` and returns any status as an answer.
+fn agent(seconds: u64) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(seconds)))
+        .build()
+        .into()
+}
+
 /// GET `url`: its status and body.
 fn http_get(url: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut response = agent
+    let mut response = agent(10)
         .get(url)
         .call()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
@@ -169,13 +173,11 @@ fn scrape(metrics: &str) -> Scrape {
     Scrape::parse(&text)
 }
 
-/// The `metrics at http://ADDRESS/metrics` address in the start-up line.
+/// The address of `server`'s `/metrics`.
 fn metrics_address(server: &ServerProcess) -> String {
-    let (_, rest) = server
-        .listening_line
-        .split_once("metrics at http://")
-        .unwrap_or_else(|| panic!("no metrics address in: {}", server.listening_line));
-    rest.split('/').next().expect("HOST:PORT").to_owned()
+    server
+        .metrics_address()
+        .unwrap_or_else(|| panic!("no metrics address in: {}", server.listening_line))
 }
 
 /// Scrapes until `expected(scrape)` holds or 10 s have passed: the server counts a call once its
@@ -663,24 +665,15 @@ impl Prometheus {
     }
 
     fn ready(&self) -> bool {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .into();
-        agent
+        agent(2)
             .get(format!("http://{}/-/ready", self.address))
             .call()
-            .is_ok()
+            .is_ok_and(|response| response.status() == 200)
     }
 
     /// The answer of the query API to the instant query `query` (errors included).
     fn evaluate(&self, query: &str) -> Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .into();
-        let answer = agent
+        let answer = agent(5)
             .get(format!("http://{}/api/v1/query", self.address))
             .query("query", query)
             .call()

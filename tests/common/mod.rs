@@ -302,11 +302,16 @@ impl ServerProcess {
         }
     }
 
+    /// HOST:PORT of its `/metrics`, from the `metrics at http://...` of its start-up line.
+    pub fn metrics_address(&self) -> Option<String> {
+        let (_, rest) = self.listening_line.split_once("metrics at http://")?;
+        rest.split('/').next().map(str::to_owned)
+    }
+
     /// The value of the sample `series` (as the text format writes it: `name` or
     /// `name{label="value",...}`) on the server's `/metrics` (started with `--metrics-listen`).
     pub fn metric(&self, series: &str) -> Option<f64> {
-        let (_, rest) = self.listening_line.split_once("metrics at http://")?;
-        let address = rest.split('/').next()?;
+        let address = self.metrics_address()?;
         let text = ureq::get(format!("http://{address}/metrics"))
             .call()
             .ok()?
