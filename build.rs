@@ -71,6 +71,7 @@ fn generate_services(dir: &Path, files: &[&str]) {
         .collect();
 
     let mut mod_rs = fs::read_to_string(dir.join("mod.rs")).expect("read generated mod.rs");
+    mod_rs.push_str(&service_names(&parsed.file_descriptors, &to_generate));
     for file in grpcio_compiler::codegen::gen(&descriptors, &to_generate) {
         let content = String::from_utf8(file.content).expect("generated code is UTF-8");
         // grpcio-compiler has no option for the decoder; ours logs messages that do not decode.
@@ -84,4 +85,51 @@ fn generate_services(dir: &Path, files: &[&str]) {
         mod_rs.push_str(&format!("pub mod {module};\n"));
     }
     fs::write(dir.join("mod.rs"), mod_rs).expect("write generated mod.rs");
+}
+
+/// A `service_names` module with the fully qualified name of every service the files define
+/// (`GREETING_V1_PROTO = "GreetingV1Proto"`, `HEALTH = "grpc.health.v1.Health"`): the one place
+/// servers, clients and tests take them from, so none is written by hand.
+fn service_names(
+    files: &[protobuf::descriptor::FileDescriptorProto],
+    generated: &[String],
+) -> String {
+    let mut names = String::from(
+        "/// The fully qualified name of each service, as health checking, reflection and \
+         clients name it.\npub mod service_names {\n",
+    );
+    for file in files
+        .iter()
+        .filter(|f| generated.iter().any(|g| g == f.name()))
+    {
+        let prefix = match file.package() {
+            "" => String::new(),
+            package => format!("{package}."),
+        };
+        for service in &file.service {
+            let name = service.name();
+            names.push_str(&format!(
+                "    /// `{prefix}{name}`.\n    pub const {}: &str = \"{prefix}{name}\";\n",
+                upper_snake(name)
+            ));
+        }
+    }
+    names.push_str("}\n");
+    names
+}
+
+/// `GreetingV1Proto` as `GREETING_V1_PROTO`.
+fn upper_snake(name: &str) -> String {
+    let mut out = String::new();
+    let mut previous: Option<char> = None;
+    for c in name.chars() {
+        if c.is_ascii_uppercase()
+            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+        {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+        previous = Some(c);
+    }
+    out
 }

@@ -2,19 +2,23 @@
 //! (the same contract, `proto/grpc-api.proto`, services and answers), and the central token
 //! validation service that the original only described.
 //!
-//! - [`apis`]: one module per API and version, each implementing a generated service trait;
-//! - [`tokens`]: token validation (keys, verdicts, cache), knowing nothing of gRPC;
-//! - [`store`]: where resources and revoked tokens live: memory, SQLite (default), PostgreSQL;
-//! - [`server`]: configuration to a running server;
-//! - [`cli`]: the command-line client's subcommands;
-//! - [`bench`]: the client's `bench`, a load generator for any server of the contract;
-//! - [`client`]: what both share and apps embed: channels, TLS options, output, errors, and the
-//!   [`client::TokenValidator`];
-//! - [`tls`]: certificates and keys from PEM files, checked before use;
-//! - [`codec`]: message decoding that logs what does not decode;
-//! - [`metrics`]: what the server counts, for Prometheus.
+//! Modules, from the edge down (each imports only those below it; `ci/test` checks it):
+//! - [`server`]: its flags and configuration, and configuration to a running server;
+//! - [`cli`]: the command-line client's arguments and subcommands; [`bench`]: the client's
+//!   load generator for any server of the contract;
+//! - [`apis`]: one module per API and version, each implementing a generated service trait over
+//!   the domain, and the registry of them; [`client`]: what the CLI, `bench` and apps share
+//!   (channels, TLS options, output, errors, the [`client::TokenValidator`] apps embed);
+//! - the domain, knowing nothing of gRPC: [`store`] (where resources and revoked tokens live:
+//!   memory, SQLite by default, PostgreSQL) and [`tokens`] (token validation: keys, verdicts,
+//!   cache, and the revocation port the store implements);
+//! - below both: [`metrics`] (what the server counts, for Prometheus), [`availability`]
+//!   (whether what an API needs is there), [`proto`] (the generated code) with [`codec`]
+//!   (decoding that logs what does not decode), [`tls`] (PEM files, checked), [`time`],
+//!   [`quote`], [`seconds`] and [`status`].
 
 pub mod apis;
+pub mod availability;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -23,8 +27,11 @@ pub mod metrics;
 // Generated code is not ours to lint; it allows lints that newer compilers have removed.
 #[allow(renamed_and_removed_lints, clippy::all, missing_docs)]
 pub mod proto;
+pub mod quote;
 pub mod seconds;
 pub mod server;
+pub mod status;
 pub mod store;
+pub mod time;
 pub mod tls;
 pub mod tokens;

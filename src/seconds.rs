@@ -1,8 +1,40 @@
-//! Durations given on the command line as a number of seconds, such as `5` or `0.25`.
+//! Durations given on the command line as a number of seconds, such as `5` or `0.25`: parsed,
+//! and shown back in `--help` as they are written.
 
+use std::fmt;
 use std::time::Duration;
 
-/// Parses a positive, finite number of seconds (clap value parser).
+/// A duration as the command line writes it: a number of seconds. Its `Display` is what
+/// `--help` shows as the default, so a default is written once, as a `Duration`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl Seconds {
+    /// A positive, finite number of seconds (a clap value parser).
+    pub fn positive(text: &str) -> Result<Self, String> {
+        parse_seconds(text).map(Self)
+    }
+
+    /// A finite number of seconds that may be zero (a clap value parser).
+    pub fn or_zero(text: &str) -> Result<Self, String> {
+        parse_seconds_or_zero(text).map(Self)
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // 300, 0.25: f64's shortest form that reads back as the same number.
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+impl From<Seconds> for Duration {
+    fn from(seconds: Seconds) -> Self {
+        seconds.0
+    }
+}
+
+/// Parses a positive, finite number of seconds.
 pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     let duration = parse_seconds_or_zero(text)?;
     if duration.is_zero() {
@@ -11,7 +43,7 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Parses a finite number of seconds that may be zero (clap value parser).
+/// Parses a finite number of seconds that may be zero.
 pub fn parse_seconds_or_zero(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .trim()
@@ -45,6 +77,14 @@ mod tests {
     fn zero_negative_and_junk_are_refused() {
         for bad in ["0", "-1", "abc", "inf", "NaN", "1e300"] {
             assert!(parse_seconds(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn seconds_show_as_they_are_written_and_read_back() {
+        for text in ["300", "0.25", "604800", "0"] {
+            let seconds = Seconds::or_zero(text).expect(text);
+            assert_eq!(seconds.to_string(), text);
         }
     }
 }

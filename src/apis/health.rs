@@ -11,14 +11,14 @@ use futures::{SinkExt as _, StreamExt as _};
 use grpcio::{RpcContext, RpcStatusCode, ServerStreamingSink, UnarySink, WriteFlags};
 
 use crate::apis::call::Kind;
-use crate::apis::{ApiService, Call};
+use crate::apis::{Api, Call, DependsOn};
 use crate::proto::health::v1::{
-    create_health, health_check_response::ServingStatus, Health, HealthCheckRequest,
-    HealthCheckResponse, HealthListRequest, HealthListResponse,
+    create_health, health, health_check_response::ServingStatus, service_names, Health,
+    HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
 };
 
 /// The fully qualified name of the service.
-pub const NAME: &str = "grpc.health.v1.Health";
+pub const NAME: &str = service_names::HEALTH;
 
 /// The serving status of every service, shared by the health service and the server that
 /// changes it. Clones share the same statuses.
@@ -102,11 +102,23 @@ impl HealthRegistry {
         state.watchers.clear();
     }
 
-    /// The service to register on a server.
-    pub fn service(&self) -> ApiService {
-        ApiService {
+    /// Sets the status of `service` to SERVING while `up`, NOT_SERVING otherwise.
+    pub fn follow(&self, service: &str, up: bool) {
+        let status = if up {
+            ServingStatus::SERVING
+        } else {
+            ServingStatus::NOT_SERVING
+        };
+        self.set(service, status);
+    }
+
+    /// The service to register on a server, answering for these statuses.
+    pub fn api(&self) -> Api {
+        Api {
             name: NAME,
             service: create_health(self.clone()),
+            file: health::file_descriptor(),
+            depends_on: DependsOn::Nothing,
         }
     }
 }

@@ -2,19 +2,26 @@
 
 use grpcio::{RpcContext, UnarySink};
 
-use crate::apis::{status, ApiService, Call};
-use crate::proto::{create_healthz_proto, HealthzInput, HealthzProto, StatusOutput};
+use crate::apis::{status, Api, Call, DependsOn, Offer, Serving};
+use crate::proto::{
+    create_healthz_proto, grpc_api, service_names, HealthzInput, HealthzProto, StatusOutput,
+};
+
+/// The service's name, as health checking and reflection report it.
+pub const NAME: &str = service_names::HEALTHZ_PROTO;
 
 /// The original's health check.
 #[derive(Clone, Debug, Default)]
 pub struct HealthzApi;
 
-/// The service to register on a server.
-pub fn service() -> ApiService {
-    ApiService {
-        name: "HealthzProto",
+/// Always served, ready from the start.
+pub fn offer(_: &Serving<'_>) -> Offer {
+    Offer::Served(Api {
+        name: NAME,
         service: create_healthz_proto(HealthzApi),
-    }
+        file: grpc_api::file_descriptor(),
+        depends_on: DependsOn::Nothing,
+    })
 }
 
 impl HealthzProto for HealthzApi {

@@ -12,13 +12,13 @@ use protobuf::reflect::FileDescriptor;
 use protobuf::{Message, MessageFull};
 
 use crate::apis::call::Kind;
-use crate::apis::{ApiService, Call};
+use crate::apis::{Api, Call, DependsOn};
 use crate::proto::reflection::{v1, v1alpha};
 
 /// The fully qualified names of the two versions of the service.
 pub const NAMES: [&str; 2] = [
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.reflection.v1alpha.ServerReflection",
+    v1::service_names::SERVER_REFLECTION,
+    v1alpha::service_names::SERVER_REFLECTION,
 ];
 
 /// Everything reflection can tell: the services, and the files that describe them.
@@ -34,6 +34,21 @@ pub struct Descriptors {
 }
 
 impl Descriptors {
+    /// Descriptors of `apis` and of reflection itself, from the files that define them (whose
+    /// imports are added too).
+    pub fn of(apis: &[&Api]) -> Self {
+        let names: Vec<&str> = apis.iter().map(|api| api.name).chain(NAMES).collect();
+        let files: Vec<&FileDescriptor> = apis
+            .iter()
+            .map(|api| api.file)
+            .chain([
+                v1::reflection::file_descriptor(),
+                v1alpha::reflection::file_descriptor(),
+            ])
+            .collect();
+        Self::new(&names, &files)
+    }
+
     /// Descriptors of `services`, defined in `files` (whose imports are added too).
     pub fn new(services: &[&str], files: &[&FileDescriptor]) -> Self {
         let mut descriptors = Self {
@@ -195,18 +210,22 @@ pub struct ReflectionApi {
 
 impl ReflectionApi {
     /// The services to register on a server: v1 and v1alpha.
-    pub fn services(descriptors: Descriptors) -> [ApiService; 2] {
+    pub fn apis(descriptors: Descriptors) -> [Api; 2] {
         let api = Self {
             descriptors: Arc::new(descriptors),
         };
         [
-            ApiService {
+            Api {
                 name: NAMES[0],
                 service: v1::create_server_reflection(api.clone()),
+                file: v1::reflection::file_descriptor(),
+                depends_on: DependsOn::Nothing,
             },
-            ApiService {
+            Api {
                 name: NAMES[1],
                 service: v1alpha::create_server_reflection(api),
+                file: v1alpha::reflection::file_descriptor(),
+                depends_on: DependsOn::Nothing,
             },
         ]
     }

@@ -1,7 +1,7 @@
 //! `bench`: loads any server of this contract (ours, the Python original, another
 //! implementation) over real channels, and reports throughput, latency percentiles and errors by
 //! gRPC status. A subcommand of the client, so it shares `--server`, `--timeout`, `--output` and
-//! the TLS flags, and ships with it.
+//! the TLS flags, and ships with it. Its flags are `cli`'s; it runs a [`Plan`].
 
 mod load;
 mod plot;
@@ -21,68 +21,38 @@ pub use workload::Workload;
 use crate::client::{
     ClientError, OutputFormat, Servers, TlsOptions, TokenValidator, ValidatorConfig,
 };
-use crate::seconds::{parse_seconds, parse_seconds_or_zero};
 use load::{Phase, Stop};
 use workload::{Caller, FreshChannels};
 
-/// What to load the server with, and for how long.
-#[derive(Clone, Debug, clap::Args)]
-pub struct BenchArgs {
+/// What to load the server with, and for how long: the client's `bench` flags (`cli`), as
+/// plain values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
     /// The call to make.
-    #[arg(long, value_enum, default_value_t = Workload::GreetingV2)]
     pub call: Workload,
-
-    /// Connections to open, each its own TCP connection (HTTP/2 multiplexes the calls on each).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// Connections to open, each its own TCP connection.
     pub connections: u16,
-
     /// Calls in flight at once, across all connections.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub in_flight: u32,
-
-    /// How long to measure, after the warm-up.
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    /// How long to measure, after the warm-up (unless `calls` is given).
     pub duration: Duration,
-
     /// Measure this many calls instead of a duration.
-    #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
     pub calls: Option<u64>,
-
-    /// Calls made before measuring starts, to warm connections and caches up.
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds_or_zero)]
+    /// Calls made before measuring starts.
     pub warmup: Duration,
-
-    /// Resources created before the warm-up, for resource-get, resource-list and mixed.
-    #[arg(long, value_name = "COUNT", default_value_t = 1000)]
+    /// Resources created before the warm-up, for the workloads that read them.
     pub resources: u64,
-
-    /// Pick ids from 0 to COUNT-1 instead of preloading: for a store seeded beforehand (a
-    /// million resources take minutes to create through the API, seconds through SQL).
-    #[arg(long, value_name = "COUNT", conflicts_with = "resources")]
+    /// Pick ids from 0 to COUNT-1 instead of preloading.
     pub stored_ids: Option<u64>,
-
-    /// Share of reads (Get) in the mixed workload, in percent; the rest are writes (Modify).
-    #[arg(long, value_name = "PERCENT", default_value_t = 90, value_parser = clap::value_parser!(u8).range(0..=100))]
+    /// Share of reads in the mixed workload, in percent.
     pub read_percent: u8,
-
-    /// Tokens for token-validate and token-stream, one per line (e.g. from `token v1 mint
-    /// --count 1000`); each call picks one at random.
-    #[arg(long, value_name = "FILE")]
+    /// Tokens for the token workloads, one per line.
     pub tokens: Option<PathBuf>,
-
-    /// Open a new channel, so a new connection and (with the TLS flags) TLS handshake, for
-    /// every call, as an app that does not keep its channel does; unary calls only.
-    #[arg(long)]
+    /// A new channel (connection, TLS handshake) for every call.
     pub fresh_connection: bool,
-
-    /// Write the run's latency percentile distribution to FILE as an SVG plot (log scale on
-    /// the percentile axis, as HdrHistogram plots it).
-    #[arg(long, value_name = "FILE.svg")]
+    /// Where to draw the latency plot.
     pub plot: Option<PathBuf>,
-
-    /// Put an earlier run's report (saved with `--output json`) in the plot beside this one,
-    /// labelled with its file name; repeat for more.
-    #[arg(long, value_name = "REPORT.json", requires = "plot")]
+    /// Earlier runs' JSON reports to draw beside this one.
     pub compare: Vec<PathBuf>,
 }
 
@@ -148,39 +118,90 @@ fn read_tokens(path: &Path) -> Result<Vec<String>, ClientError> {
     Ok(tokens)
 }
 
-/// Runs the benchmark `args` describes against `server` and writes the report to `out`.
-pub fn run(
-    server: &str,
-    timeout: Duration,
-    tls: &TlsOptions,
-    output: OutputFormat,
-    args: &BenchArgs,
-    out: &mut dyn Write,
-) -> Result<(), ClientError> {
-    let tokens = match (&args.tokens, args.call.needs_tokens()) {
-        (Some(path), true) => read_tokens(path)?,
-        (None, true) => {
-            return Err(ClientError::Bench(format!(
-                "--call {} needs --tokens FILE (e.g. from `token v1 mint --count 1000`)",
-                args.call.name()
-            )))
-        }
-        (_, false) => Vec::new(),
-    };
-    if args.fresh_connection
-        && matches!(args.call, Workload::TokenStream | Workload::TokenValidator)
-    {
-        return Err(ClientError::Bench(format!(
-            "--fresh-connection is for unary calls; {} keeps its streams",
-            args.call.name()
-        )));
-    }
+/// Where and how `bench` connects: the client's `--server`, `--timeout`, TLS flags and
+/// `--output`.
+pub struct Target<'a> {
+    /// `--server`: one server or several replicas.
+    pub server: &'a str,
+    /// Deadline of each call, and of connecting.
+    pub timeout: Duration,
+    /// How the channel is secured.
+    pub tls: &'a TlsOptions,
+    /// Text or JSON.
+    pub output: OutputFormat,
+}
+
+/// Runs the benchmark `plan` describes against `target` and writes the report to `out`.
+pub fn run(target: &Target<'_>, plan: &Plan, out: &mut dyn Write) -> Result<(), ClientError> {
+    let tokens = tokens_for(plan)?;
     // Earlier reports are read first: a bad one should not cost a whole run.
-    let compared = args
+    let compared = plan
         .compare
         .iter()
         .map(|path| read_compared(path))
         .collect::<Result<Vec<_>, _>>()?;
+    let connected = connect(target, plan)?;
+    let progress = std::io::stderr().is_terminal();
+    let ids = resource_ids(plan, &connected.kept, progress)?;
+    let phase = Phase {
+        workload: plan.call,
+        in_flight: plan.in_flight,
+        warmup: plan.warmup,
+        stop: match plan.calls {
+            Some(calls) => Stop::AfterCalls(calls),
+            None => Stop::After(plan.duration),
+        },
+        ids: Arc::new(ids),
+        tokens: Arc::new(tokens),
+        read_percent: plan.read_percent,
+        progress: progress.then_some("measuring"),
+    };
+    let result = if plan.call == Workload::TokenStream {
+        load::drive_streams(&connected.callers, &phase)
+    } else {
+        load::drive(&connected.callers, &phase)
+    };
+    let report = Report::new(target.server, target.tls, plan, &phase, result);
+    match target.output {
+        OutputFormat::Text => write!(out, "{}", report.text())?,
+        OutputFormat::Json => writeln!(out, "{}", report.json())?,
+    }
+    if let Some(path) = &plan.plot {
+        draw(path, &report, compared)?;
+    }
+    Ok(())
+}
+
+/// The tokens the workload needs (from `--tokens`), or why the plan cannot run.
+fn tokens_for(plan: &Plan) -> Result<Vec<String>, ClientError> {
+    if plan.fresh_connection
+        && matches!(plan.call, Workload::TokenStream | Workload::TokenValidator)
+    {
+        return Err(ClientError::Bench(format!(
+            "--fresh-connection is for unary calls; {} keeps its streams",
+            plan.call.name()
+        )));
+    }
+    match (&plan.tokens, plan.call.needs_tokens()) {
+        (Some(path), true) => read_tokens(path),
+        (None, true) => Err(ClientError::Bench(format!(
+            "--call {} needs --tokens FILE (e.g. from `token v1 mint --count 1000`)",
+            plan.call.name()
+        ))),
+        (_, false) => Ok(Vec::new()),
+    }
+}
+
+/// The connections a run makes its calls on.
+struct Connected {
+    /// One plain caller per connection, for preloading.
+    kept: Vec<Caller>,
+    /// The callers the measured phase uses (fresh channels or validators, as the plan asks).
+    callers: Vec<Caller>,
+}
+
+/// Opens `plan.connections` channels to the target, each connected within the timeout.
+fn connect(target: &Target<'_>, plan: &Plan) -> Result<Connected, ClientError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let env = Arc::new(
         EnvBuilder::new()
@@ -188,113 +209,102 @@ pub fn run(
             .name_prefix("bench")
             .build(),
     );
-    let loaded = tls.load().map_err(ClientError::Tls)?;
-    let servers = Servers::new(server);
-    let fresh = args.fresh_connection.then(|| {
+    let loaded = target.tls.load().map_err(ClientError::Tls)?;
+    let servers = Servers::new(target.server);
+    let fresh = plan.fresh_connection.then(|| {
         Arc::new(FreshChannels {
             env: env.clone(),
             servers: servers.clone(),
             tls: loaded.clone(),
-            service: args.call.service(),
+            service: plan.call.service(),
         })
     });
-    let mut kept = Vec::new();
-    let mut callers = Vec::new();
-    for _ in 0..args.connections {
+    let mut connected = Connected {
+        kept: Vec::new(),
+        callers: Vec::new(),
+    };
+    for _ in 0..plan.connections {
         // A local subchannel pool per channel: otherwise the core shares one connection.
         let builder = ChannelBuilder::new(env.clone()).use_local_subchannel_pool(true);
-        let channel = servers.connect(builder, &loaded, args.call.service());
-        if !futures::executor::block_on(channel.wait_for_connected(timeout)) {
+        let channel = servers.connect(builder, &loaded, plan.call.service());
+        if !futures::executor::block_on(channel.wait_for_connected(target.timeout)) {
             return Err(ClientError::Unreachable {
-                server: server.to_owned(),
+                server: target.server.to_owned(),
                 detail: format!(
                     "no connection within {}s (--timeout)",
-                    timeout.as_secs_f64()
+                    target.timeout.as_secs_f64()
                 ),
             });
         }
         // The stream workload asks through the validator apps embed: one per connection.
-        let validator = if args.call == Workload::TokenValidator {
+        let validator = (plan.call == Workload::TokenValidator).then(|| {
             let config = ValidatorConfig {
-                timeout,
-                max_in_flight: args.in_flight as usize,
+                timeout: target.timeout,
+                max_in_flight: plan.in_flight as usize,
                 ..ValidatorConfig::default()
             };
-            Some(Arc::new(TokenValidator::connect_loaded(
-                server, &loaded, config,
-            )))
-        } else {
-            None
-        };
-        kept.push(Caller::new(channel.clone(), timeout, None, None));
-        callers.push(Caller::new(channel, timeout, fresh.clone(), validator));
+            Arc::new(TokenValidator::connect_loaded(
+                target.server,
+                &loaded,
+                config,
+            ))
+        });
+        let timeout = target.timeout;
+        connected
+            .kept
+            .push(Caller::new(channel.clone(), timeout, None, None));
+        connected
+            .callers
+            .push(Caller::new(channel, timeout, fresh.clone(), validator));
     }
+    Ok(connected)
+}
 
-    let progress = std::io::stderr().is_terminal();
-    let mut ids = Vec::new();
-    if let Some(stored) = args.stored_ids {
-        ids = (0..stored).collect();
-    } else if args.call.needs_resources() && args.resources > 0 {
-        let preload = Phase {
-            workload: Workload::ResourceCreate,
-            in_flight: args.in_flight,
-            warmup: Duration::ZERO,
-            stop: Stop::AfterCalls(args.resources),
-            ids: Arc::new(Vec::new()),
-            tokens: Arc::new(Vec::new()),
-            read_percent: 0,
-            progress: progress.then_some("preloading"),
-        };
-        let result = load::drive(&kept, &preload);
-        if result.successes() < args.resources {
-            return Err(ClientError::Bench(format!(
-                "preloading {} resources: only {} created; errors: {:?}",
-                args.resources,
-                result.successes(),
-                result.errors
-            )));
-        }
-        ids = result.created;
+/// The resource ids the workload picks from: `--stored-ids`, or those of the resources it
+/// creates first.
+fn resource_ids(plan: &Plan, kept: &[Caller], progress: bool) -> Result<Vec<u64>, ClientError> {
+    if let Some(stored) = plan.stored_ids {
+        return Ok((0..stored).collect());
     }
+    if !plan.call.needs_resources() || plan.resources == 0 {
+        return Ok(Vec::new());
+    }
+    let preload = Phase {
+        workload: Workload::ResourceCreate,
+        in_flight: plan.in_flight,
+        warmup: Duration::ZERO,
+        stop: Stop::AfterCalls(plan.resources),
+        ids: Arc::new(Vec::new()),
+        tokens: Arc::new(Vec::new()),
+        read_percent: 0,
+        progress: progress.then_some("preloading"),
+    };
+    let result = load::drive(kept, &preload);
+    if result.successes() < plan.resources {
+        return Err(ClientError::Bench(format!(
+            "preloading {} resources: only {} created; errors: {:?}",
+            plan.resources,
+            result.successes(),
+            result.errors
+        )));
+    }
+    Ok(result.created)
+}
 
-    let phase = Phase {
-        workload: args.call,
-        in_flight: args.in_flight,
-        warmup: args.warmup,
-        stop: match args.calls {
-            Some(calls) => Stop::AfterCalls(calls),
-            None => Stop::After(args.duration),
-        },
-        ids: Arc::new(ids),
-        tokens: Arc::new(tokens),
-        read_percent: args.read_percent,
-        progress: progress.then_some("measuring"),
+/// Draws this run's latency distribution, and the `compared` ones beside it, to `path`.
+fn draw(path: &Path, report: &Report, compared: Vec<plot::Series>) -> Result<(), ClientError> {
+    let this = plot::Series {
+        label: format!(
+            "this run: {}, {:.0} calls/s",
+            report.call, report.calls_per_second
+        ),
+        points: report.distribution.clone(),
     };
-    let result = if args.call == Workload::TokenStream {
-        load::drive_streams(&callers, &phase)
-    } else {
-        load::drive(&callers, &phase)
-    };
-    let report = Report::new(server, tls, args, &phase, result);
-    match output {
-        OutputFormat::Text => write!(out, "{}", report.text())?,
-        OutputFormat::Json => writeln!(out, "{}", report.json())?,
-    }
-    if let Some(path) = &args.plot {
-        let this = plot::Series {
-            label: format!(
-                "this run: {}, {:.0} calls/s",
-                report.call, report.calls_per_second
-            ),
-            points: report.distribution.clone(),
-        };
-        let mut series = vec![this];
-        series.extend(compared);
-        let title = format!(
-            "latency by percentile, {} against {}",
-            report.call, report.server
-        );
-        plot::write(path, &title, &series).map_err(ClientError::Bench)?;
-    }
-    Ok(())
+    let mut series = vec![this];
+    series.extend(compared);
+    let title = format!(
+        "latency by percentile, {} against {}",
+        report.call, report.server
+    );
+    plot::write(path, &title, &series).map_err(ClientError::Bench)
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::load::{Phase, PhaseResult};
-use super::BenchArgs;
+use super::Plan;
 use crate::client::TlsOptions;
 
 /// Latency percentiles of the successful calls, in milliseconds.
@@ -74,7 +74,7 @@ impl Report {
     pub(super) fn new(
         server: &str,
         tls: &TlsOptions,
-        args: &BenchArgs,
+        args: &Plan,
         phase: &Phase,
         result: PhaseResult,
     ) -> Self {

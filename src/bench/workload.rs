@@ -5,16 +5,16 @@ use std::time::Duration;
 
 use grpcio::{CallOption, Channel, ChannelBuilder, Environment};
 
-use crate::apis::call::status_name;
 use crate::client::{LoadedTls, Servers, TokenValidator, ValidateError};
 use crate::proto::{
     Empty, GreetingV2Input, GreetingV2ProtoClient, HealthzInput, HealthzProtoClient, ResourceV1,
     ResourceV1IdInput, ResourceV1ProtoClient, TokenV1Input, TokenV1Output, TokenV1ProtoClient,
     TokenV1Verdict,
 };
+use crate::status::status_name;
 
 /// The call to make.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
     /// `GreetingV2Proto/GetGreeting` with a name.
     GreetingV2,
@@ -39,6 +39,40 @@ pub enum Workload {
 }
 
 impl Workload {
+    /// Every workload, in the order `--help` lists them.
+    pub const ALL: [Self; 9] = [
+        Self::GreetingV2,
+        Self::Healthz,
+        Self::ResourceGet,
+        Self::ResourceCreate,
+        Self::ResourceList,
+        Self::Mixed,
+        Self::TokenValidate,
+        Self::TokenStream,
+        Self::TokenValidator,
+    ];
+
+    /// What the calls are, as `--help` says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::GreetingV2 => "`GreetingV2Proto/GetGreeting` with a name",
+            Self::Healthz => "`HealthzProto/GetHealth`",
+            Self::ResourceGet => "`ResourceV1Proto/Get` of a random preloaded resource",
+            Self::ResourceCreate => "`ResourceV1Proto/Create` (the store grows by one per call)",
+            Self::ResourceList => "`ResourceV1Proto/List` of the preloaded resources",
+            Self::Mixed => "Get of a random preloaded resource, or (--read-percent) Modify of one",
+            Self::TokenValidate => "`TokenV1Proto/Validate` of a random token from --tokens",
+            Self::TokenStream => {
+                "`TokenV1Proto/ValidateStream`: one stream per connection, --in-flight questions \
+                 outstanding across them, each answer making room for the next question"
+            }
+            Self::TokenValidator => {
+                "`ValidateStream` through the client library's TokenValidator (one per \
+                 connection), --in-flight callers at once: what an app embedding it gets"
+            }
+        }
+    }
+
     /// Whether the calls need resources in the store.
     pub fn needs_resources(self) -> bool {
         matches!(self, Self::ResourceGet | Self::ResourceList | Self::Mixed)
@@ -50,10 +84,10 @@ impl Workload {
         match self {
             Self::GreetingV2 | Self::Healthz => "",
             Self::ResourceGet | Self::ResourceCreate | Self::ResourceList | Self::Mixed => {
-                crate::apis::resource::v1::NAME
+                crate::proto::service_names::RESOURCE_V1_PROTO
             }
             Self::TokenValidate | Self::TokenStream | Self::TokenValidator => {
-                crate::apis::token::v1::NAME
+                crate::proto::service_names::TOKEN_V1_PROTO
             }
         }
     }

@@ -1,16 +1,16 @@
 //! `mrmat-rust-api-grpc-server`: serves the API until SIGINT or SIGTERM.
 
 use clap::Parser;
-use mrmat_rust_api_grpc::server::{self, ServerConfig};
+use mrmat_rust_api_grpc::server::{self, ServerFlags};
 
-/// Serves the mrmat gRPC API (greeting v1 and v2, healthz, resource v1, and token v1 when given
-/// a key set).
+/// Serves the mrmat gRPC API (greeting v1 and v2, healthz, resource v1 and v2, and token v1
+/// when given a key set), keeping its data in an embedded SQLite file unless told otherwise.
 /// Logs go to stderr; RUST_LOG sets their level (default: info).
 #[derive(Debug, Parser)]
 #[command(name = "mrmat-rust-api-grpc-server", version)]
 struct Args {
     #[command(flatten)]
-    config: ServerConfig,
+    flags: ServerFlags,
 }
 
 /// Our lifecycle lines at info; the gRPC core's messages (already summarised in ours) only when asked for, e.g. RUST_LOG=info,grpcio=debug.
@@ -21,8 +21,15 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(LOG_DEFAULT)).init();
     // The gRPC core's own messages go through the same logger and RUST_LOG (target `grpcio`).
     grpcio::redirect_log();
-    if let Err(e) = server::run(&args.config) {
-        eprintln!("mrmat-rust-api-grpc-server: {e}");
+    let started = args
+        .flags
+        .into_config()
+        .map_err(server::ServerError::Config)
+        .and_then(|config| server::run(&config));
+    if let Err(e) = started {
+        for line in e.lines() {
+            eprintln!("mrmat-rust-api-grpc-server: {line}");
+        }
         std::process::exit(1);
     }
 }

@@ -2,12 +2,16 @@
 //! lines the original client printed. Its plumbing (channel, TLS, output, errors) is
 //! [`crate::client`], shared with `bench`.
 
+mod bench;
 mod greeting;
 mod healthz;
 mod resource;
 mod signing;
+mod tls;
 mod token;
 
+pub use bench::BenchArgs;
+pub use tls::TlsFlags;
 pub use token::{KeyArgs, MintArgs, TokenV1Command, ValidateArgs};
 
 use std::io::Write;
@@ -15,8 +19,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::bench::BenchArgs;
-use crate::client::{ClientError, Connection, OutputFormat, TlsOptions, DEFAULT_SERVER};
+use crate::client::{ClientError, Connection, OutputFormat, DEFAULT_SERVER};
+use crate::proto::service_names;
 use crate::seconds::parse_seconds;
 
 /// Calls the mrmat gRPC API and prints the answers as the original Python client did.
@@ -54,7 +58,7 @@ pub struct Cli {
     pub output: OutputFormat,
 
     #[command(flatten)]
-    pub tls: TlsOptions,
+    pub tls: TlsFlags,
 
     #[command(subcommand)]
     pub command: Command,
@@ -213,13 +217,14 @@ pub enum ResourceV1Command {
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
     // With several servers, calls go to the replicas whose health for this API says SERVING.
     let service = match &cli.command {
-        Command::Resource(ResourceCommand::V1(_)) => crate::apis::resource::v1::NAME,
-        Command::Resource(ResourceCommand::V2(_)) => crate::apis::resource::v2::NAME,
-        Command::Token(_) => crate::apis::token::v1::NAME,
+        Command::Resource(ResourceCommand::V1(_)) => service_names::RESOURCE_V1_PROTO,
+        Command::Resource(ResourceCommand::V2(_)) => service_names::RESOURCE_V2_PROTO,
+        Command::Token(_) => service_names::TOKEN_V1_PROTO,
         _ => "",
     };
+    let tls = cli.tls.options();
     let connect = || {
-        Connection::open(&cli.server, cli.timeout, cli.output, &cli.tls, service)
+        Connection::open(&cli.server, cli.timeout, cli.output, &tls, service)
             .map_err(ClientError::Tls)
     };
     match &cli.command {
@@ -234,7 +239,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
                     server: &cli.server,
                     timeout: cli.timeout,
                     output: cli.output,
-                    tls: &cli.tls,
+                    tls: &tls,
                 };
                 token::validate(&target, args, out)
             }
@@ -246,8 +251,32 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
             TokenV1Command::Mint(args) => token::mint(args, out),
         },
         Command::Bench(args) => {
-            crate::bench::run(&cli.server, cli.timeout, &cli.tls, cli.output, args, out)
+            let target = crate::bench::Target {
+                server: &cli.server,
+                timeout: cli.timeout,
+                tls: &tls,
+                output: cli.output,
+            };
+            crate::bench::run(&target, &args.plan(), out)
         }
+    }
+}
+
+impl clap::ValueEnum for OutputFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Text, Self::Json]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let (name, help) = match self {
+            Self::Text => ("text", "The original client's lines, byte for byte"),
+            Self::Json => (
+                "json",
+                "The answer message as one line of protobuf's canonical JSON (lowerCamelCase \
+                 names, 64-bit integers as strings, every field present)",
+            ),
+        };
+        Some(clap::builder::PossibleValue::new(name).help(help))
     }
 }
 

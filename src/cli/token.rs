@@ -17,7 +17,7 @@ use crate::client::{
 };
 use crate::proto::{TokenV1Output, TokenV1ProtoClient, TokenV1RevokeInput, TokenV1Verdict};
 use crate::seconds::parse_seconds;
-use crate::tokens::rfc3339;
+use crate::time::rfc3339;
 
 /// Validations a `--stream` keeps outstanding: enough to fill the pipe to the server, few
 /// enough that memory stays small whatever the input's length.
@@ -315,7 +315,7 @@ pub(super) fn mint(args: &MintArgs, out: &mut dyn Write) -> Result<(), ClientErr
     let key = &args.key;
     let signing =
         SigningKey::read(&key.key, &key.kid, key.alg.as_deref()).map_err(ClientError::Input)?;
-    let now = crate::tokens::unix_now();
+    let now = crate::time::unix_now();
     let mut claims = json!({
         "iss": args.issuer,
         "sub": args.subject,

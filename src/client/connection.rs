@@ -10,39 +10,19 @@ use grpcio::{ChannelCredentials, RpcStatusCode};
 use super::{ClientError, OutputFormat, Servers};
 use crate::tls::{self, TlsError};
 
-/// How the client secures the channel. Any of these flags turns TLS on.
-#[derive(Clone, Debug, Default, clap::Args)]
-#[command(next_help_heading = "Transport security")]
+/// How the client secures the channel: any of these turns TLS on. The client's flags
+/// (`cli`) fill them in; an app fills them in itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsOptions {
-    /// Speak TLS, trusting the system's root certificates (or --ca-cert's).
-    #[arg(long, env = "MRMAT_GRPC_TLS")]
+    /// Speak TLS, trusting the system's root certificates (or `ca_cert`'s).
     pub tls: bool,
-
-    /// PEM CA certificate(s) to trust instead of the system roots; implies --tls.
-    #[arg(long, env = "MRMAT_GRPC_CA_CERT", value_name = "PEM")]
+    /// PEM CA certificate(s) to trust instead of the system roots.
     pub ca_cert: Option<PathBuf>,
-
-    /// PEM certificate chain to present for mutual TLS; implies --tls, needs --client-key.
-    #[arg(
-        long,
-        env = "MRMAT_GRPC_CLIENT_CERT",
-        value_name = "PEM",
-        requires = "client_key"
-    )]
+    /// PEM certificate chain to present for mutual TLS, with `client_key`.
     pub client_cert: Option<PathBuf>,
-
-    /// PEM private key of --client-cert (unencrypted).
-    #[arg(
-        long,
-        env = "MRMAT_GRPC_CLIENT_KEY",
-        value_name = "PEM",
-        requires = "client_cert"
-    )]
+    /// PEM private key of `client_cert` (unencrypted).
     pub client_key: Option<PathBuf>,
-
-    /// Name the server's certificate must be issued to, when it is not the host in --server
-    /// (e.g. the server is reached by IP address or through a tunnel); implies --tls.
-    #[arg(long, env = "MRMAT_GRPC_TLS_SERVER_NAME", value_name = "NAME")]
+    /// Name the server's certificate must be issued to, when it is not the host connected to.
     pub tls_server_name: Option<String>,
 }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use grpcio::RpcStatusCode;
 
-use crate::apis::call::status_name;
+use crate::status::status_name;
 use crate::tls::TlsError;
 
 /// Where a client connects unless told otherwise, as the original did.

@@ -9,7 +9,7 @@ use protobuf_json_mapping::PrintOptions;
 use super::ClientError;
 
 /// The format of the client's output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OutputFormat {
     /// The original client's lines, byte for byte.
     #[default]

@@ -20,18 +20,19 @@ use std::net::{SocketAddr, ToSocketAddrs as _};
 use grpcio::{Channel, ChannelBuilder};
 
 use super::LoadedTls;
+use crate::proto::service_names;
 
 /// Calls the channel retries on another replica: those that change nothing, and v2's Create,
 /// whose request id makes a repeat answer the first result instead of creating again (send one:
 /// the client always does). v1's Create, Modify and Remove, and v2's Update and Delete, are not:
 /// a retry after a lost answer could apply them twice (or refuse the caller's own change).
 pub const RETRIED: &[(&str, &str)] = &[
-    ("ResourceV1Proto", "Get"),
-    ("ResourceV1Proto", "List"),
-    ("ResourceV2Proto", "Get"),
-    ("ResourceV2Proto", "List"),
-    ("ResourceV2Proto", "Create"),
-    ("TokenV1Proto", "Validate"),
+    (service_names::RESOURCE_V1_PROTO, "Get"),
+    (service_names::RESOURCE_V1_PROTO, "List"),
+    (service_names::RESOURCE_V2_PROTO, "Get"),
+    (service_names::RESOURCE_V2_PROTO, "List"),
+    (service_names::RESOURCE_V2_PROTO, "Create"),
+    (service_names::TOKEN_V1_PROTO, "Validate"),
 ];
 
 /// The servers `--server` names, and how a channel reaches them.

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use super::ServerError;
-
 /// A listen address split into host and port, checked before the gRPC core sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenAddress {
@@ -12,12 +10,10 @@ pub struct ListenAddress {
 }
 
 impl ListenAddress {
-    /// Parses `HOST:PORT`, where HOST is a name, an IPv4 address or a bracketed IPv6 address.
-    pub fn parse(address: &str) -> Result<Self, ServerError> {
-        let invalid = |reason: &str| ServerError::InvalidAddress {
-            address: address.to_owned(),
-            reason: reason.to_owned(),
-        };
+    /// Parses `HOST:PORT`, where HOST is a name, an IPv4 address or a bracketed IPv6 address;
+    /// or says in one line why it cannot be listened on.
+    pub fn parse(address: &str) -> Result<Self, String> {
+        let invalid = |reason: &str| format!("invalid listen address `{address}`: {reason}");
         let (host, port) = address
             .rsplit_once(':')
             .ok_or_else(|| invalid("expected HOST:PORT, e.g. localhost:50051"))?;

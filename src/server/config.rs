@@ -1,104 +1,85 @@
-//! What a server is told to do: where to listen, how to secure the channel, how much to accept,
-//! how to validate tokens.
-//! Every field is a flag of the server binary and an environment variable.
+//! What a server is told to do, and how its flags become that: [`ServerFlags`] is every flag of
+//! the server binary (each with its environment variable), and [`ServerFlags::into_config`] the
+//! one step that checks them and turns them into a [`ServerConfig`], the plain values the
+//! server, the store, token validation and the APIs run on. Each default is written once, as a
+//! constant beside what reads it, and `--help` shows it from there.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::seconds::{parse_seconds, parse_seconds_or_zero};
-use crate::store::StoreConfig;
-use crate::tokens::TokenConfig;
+use super::ListenAddress;
+use crate::apis::{self, ApiOptions};
+use crate::seconds::Seconds;
+use crate::store::{self, Capacity, StoreLocation, StoreOptions};
+use crate::tokens::{self, KeysFrom, TokenOptions};
 
 /// Where the server listens unless told otherwise, as the original did.
 pub const DEFAULT_LISTEN: &str = "localhost:50051";
 
+/// How long calls in flight may take at shutdown unless told otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// gRPC's own default for the largest message a server receives.
 pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 4 * 1024 * 1024;
-
-/// Longest resource name accepted unless told otherwise.
-pub const DEFAULT_MAX_NAME_BYTES: usize = 1024;
-
-/// Most resources held at once unless told otherwise.
-pub const DEFAULT_MAX_RESOURCES: usize = 1_000_000;
 
 /// Calls open at once on one connection unless told otherwise (HTTP/2's
 /// SETTINGS_MAX_CONCURRENT_STREAMS; 100 is the value RFC 9113 recommends as the least).
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
 
-/// How the server is run.
-#[derive(Clone, Debug, clap::Args)]
+/// Keepalive unless told otherwise: a quiet connection is pinged after 30 s, dropped when a
+/// ping is not answered within 10 s; clients may ping every second.
+pub const DEFAULT_KEEPALIVE: Keepalive = Keepalive {
+    time: Duration::from_secs(30),
+    timeout: Duration::from_secs(10),
+    min_ping_interval: Duration::from_secs(1),
+};
+
+/// How the server is run: plain values, checked. Made from flags by [`ServerFlags::into_config`],
+/// or written directly (tests, an embedding program) starting from [`ServerConfig::default`].
+#[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Address to listen on, HOST:PORT. Port 0 picks a free port (the bound one is logged).
-    #[arg(long, env = "MRMAT_GRPC_LISTEN", value_name = "HOST:PORT", default_value = DEFAULT_LISTEN)]
-    pub listen: String,
-
-    /// On SIGINT/SIGTERM, how long in-flight calls may take to finish before they are cancelled.
-    #[arg(
-        long,
-        env = "MRMAT_GRPC_SHUTDOWN_GRACE",
-        value_name = "SECONDS",
-        default_value = "10",
-        value_parser = parse_seconds
-    )]
+    /// Where to listen; port 0 picks a free port.
+    pub listen: ListenAddress,
+    /// On SIGINT/SIGTERM, how long calls in flight may take before they are cancelled.
     pub shutdown_grace: Duration,
-
-    /// On SIGINT/SIGTERM, how long to keep serving while health checking reports NOT_SERVING,
-    /// before the listener closes: time for load balancers and orchestrators to stop sending
-    /// calls. A second signal cuts it short.
-    #[arg(
-        long,
-        env = "MRMAT_GRPC_DRAIN_DELAY",
-        value_name = "SECONDS",
-        default_value = "0",
-        value_parser = parse_seconds_or_zero
-    )]
+    /// On SIGINT/SIGTERM, how long to keep serving while health says NOT_SERVING.
     pub drain_delay: Duration,
-
-    /// Completion queues, each polled by its own thread, that handle calls (default: one per
-    /// CPU core).
-    #[arg(long, env = "MRMAT_GRPC_THREADS", value_name = "COUNT")]
-    pub threads: Option<std::num::NonZeroUsize>,
-
-    /// Do not serve server reflection (grpc.reflection.v1 and v1alpha), which lets anyone who
-    /// can connect list the services and their messages.
-    #[arg(long, env = "MRMAT_GRPC_NO_REFLECTION")]
-    pub no_reflection: bool,
-
-    /// Serve metrics in the Prometheus text format at http://HOST:PORT/metrics (a second
-    /// port, plain HTTP; off unless given). Port 0 picks a free port (the bound one is logged).
-    #[arg(long, env = "MRMAT_GRPC_METRICS_LISTEN", value_name = "HOST:PORT")]
+    /// Completion queues, each polled by its own thread; None: one per CPU core.
+    pub threads: Option<NonZeroUsize>,
+    /// Whether server reflection is served.
+    pub reflection: bool,
+    /// Where to serve Prometheus metrics, HOST:PORT; None: nowhere.
     pub metrics_listen: Option<String>,
-
-    #[command(flatten)]
-    pub store: StoreConfig,
-
-    #[command(flatten)]
+    /// Transport security.
     pub tls: TlsConfig,
-
-    #[command(flatten)]
+    /// Keepalive of connections.
     pub keepalive: Keepalive,
-
-    #[command(flatten)]
+    /// What the transport accepts of one caller.
     pub limits: Limits,
-
-    #[command(flatten)]
-    pub tokens: TokenConfig,
+    /// Where resources and revocations are kept.
+    pub store: StoreOptions,
+    /// How tokens are validated; without a key set, the token service is not served.
+    pub tokens: TokenOptions,
+    /// What the APIs are told.
+    pub apis: ApiOptions,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen: DEFAULT_LISTEN.to_owned(),
-            shutdown_grace: Duration::from_secs(10),
+            listen: ListenAddress::parse(DEFAULT_LISTEN).expect("the default listen address"),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             drain_delay: Duration::ZERO,
             threads: None,
-            no_reflection: false,
+            reflection: true,
             metrics_listen: None,
-            store: StoreConfig::default(),
             tls: TlsConfig::default(),
-            keepalive: Keepalive::default(),
+            keepalive: DEFAULT_KEEPALIVE,
             limits: Limits::default(),
-            tokens: TokenConfig::default(),
+            store: StoreOptions::default(),
+            tokens: TokenOptions::default(),
+            apis: ApiOptions::default(),
         }
     }
 }
@@ -112,16 +93,202 @@ impl ServerConfig {
         )
     }
 
-    /// Whether server reflection is served.
-    pub fn reflection(&self) -> bool {
-        !self.no_reflection
+    /// What makes this configuration unusable, one line each (prefixed as the start-up error
+    /// would be); none when it can be used.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .tokens
+            .problems()
+            .into_iter()
+            .map(|problem| format!("tokens: {problem}"))
+            .collect();
+        if !self.apis.token_admins.is_empty() && self.tls.mode() != TlsMode::MutualTls {
+            problems.push(
+                "--token-admin needs mutual TLS (--tls-cert, --tls-key and --tls-client-ca): \
+                 admins are recognised by their client certificates"
+                    .to_owned(),
+            );
+        }
+        problems
     }
 }
 
 /// Transport security. Without a certificate the server speaks plaintext.
-#[derive(Clone, Debug, Default, clap::Args)]
-#[command(next_help_heading = "Transport security")]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsConfig {
+    /// PEM certificate chain to present (leaf first); with `key`, the port speaks TLS only.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert` (unencrypted).
+    pub key: Option<PathBuf>,
+    /// PEM CA certificate(s) client certificates must be issued by: mutual TLS.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// How the channel is secured, as a log line says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// No encryption.
+    Plaintext,
+    /// The server is authenticated and the channel encrypted.
+    Tls,
+    /// Both ends are authenticated.
+    MutualTls,
+}
+
+impl TlsConfig {
+    /// The mode these files select.
+    pub fn mode(&self) -> TlsMode {
+        match (&self.cert, &self.client_ca) {
+            (None, _) => TlsMode::Plaintext,
+            (Some(_), None) => TlsMode::Tls,
+            (Some(_), Some(_)) => TlsMode::MutualTls,
+        }
+    }
+}
+
+impl std::fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plaintext => "plaintext",
+            Self::Tls => "TLS",
+            Self::MutualTls => "mutual TLS",
+        })
+    }
+}
+
+/// How the server finds out that a connection's peer has gone silent, and how often it lets
+/// clients check on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// How long a connection may be quiet before it is pinged, calls open or not.
+    pub time: Duration,
+    /// How long a ping may go unanswered before the connection is dropped.
+    pub timeout: Duration,
+    /// The shortest interval between a client's pings that the server accepts.
+    pub min_ping_interval: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        DEFAULT_KEEPALIVE
+    }
+}
+
+/// What the transport accepts of one caller (the limits the APIs and the store enforce are
+/// theirs: [`ApiOptions`], [`Capacity`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request message, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    pub max_request_bytes: u32,
+    /// Most calls (streams) open at once on one connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+        }
+    }
+}
+
+/// Every flag of the server binary.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServerFlags {
+    /// Address to listen on, HOST:PORT. Port 0 picks a free port (the bound one is logged).
+    #[arg(long, env = "MRMAT_GRPC_LISTEN", value_name = "HOST:PORT", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+
+    /// On SIGINT/SIGTERM, how long in-flight calls may take to finish before they are cancelled.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_SHUTDOWN_GRACE",
+        value_name = "SECONDS",
+        default_value_t = Seconds(DEFAULT_SHUTDOWN_GRACE),
+        value_parser = Seconds::positive
+    )]
+    pub shutdown_grace: Seconds,
+
+    /// On SIGINT/SIGTERM, how long to keep serving while health checking reports NOT_SERVING,
+    /// before the listener closes: time for load balancers and orchestrators to stop sending
+    /// calls. A second signal cuts it short.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_DRAIN_DELAY",
+        value_name = "SECONDS",
+        default_value_t = Seconds(Duration::ZERO),
+        value_parser = Seconds::or_zero
+    )]
+    pub drain_delay: Seconds,
+
+    /// Completion queues, each polled by its own thread, that handle calls (default: one per
+    /// CPU core).
+    #[arg(long, env = "MRMAT_GRPC_THREADS", value_name = "COUNT")]
+    pub threads: Option<NonZeroUsize>,
+
+    /// Do not serve server reflection (grpc.reflection.v1 and v1alpha), which lets anyone who
+    /// can connect list the services and their messages.
+    #[arg(long, env = "MRMAT_GRPC_NO_REFLECTION")]
+    pub no_reflection: bool,
+
+    /// Serve metrics in the Prometheus text format at http://HOST:PORT/metrics (a second
+    /// port, plain HTTP; off unless given). Port 0 picks a free port (the bound one is logged).
+    #[arg(long, env = "MRMAT_GRPC_METRICS_LISTEN", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
+
+    #[command(flatten)]
+    pub store: StoreFlags,
+
+    #[command(flatten)]
+    pub tls: TlsFlags,
+
+    #[command(flatten)]
+    pub keepalive: KeepaliveFlags,
+
+    #[command(flatten)]
+    pub limits: LimitFlags,
+
+    #[command(flatten)]
+    pub tokens: TokenFlags,
+}
+
+/// Where resources and revocations are kept.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Storage")]
+pub struct StoreFlags {
+    /// Where resources and token revocations are kept: `sqlite:PATH` (an embedded database
+    /// file, created with its directory when missing), `postgres://USER@HOST:PORT/DATABASE` (a
+    /// PostgreSQL server, shared by replicas; the password from --store-password-file,
+    /// MRMAT_GRPC_STORE_PASSWORD or PGPASSWORD), or `memory` (nothing kept after exit).
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_STORE",
+        value_name = "STORE",
+        default_value = store::DEFAULT_STORE
+    )]
+    pub store: String,
+
+    /// File whose first line is the PostgreSQL password (a mounted secret, say).
+    #[arg(long, env = "MRMAT_GRPC_STORE_PASSWORD_FILE", value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
+
+    /// How long a call may wait for the database (a connection, a statement) before it is
+    /// answered UNAVAILABLE.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_STORE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = Seconds(store::DEFAULT_TIMEOUT),
+        value_parser = Seconds::positive
+    )]
+    pub store_timeout: Seconds,
+}
+
+/// Transport security. Without a certificate the server speaks plaintext.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Transport security")]
+pub struct TlsFlags {
     /// PEM certificate chain to present (leaf first). With --tls-key, the port speaks TLS only.
     #[arg(
         long,
@@ -151,52 +318,20 @@ pub struct TlsConfig {
     pub tls_client_ca: Option<PathBuf>,
 }
 
-/// How the channel is secured, as a log line says it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TlsMode {
-    /// No encryption.
-    Plaintext,
-    /// The server is authenticated and the channel encrypted.
-    Tls,
-    /// Both ends are authenticated.
-    MutualTls,
-}
-
-impl TlsConfig {
-    /// The mode these flags select.
-    pub fn mode(&self) -> TlsMode {
-        match (&self.tls_cert, &self.tls_client_ca) {
-            (None, _) => TlsMode::Plaintext,
-            (Some(_), None) => TlsMode::Tls,
-            (Some(_), Some(_)) => TlsMode::MutualTls,
-        }
-    }
-}
-
-impl std::fmt::Display for TlsMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Plaintext => "plaintext",
-            Self::Tls => "TLS",
-            Self::MutualTls => "mutual TLS",
-        })
-    }
-}
-
 /// How the server finds out that a connection's peer has gone silent, and how often it lets
 /// clients check on it.
 #[derive(Clone, Debug, clap::Args)]
 #[command(next_help_heading = "Keepalive")]
-pub struct Keepalive {
+pub struct KeepaliveFlags {
     /// How long a connection may be quiet before the server pings it, calls open or not.
     #[arg(
         long,
         env = "MRMAT_GRPC_KEEPALIVE_TIME",
         value_name = "SECONDS",
-        default_value = "30",
-        value_parser = parse_seconds
+        default_value_t = Seconds(DEFAULT_KEEPALIVE.time),
+        value_parser = Seconds::positive
     )]
-    pub keepalive_time: Duration,
+    pub keepalive_time: Seconds,
 
     /// How long the server waits for a ping's answer before it drops the connection (and with
     /// it every call on it).
@@ -204,10 +339,10 @@ pub struct Keepalive {
         long,
         env = "MRMAT_GRPC_KEEPALIVE_TIMEOUT",
         value_name = "SECONDS",
-        default_value = "10",
-        value_parser = parse_seconds
+        default_value_t = Seconds(DEFAULT_KEEPALIVE.timeout),
+        value_parser = Seconds::positive
     )]
-    pub keepalive_timeout: Duration,
+    pub keepalive_timeout: Seconds,
 
     /// The shortest interval between a client's keepalive pings that the server accepts, with
     /// calls open or not. A client pinging more often is sent a `too_many_pings` GOAWAY after
@@ -216,26 +351,16 @@ pub struct Keepalive {
         long,
         env = "MRMAT_GRPC_KEEPALIVE_MIN_PING_INTERVAL",
         value_name = "SECONDS",
-        default_value = "1",
-        value_parser = parse_seconds
+        default_value_t = Seconds(DEFAULT_KEEPALIVE.min_ping_interval),
+        value_parser = Seconds::positive
     )]
-    pub keepalive_min_ping_interval: Duration,
-}
-
-impl Default for Keepalive {
-    fn default() -> Self {
-        Self {
-            keepalive_time: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(10),
-            keepalive_min_ping_interval: Duration::from_secs(1),
-        }
-    }
+    pub keepalive_min_ping_interval: Seconds,
 }
 
 /// What one caller may ask of the server.
 #[derive(Clone, Debug, clap::Args)]
 #[command(next_help_heading = "Limits")]
-pub struct Limits {
+pub struct LimitFlags {
     /// Largest request message accepted, in bytes (the default, 4 MiB, is gRPC's own).
     /// Larger ones are answered with RESOURCE_EXHAUSTED.
     #[arg(
@@ -254,7 +379,7 @@ pub struct Limits {
         long,
         env = "MRMAT_GRPC_MAX_NAME_BYTES",
         value_name = "BYTES",
-        default_value_t = DEFAULT_MAX_NAME_BYTES
+        default_value_t = apis::DEFAULT_MAX_NAME_BYTES
     )]
     pub max_name_bytes: usize,
 
@@ -264,7 +389,7 @@ pub struct Limits {
         long,
         env = "MRMAT_GRPC_MAX_RESOURCES",
         value_name = "COUNT",
-        default_value_t = DEFAULT_MAX_RESOURCES
+        default_value_t = store::DEFAULT_MAX_RESOURCES
     )]
     pub max_resources: usize,
 
@@ -280,13 +405,299 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            max_name_bytes: DEFAULT_MAX_NAME_BYTES,
-            max_resources: DEFAULT_MAX_RESOURCES,
-            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+/// The token service's settings. Without `--jwks-file` or `--jwks-url` it is not served.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Token validation (TokenV1Proto)")]
+pub struct TokenFlags {
+    /// JSON Web Key Set file holding the public keys that sign tokens. Read at start (a file
+    /// that cannot be read or holds no usable key stops the server), again on SIGHUP, and when a
+    /// token names a key id (kid) that is not loaded (at most once every 30 s).
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_JWKS_FILE",
+        value_name = "PATH",
+        conflicts_with = "jwks_url",
+        requires = "token_issuer"
+    )]
+    pub jwks_file: Option<PathBuf>,
+
+    /// URL of the identity provider's JSON Web Key Set (its `jwks_uri`), fetched at start,
+    /// every --jwks-refresh, on SIGHUP and on an unknown kid (at most once every 30 s). While no
+    /// key set has been fetched, health checking reports TokenV1Proto NOT_SERVING.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_JWKS_URL",
+        value_name = "URL",
+        requires = "token_issuer"
+    )]
+    pub jwks_url: Option<String>,
+
+    /// How often to fetch --jwks-url again.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_JWKS_REFRESH",
+        value_name = "SECONDS",
+        default_value_t = Seconds(tokens::DEFAULT_JWKS_REFRESH),
+        value_parser = Seconds::positive
+    )]
+    pub jwks_refresh: Seconds,
+
+    /// PEM CA certificate(s) to trust for an https --jwks-url instead of the system's roots.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_JWKS_CA_CERT",
+        value_name = "PEM",
+        requires = "jwks_url"
+    )]
+    pub jwks_ca_cert: Option<PathBuf>,
+
+    /// An issuer (`iss`) whose tokens are accepted; repeat it, or separate several with commas.
+    /// Required with a key set, so that a key set shared by several issuers cannot admit tokens
+    /// meant for another.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_TOKEN_ISSUER",
+        value_name = "ISS",
+        value_delimiter = ','
+    )]
+    pub token_issuer: Vec<String>,
+
+    /// An audience (`aud`) tokens must name; repeat it, or separate several with commas. When
+    /// given, a token is accepted only if its `aud` names one of them.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_TOKEN_AUDIENCE",
+        value_name = "AUD",
+        value_delimiter = ','
+    )]
+    pub token_audience: Vec<String>,
+
+    /// Clock skew tolerated when checking `exp` and `nbf`.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_TOKEN_LEEWAY",
+        value_name = "SECONDS",
+        default_value_t = tokens::DEFAULT_LEEWAY_SECONDS
+    )]
+    pub token_leeway: u32,
+
+    /// Valid tokens remembered (by a hash of the token, never past their expiry), so that a
+    /// token presented again is not verified again. 0 turns the cache off.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_TOKEN_CACHE",
+        value_name = "ENTRIES",
+        default_value_t = tokens::DEFAULT_CACHE_ENTRIES
+    )]
+    pub token_cache: usize,
+
+    /// A client allowed to call Revoke: the common name or a DNS subject alternative name of
+    /// its certificate. Repeat it, or separate several with commas. Needs mutual TLS
+    /// (--tls-client-ca); everyone else is answered PERMISSION_DENIED.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_TOKEN_ADMIN",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub token_admin: Vec<String>,
+
+    /// The longest a revocation is kept, and how long one is kept when Revoke gives no
+    /// expires_at. Revocations that would outlive it are refused with INVALID_ARGUMENT.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_REVOCATION_MAX_TTL",
+        value_name = "SECONDS",
+        default_value_t = Seconds(tokens::DEFAULT_REVOCATION_MAX_TTL),
+        value_parser = Seconds::positive
+    )]
+    pub revocation_max_ttl: Seconds,
+
+    /// Most unexpired revocations held at once; Revoke beyond it is answered
+    /// RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_MAX_REVOCATIONS",
+        value_name = "COUNT",
+        default_value_t = store::DEFAULT_MAX_REVOCATIONS
+    )]
+    pub max_revocations: usize,
+}
+
+impl ServerFlags {
+    /// The configuration these flags describe, or every problem with them, one line each.
+    /// (Flags that cannot go together at all are clap's usage errors, before this.)
+    pub fn into_config(self) -> Result<ServerConfig, Vec<String>> {
+        let mut problems = Vec::new();
+        let listen = ListenAddress::parse(&self.listen).map_err(|why| problems.push(why));
+        let location = StoreLocation::parse(&self.store.store)
+            .map_err(|e| problems.push(format!("store: {e}")));
+        let (Ok(listen), Ok(location)) = (listen, location) else {
+            return Err(problems);
+        };
+        let config = ServerConfig {
+            listen,
+            shutdown_grace: self.shutdown_grace.into(),
+            drain_delay: self.drain_delay.into(),
+            threads: self.threads,
+            reflection: !self.no_reflection,
+            metrics_listen: self.metrics_listen,
+            tls: self.tls.config(),
+            keepalive: self.keepalive.config(),
+            limits: Limits {
+                max_request_bytes: self.limits.max_request_bytes,
+                max_concurrent_streams: self.limits.max_concurrent_streams,
+            },
+            store: StoreOptions {
+                location,
+                password_file: self.store.store_password_file,
+                timeout: self.store.store_timeout.into(),
+                capacity: Capacity {
+                    max_resources: self.limits.max_resources,
+                    max_revocations: self.tokens.max_revocations,
+                },
+            },
+            tokens: self.tokens.options(),
+            apis: ApiOptions {
+                max_name_bytes: self.limits.max_name_bytes,
+                token_admins: self.tokens.token_admin,
+            },
+        };
+        problems.extend(config.problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
         }
+    }
+}
+
+impl TlsFlags {
+    fn config(self) -> TlsConfig {
+        TlsConfig {
+            cert: self.tls_cert,
+            key: self.tls_key,
+            client_ca: self.tls_client_ca,
+        }
+    }
+}
+
+impl KeepaliveFlags {
+    fn config(&self) -> Keepalive {
+        Keepalive {
+            time: self.keepalive_time.into(),
+            timeout: self.keepalive_timeout.into(),
+            min_ping_interval: self.keepalive_min_ping_interval.into(),
+        }
+    }
+}
+
+impl TokenFlags {
+    fn options(&self) -> TokenOptions {
+        let keys = match (&self.jwks_file, &self.jwks_url) {
+            (Some(path), _) => Some(KeysFrom::File(path.clone())),
+            (None, Some(url)) => Some(KeysFrom::Url {
+                url: url.clone(),
+                ca_cert: self.jwks_ca_cert.clone(),
+            }),
+            (None, None) => None,
+        };
+        TokenOptions {
+            keys,
+            jwks_refresh: self.jwks_refresh.into(),
+            issuers: self.token_issuer.clone(),
+            audiences: self.token_audience.clone(),
+            leeway_seconds: self.token_leeway,
+            cache_entries: self.token_cache,
+            revocation_max_ttl: self.revocation_max_ttl.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Binary {
+        #[command(flatten)]
+        flags: ServerFlags,
+    }
+
+    fn config(args: &[&str]) -> Result<ServerConfig, Vec<String>> {
+        let args = std::iter::once("server").chain(args.iter().copied());
+        Binary::try_parse_from(args)
+            .expect("flags that parse")
+            .flags
+            .into_config()
+    }
+
+    #[test]
+    fn no_flags_give_the_defaults() {
+        let made = config(&[]).expect("the defaults are usable");
+        let defaults = ServerConfig::default();
+        assert_eq!(made.listen, defaults.listen);
+        assert_eq!(made.shutdown_grace, defaults.shutdown_grace);
+        assert_eq!(made.drain_delay, defaults.drain_delay);
+        assert_eq!(made.reflection, defaults.reflection);
+        assert_eq!(made.tls, defaults.tls);
+        assert_eq!(made.keepalive, defaults.keepalive);
+        assert_eq!(made.limits, defaults.limits);
+        assert_eq!(made.store, defaults.store);
+        assert_eq!(made.tokens, defaults.tokens);
+        assert_eq!(made.apis, defaults.apis);
+    }
+
+    #[test]
+    fn every_problem_is_one_line_of_its_own() {
+        let problems = config(&["--listen", "nonsense", "--store", "mysql://root:pw@db"])
+            .expect_err("two problems");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("invalid listen address `nonsense`"));
+        assert!(problems[1].starts_with("store: --store `mysql:...`"));
+        assert!(!problems[1].contains("pw"), "{problems:?}");
+    }
+
+    #[test]
+    fn admins_without_mutual_tls_are_refused() {
+        let problems = config(&[
+            "--jwks-file",
+            "k.json",
+            "--token-issuer",
+            "i",
+            "--token-admin",
+            "ops",
+        ])
+        .expect_err("no client CA");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("--token-admin needs mutual TLS"));
+    }
+
+    #[test]
+    fn token_flags_become_token_options() {
+        let made = config(&[
+            "--jwks-url",
+            "https://id.example/jwks",
+            "--jwks-ca-cert",
+            "ca.pem",
+            "--token-issuer",
+            "a,b",
+            "--jwks-refresh",
+            "0.5",
+            "--max-revocations",
+            "7",
+        ])
+        .expect("usable");
+        assert_eq!(
+            made.tokens.keys,
+            Some(KeysFrom::Url {
+                url: "https://id.example/jwks".to_owned(),
+                ca_cert: Some("ca.pem".into()),
+            })
+        );
+        assert_eq!(made.tokens.issuers, ["a", "b"]);
+        assert_eq!(made.tokens.jwks_refresh, Duration::from_millis(500));
+        assert_eq!(made.store.capacity.max_revocations, 7);
     }
 }

@@ -7,9 +7,11 @@ use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use futures::future::{self, FutureExt as _};
 
 use super::{
-    Changed, Created, PageQuery, Pending, Resource, ResourceStore, RevocationStore, StoreError,
-    REQUEST_ID_DAYS,
+    Changed, Created, PageQuery, Pending, Resource, ResourceStore, RevocationError,
+    RevocationStore, StoreError, REQUEST_ID_DAYS,
 };
+use crate::time::unix_now;
+use crate::tokens::Stored;
 
 /// How many independently locked parts the in-memory store is split into. Calls on different
 /// resources rarely meet on the same lock, and no Get, Modify or Remove waits for a lock over
@@ -111,7 +113,7 @@ impl MemoryStore {
         };
         // Held across the create, so the same request id twice at once creates once.
         let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = crate::tokens::unix_now();
+        let now = unix_now();
         if let Some((first, _)) = requests.get(&request_id) {
             return Ok(replayed(first, owner_id, &name));
         }
@@ -240,7 +242,12 @@ impl MemoryRevocations {
 
 impl MemoryRevocations {
     /// As [`RevocationStore::revoke`], at once.
-    pub(crate) fn hold(&self, token_id: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
+    pub(crate) fn hold(
+        &self,
+        token_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), RevocationError> {
         // A single map operation at a time, so a poisoned lock is still consistent.
         let mut until = self.until.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(kept) = until.get_mut(token_id) {
@@ -252,7 +259,7 @@ impl MemoryRevocations {
             self.held.store(until.len(), Ordering::Release);
             crate::metrics::revocations_held(until.len());
             if until.len() >= self.limit {
-                return Err(StoreError::TooManyRevocations { limit: self.limit });
+                return Err(RevocationError::TooMany { limit: self.limit });
             }
         }
         until.insert(token_id.to_owned(), expires_at);
@@ -272,8 +279,8 @@ impl MemoryRevocations {
 }
 
 impl RevocationStore for MemoryRevocations {
-    fn revoke(&self, token_id: &str, expires_at: i64, now: i64) -> Pending<()> {
-        at_once(self.hold(token_id, expires_at, now))
+    fn revoke(&self, token_id: &str, expires_at: i64, now: i64) -> Stored {
+        future::ready(self.hold(token_id, expires_at, now)).boxed()
     }
 
     fn is_revoked(&self, token_id: &str, now: i64) -> bool {
@@ -377,7 +384,7 @@ mod tests {
         revocations.hold("b", 500, 100).expect("room");
         assert_eq!(
             revocations.hold("c", 500, 100),
-            Err(StoreError::TooManyRevocations { limit: 2 })
+            Err(RevocationError::TooMany { limit: 2 })
         );
         revocations
             .hold("c", 500, 120)

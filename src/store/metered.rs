@@ -6,32 +6,52 @@ use std::time::Instant;
 
 use futures::FutureExt as _;
 
+use futures::future::BoxFuture;
+
 use super::{
-    Changed, Created, PageQuery, Pending, Resource, ResourceStore, RevocationStore, StoreError,
+    Changed, Created, PageQuery, Pending, Resource, ResourceStore, RevocationError,
+    RevocationStore, StoreError,
 };
 use crate::metrics;
+use crate::tokens::Stored;
 
-/// The outcome label of a store error.
-fn failed(error: &StoreError) -> &'static str {
-    match error {
-        StoreError::Full { .. } | StoreError::TooManyRevocations { .. } => "full",
-        StoreError::Unstorable(_) => "unstorable",
-        StoreError::Unavailable { .. } => "unavailable",
+/// The outcome label of an error.
+trait Outcome {
+    fn label(&self) -> &'static str;
+}
+
+impl Outcome for StoreError {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Full { .. } => "full",
+            Self::Unstorable(_) => "unstorable",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+impl Outcome for RevocationError {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::TooMany { .. } => "full",
+            Self::Unstorable(_) => "unstorable",
+            Self::Unavailable { .. } => "unavailable",
+        }
     }
 }
 
 /// Counts and times `pending` as `operation`, its outcome named by `outcome` when it succeeds.
-fn metered<T: Send + 'static>(
+fn metered<T: Send + 'static, E: Outcome + Send + 'static>(
     operation: &'static str,
-    pending: Pending<T>,
+    pending: BoxFuture<'static, Result<T, E>>,
     outcome: fn(&T) -> &'static str,
-) -> Pending<T> {
+) -> BoxFuture<'static, Result<T, E>> {
     let started = Instant::now();
     pending
         .map(move |result| {
             let label = match &result {
                 Ok(value) => outcome(value),
-                Err(e) => failed(e),
+                Err(e) => e.label(),
             };
             metrics::store_operation(operation, label, started.elapsed().as_secs_f64());
             result
@@ -100,7 +120,7 @@ impl ResourceStore for MeteredResources {
 pub struct MeteredRevocations(pub Arc<dyn RevocationStore>);
 
 impl RevocationStore for MeteredRevocations {
-    fn revoke(&self, token_id: &str, expires_at: i64, now: i64) -> Pending<()> {
+    fn revoke(&self, token_id: &str, expires_at: i64, now: i64) -> Stored {
         metered("revoke", self.0.revoke(token_id, expires_at, now), ok)
     }
 

@@ -1,14 +1,15 @@
-//! Where the server keeps what it must remember: resources, and revoked tokens. Each is a small
-//! trait that the API and domain code call, with one module per backend: `memory` (gone at
-//! exit, as in the original), `sqlite` (an embedded file, the default) and `postgres` (a shared
-//! server). No caller knows which backend it talks to.
+//! Where the server keeps what it must remember: resources (the [`ResourceStore`] port, which
+//! the resource APIs call) and revoked tokens (the token domain's [`RevocationStore`] port,
+//! implemented here), with one module per backend: `memory` (gone at exit, as in the original),
+//! `sqlite` (an embedded file, the default) and `postgres` (a shared server). No caller knows
+//! which backend it talks to.
 
-mod availability;
 mod batch;
-mod config;
+mod durable;
 mod memory;
 mod metered;
 mod migrations;
+mod options;
 mod postgres;
 mod sqlite;
 
@@ -18,10 +19,14 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 
-pub use availability::Availability;
-pub use config::{StoreConfig, StoreLocation, DEFAULT_STORE};
+pub use crate::availability::Availability;
+pub use crate::tokens::{RevocationError, RevocationStore};
 pub use memory::{MemoryRevocations, MemoryStore};
 pub use metered::{MeteredResources, MeteredRevocations};
+pub use options::{
+    Capacity, StoreLocation, StoreOptions, DEFAULT_MAX_RESOURCES, DEFAULT_MAX_REVOCATIONS,
+    DEFAULT_STORE, DEFAULT_TIMEOUT, PASSWORD_ENV,
+};
 
 /// A stored resource, independent of any API version's message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,19 +138,7 @@ pub trait ResourceStore: Send + Sync {
     }
 }
 
-/// Revoked token ids (a JWT's `jti`), each refused until its own expiry. Asked on every token
-/// validation, so a lookup must be cheap and must not scan the whole store: database backends
-/// keep every unexpired revocation in memory too, and write through.
-pub trait RevocationStore: Send + Sync {
-    /// Refuses `token_id` until `expires_at` (Unix seconds); revoking an id again keeps the
-    /// later expiry. `now` is the current time, for forgetting revocations that have expired.
-    /// Resolves once the revocation is durable.
-    fn revoke(&self, token_id: &str, expires_at: i64, now: i64) -> Pending<()>;
-    /// Whether `token_id` is refused at `now`.
-    fn is_revoked(&self, token_id: &str, now: i64) -> bool;
-}
-
-/// The stores a server runs on, opened from a [`StoreConfig`].
+/// The stores a server runs on, opened from [`StoreOptions`].
 pub struct Stores {
     /// Resources.
     pub resources: Arc<dyn ResourceStore>,
@@ -188,25 +181,17 @@ impl Stores {
     }
 }
 
-/// How much each store may hold.
-#[derive(Clone, Copy, Debug)]
-pub struct Capacity {
-    /// Most resources at once.
-    pub max_resources: usize,
-    /// Most unexpired revocations at once.
-    pub max_revocations: usize,
-}
-
-/// Opens the store `config` names: creates or migrates its schema, checks that it can write,
+/// Opens the store `options` names: creates or migrates its schema, checks that it can write,
 /// and loads the unexpired revocations. Fails before anything listens when it cannot.
-pub fn open(config: &StoreConfig, capacity: Capacity) -> Result<Stores, OpenError> {
-    match config.location()? {
+pub fn open(options: &StoreOptions) -> Result<Stores, OpenError> {
+    let capacity = options.capacity;
+    match &options.location {
         StoreLocation::Memory => Ok(Stores::memory(
             capacity.max_resources,
             capacity.max_revocations,
         )),
-        StoreLocation::Sqlite(path) => sqlite::open(&path, config, capacity),
-        StoreLocation::Postgres(url) => postgres::open(&url, config, capacity),
+        StoreLocation::Sqlite(path) => sqlite::open(path, options),
+        StoreLocation::Postgres(url) => postgres::open(url, options),
     }
 }
 
@@ -230,11 +215,6 @@ pub enum StoreError {
         /// The most resources it holds.
         limit: usize,
     },
-    /// The store holds as many unexpired revocations as it may.
-    TooManyRevocations {
-        /// The most revocations it holds.
-        limit: usize,
-    },
     /// The value cannot be stored in this backend (PostgreSQL text cannot hold U+0000).
     Unstorable(String),
     /// The database did not answer or failed; nothing of the call was kept.
@@ -252,11 +232,6 @@ impl fmt::Display for StoreError {
             Self::Full { limit } => write!(
                 f,
                 "the store holds its limit of {limit} resources; remove some before creating more"
-            ),
-            Self::TooManyRevocations { limit } => write!(
-                f,
-                "the store holds its limit of {limit} unexpired revocations; each is forgotten \
-                 at its expiry (--max-revocations raises the limit)"
             ),
             Self::Unstorable(why) => f.write_str(why),
             Self::Unavailable { database, reason } => write!(

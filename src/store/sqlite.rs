@@ -11,62 +11,36 @@ use std::time::Duration;
 use futures::future::{self, FutureExt as _};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
 
-use super::batch::{Counters, DurableRevocations, WriteConnection, Writer};
+use super::batch::{Counters, WriteConnection, Writer};
+use super::durable::DurableRevocations;
 use super::{
-    migrations, Availability, Capacity, Changed, Created, OpenError, PageQuery, Pending, Resource,
-    ResourceStore, StoreConfig, StoreError, Stores,
+    migrations, Availability, Changed, Created, OpenError, PageQuery, Pending, Resource,
+    ResourceStore, StoreError, StoreOptions, Stores,
 };
 
 /// Reader connections kept open: more than the server's completion-queue threads, which are the
 /// only callers.
 const READERS: u32 = 16;
 
-pub(super) fn open(
-    path: &Path,
-    config: &StoreConfig,
-    capacity: Capacity,
-) -> Result<Stores, OpenError> {
+/// Opens (creating it when missing) the file, migrates its schema, proves it writable, and
+/// starts the writer.
+pub(super) fn open(path: &Path, options: &StoreOptions) -> Result<Stores, OpenError> {
+    let capacity = options.capacity;
     let database = format!("SQLite at {}", path.display());
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            OpenError(format!(
-                "cannot create the directory of the SQLite store {}: {e}",
-                dir.display()
-            ))
-        })?;
-    }
     let cannot = |what: &str, e: rusqlite::Error| {
         OpenError(format!(
             "cannot {what} the SQLite store {}: {e}",
             path.display()
         ))
     };
-    let mut writer = connect(path, config.store_timeout).map_err(|e| cannot("open", e))?;
-    let mode: String = writer
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(|e| cannot("open", e))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(OpenError(format!(
-            "the SQLite store {} cannot use write-ahead logging (journal mode stays `{mode}`): \
-             put it on a local file system",
-            path.display()
-        )));
-    }
-    migrations::apply(migrations::sqlite(), &mut writer, &database)?;
-    // Proves the file is writable now, not at the first create.
-    writer
-        .execute_batch(
-            "BEGIN IMMEDIATE; UPDATE counters SET value = value WHERE name = 'resources'; COMMIT",
-        )
-        .map_err(|e| cannot("write to", e))?;
-
+    let writer = open_writer(path, options, &database)?;
     let readers = r2d2::Pool::builder()
         .max_size(READERS)
         .min_idle(Some(2))
-        .connection_timeout(config.store_timeout)
+        .connection_timeout(options.timeout)
         .build(Readers {
             path: path.to_owned(),
-            busy_timeout: config.store_timeout,
+            busy_timeout: options.timeout,
         })
         .map_err(|e| {
             OpenError(format!(
@@ -101,6 +75,47 @@ pub(super) fn open(
     })
 }
 
+/// The writer's connection to `path`: the file and its directory created when missing, in WAL
+/// mode, its schema migrated, and proven writable now rather than at the first create.
+fn open_writer(
+    path: &Path,
+    options: &StoreOptions,
+    database: &str,
+) -> Result<Connection, OpenError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            OpenError(format!(
+                "cannot create the directory of the SQLite store {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let cannot = |what: &str, e: rusqlite::Error| {
+        OpenError(format!(
+            "cannot {what} the SQLite store {}: {e}",
+            path.display()
+        ))
+    };
+    let mut writer = connect(path, options.timeout).map_err(|e| cannot("open", e))?;
+    let mode: String = writer
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(|e| cannot("open", e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(OpenError(format!(
+            "the SQLite store {} cannot use write-ahead logging (journal mode stays `{mode}`): \
+             put it on a local file system",
+            path.display()
+        )));
+    }
+    migrations::apply(migrations::sqlite(), &mut writer, database)?;
+    writer
+        .execute_batch(
+            "BEGIN IMMEDIATE; UPDATE counters SET value = value WHERE name = 'resources'; COMMIT",
+        )
+        .map_err(|e| cannot("write to", e))?;
+    Ok(writer)
+}
+
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
@@ -118,7 +133,7 @@ fn connect(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> 
 
 /// The unexpired revocations, for the in-memory copy that validations ask.
 fn load_revocations(connection: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
-    let now = crate::tokens::unix_now();
+    let now = crate::time::unix_now();
     let mut query =
         connection.prepare("SELECT token_id, expires_at FROM revocations WHERE expires_at > ?1")?;
     let rows = query.query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?;
@@ -426,24 +441,20 @@ mod tests {
     use super::*;
     use futures::executor::block_on;
 
-    const CAPACITY: Capacity = Capacity {
-        max_resources: 3,
-        max_revocations: 10,
-    };
-
     fn open_in(dir: &Path) -> Stores {
-        open(
-            &dir.join("store.sqlite3"),
-            &StoreConfig::default(),
-            CAPACITY,
-        )
-        .expect("opens")
+        let path = dir.join("store.sqlite3");
+        let mut options = StoreOptions::sqlite(&path);
+        options.capacity = super::super::Capacity {
+            max_resources: 3,
+            max_revocations: 10,
+        };
+        open(&path, &options).expect("opens")
     }
 
     #[test]
     fn resources_and_revocations_are_there_after_reopening() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let now = crate::tokens::unix_now();
+        let now = crate::time::unix_now();
         let stores = open_in(dir.path());
         let a = block_on(stores.resources.create(1, "a".into())).expect("created");
         let b = block_on(stores.resources.create(2, "b".into())).expect("created");

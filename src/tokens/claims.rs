@@ -4,7 +4,9 @@
 use serde_json::{Map, Value};
 
 use super::jws::decode_json_object;
-use super::{quoted, rfc3339, Refusal, ValidToken, Verdict};
+use super::{Refusal, ValidToken, Verdict};
+use crate::quote::quoted;
+use crate::time::rfc3339;
 
 /// What a token's claims must satisfy.
 #[derive(Clone, Debug)]

@@ -6,7 +6,8 @@ use base64::Engine as _;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::{quoted, Refusal, Verdict, MAX_TOKEN_BYTES};
+use super::{Refusal, Verdict, MAX_TOKEN_BYTES};
+use crate::quote::quoted;
 
 /// The algorithms this server verifies: public-key signatures only.
 pub(super) const SUPPORTED: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use super::quoted;
+use crate::quote::quoted;
 
 /// RSA keys shorter than this are refused: NIST has disallowed them since 2013, and the crypto
 /// library would refuse every signature made with one anyway.

@@ -2,26 +2,32 @@
 //! JWS compact form) valid, and whose is it?
 //!
 //! - [`keys`]: the signing keys of a JSON Web Key Set, each usable only with its own algorithms;
+//! - [`TokenOptions`]: what it is told, plain values the server's flags fill in;
 //! - `source`: where the key set comes from (a file or an identity provider's URL) and when it is
 //!   loaded again;
 //! - `jws`: the token's three parts and its header; `claims`: the checks of its payload;
-//! - [`TokenVerifier`]: all of it in order, with a cache of valid tokens and the revocation store.
+//! - [`TokenVerifier`]: all of it in order, with a cache of valid tokens and the revocations;
+//! - [`RevocationStore`]: the port to wherever revocations are kept (the store implements it).
 //!
 //! The signature itself is checked by `jsonwebtoken` (on aws-lc); this module only decides
 //! which key and algorithm may be used, and says why a token is refused.
 
 mod claims;
-mod config;
 mod jws;
 pub mod keys;
+mod options;
+mod revocations;
 mod source;
 mod verifier;
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use config::{TokenConfig, DEFAULT_CACHE_ENTRIES, DEFAULT_MAX_REVOCATIONS};
 pub use jws::too_long;
+pub use options::{
+    KeysFrom, TokenOptions, DEFAULT_CACHE_ENTRIES, DEFAULT_JWKS_REFRESH, DEFAULT_LEEWAY_SECONDS,
+    DEFAULT_REVOCATION_MAX_TTL,
+};
+pub use revocations::{RevocationError, RevocationStore, Stored};
 pub use source::KeyReload;
 pub use verifier::{Check, Outcome, RevokeError, Revoked, TokenVerifier};
 
@@ -122,47 +128,3 @@ impl fmt::Display for TokenError {
 }
 
 impl std::error::Error for TokenError {}
-
-/// The current time in Unix seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Unix seconds as an RFC 3339 time, e.g. `2026-11-25T10:00:00Z`.
-pub fn rfc3339(seconds: i64) -> String {
-    match jiff::Timestamp::from_second(seconds) {
-        Ok(time) => time.to_string(),
-        Err(_) => format!("{seconds} (Unix seconds)"),
-    }
-}
-
-/// A value taken from a token or key set, fit to quote in a reason or a log line: escaped, and
-/// cut short when long, since whoever made the token chose it.
-pub(crate) fn quoted(value: &str) -> String {
-    const MAX_CHARS: usize = 64;
-    if value.chars().count() <= MAX_CHARS {
-        return format!("{value:?}");
-    }
-    let cut: String = value.chars().take(MAX_CHARS).collect();
-    format!("{cut:?}...")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339_in_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_600_800), "2026-11-25T10:00:00Z");
-    }
-
-    #[test]
-    fn quoted_values_are_escaped_and_cut_short() {
-        assert_eq!(quoted("a\"b\n"), r#""a\"b\n""#);
-        let long = "x".repeat(1000);
-        assert_eq!(quoted(&long), format!("{:?}...", "x".repeat(64)));
-    }
-}

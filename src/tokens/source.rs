@@ -4,7 +4,6 @@
 //! for it as a future.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use futures::channel::oneshot;
 
 use super::keys::{KeySet, Parsed};
 use super::TokenError;
+use crate::availability::Availability;
 
 /// Loads asked for by tokens naming an unknown kid happen at most this often, so that tokens
 /// with made-up kids cannot make the server hammer the disk or the identity provider.
@@ -155,8 +155,8 @@ struct Shared {
     location: Location,
     current: RwLock<Option<Arc<KeySet>>>,
     loads: Mutex<Loads>,
-    ready: AtomicBool,
-    on_ready: Box<dyn Fn() + Send + Sync>,
+    /// Up from the first key set loaded on; a key set is never unloaded.
+    loaded: Availability,
 }
 
 impl Shared {
@@ -219,9 +219,7 @@ impl Shared {
         } else {
             log::debug!("signing keys from {} ({why}): unchanged", self.location);
         }
-        if !self.ready.swap(true, Ordering::AcqRel) {
-            (self.on_ready)();
-        }
+        self.loaded.set(true);
     }
 
     fn current(&self) -> Option<Arc<KeySet>> {
@@ -241,18 +239,13 @@ pub(super) struct KeySource {
 impl KeySource {
     /// Loads the key set from `location` once, then keeps it loaded: a URL every `refresh`.
     /// A file must load now; a URL that fails now is tried again in the background, and
-    /// `on_ready` is called once the first key set is in (at once when it is now).
-    pub fn start(
-        location: Location,
-        refresh: Duration,
-        on_ready: Box<dyn Fn() + Send + Sync>,
-    ) -> Result<Self, TokenError> {
+    /// [`KeySource::loaded`] turns up once the first key set is in (at once when it is now).
+    pub fn start(location: Location, refresh: Duration) -> Result<Self, TokenError> {
         let shared = Arc::new(Shared {
             location,
             current: RwLock::new(None),
             loads: Mutex::default(),
-            ready: AtomicBool::new(false),
-            on_ready,
+            loaded: Availability::down(),
         });
         let first = shared.load("at start");
         if let Err(why) = &first {
@@ -282,9 +275,9 @@ impl KeySource {
         self.shared.current()
     }
 
-    /// Whether a key set has been loaded.
-    pub fn ready(&self) -> bool {
-        self.shared.ready.load(Ordering::Acquire)
+    /// Whether a key set has been loaded, shared with whoever watches it.
+    pub fn loaded(&self) -> Availability {
+        self.shared.loaded.clone()
     }
 
     /// Where the keys come from.

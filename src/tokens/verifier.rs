@@ -10,11 +10,13 @@ use super::claims::{self, Rules};
 use super::keys::KeySet;
 use super::source::{KeyReload, KeySource, Location};
 use super::{
-    jws, quoted, rfc3339, unix_now, Refusal, TokenConfig, TokenError, ValidToken, Verdict,
-    MAX_TOKEN_BYTES, MAX_TOKEN_ID_BYTES,
+    jws, KeysFrom, Refusal, RevocationError, RevocationStore, TokenError, TokenOptions, ValidToken,
+    Verdict, MAX_TOKEN_BYTES, MAX_TOKEN_ID_BYTES,
 };
+use crate::availability::Availability;
 use crate::metrics;
-use crate::store::{RevocationStore, StoreError};
+use crate::quote::quoted;
+use crate::time::{rfc3339, unix_now};
 
 /// The answer for one token.
 pub type Outcome = Result<Arc<ValidToken>, Refusal>;
@@ -50,7 +52,7 @@ pub enum RevokeError {
     /// The request cannot be carried out as asked; the message says why.
     InvalidArgument(String),
     /// The store refused it.
-    Store(StoreError),
+    Store(RevocationError),
 }
 
 impl std::fmt::Display for RevokeError {
@@ -64,7 +66,7 @@ impl std::fmt::Display for RevokeError {
 
 /// Validates tokens, in the server, against a key set that is kept loaded, accepted issuers and
 /// audiences, and a revocation store. Shared by every call. (An app asks a server through
-/// [`crate::client::TokenValidator`] instead.)
+/// the client's `TokenValidator` instead.)
 pub struct TokenVerifier {
     keys: KeySource,
     rules: Rules,
@@ -75,42 +77,45 @@ pub struct TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// Loads the key set `config` names and starts keeping it loaded; None when `config` names
-    /// no key set. `on_ready` is called once the first key set is loaded (at once for a file).
+    /// Loads the key set `options` names and starts keeping it loaded; None when `options`
+    /// names no key set. [`TokenVerifier::keys_loaded`] turns up once the first key set is in
+    /// (at once for a file).
     pub fn start(
-        config: &TokenConfig,
+        options: &TokenOptions,
         revocations: Arc<dyn RevocationStore>,
-        on_ready: Box<dyn Fn() + Send + Sync>,
     ) -> Result<Option<Self>, TokenError> {
-        let location = match (&config.jwks_file, &config.jwks_url) {
-            (Some(path), _) => Location::file(path),
-            (None, Some(url)) => Location::url(url, config.jwks_ca_cert.as_deref())?,
-            (None, None) => return Ok(None),
+        let location = match &options.keys {
+            Some(KeysFrom::File(path)) => Location::file(path),
+            Some(KeysFrom::Url { url, ca_cert }) => Location::url(url, ca_cert.as_deref())?,
+            None => return Ok(None),
         };
-        if config.token_issuer.is_empty() {
-            return Err(TokenError(
-                "--token-issuer is required with a key set: name the issuers whose tokens are \
-                 accepted"
-                    .to_owned(),
-            ));
+        if let Some(problem) = options.problems().into_iter().next() {
+            return Err(TokenError(problem));
         }
-        let keys = KeySource::start(location, config.jwks_refresh, on_ready)?;
+        let keys = KeySource::start(location, options.jwks_refresh)?;
         Ok(Some(Self {
             keys,
             rules: Rules {
-                issuers: config.token_issuer.clone(),
-                audiences: config.token_audience.clone(),
-                leeway: i64::from(config.token_leeway),
+                issuers: options.issuers.clone(),
+                audiences: options.audiences.clone(),
+                leeway: i64::from(options.leeway_seconds),
             },
-            cache: (config.token_cache > 0).then(|| Cache::new(config.token_cache)),
+            cache: (options.cache_entries > 0).then(|| Cache::new(options.cache_entries)),
             revocations,
-            max_revocation_seconds: config.revocation_max_ttl.as_secs() as i64,
+            max_revocation_seconds: i64::try_from(options.revocation_max_ttl.as_secs())
+                .unwrap_or(i64::MAX),
         }))
     }
 
     /// Whether a key set is loaded, so tokens can be validated.
     pub fn ready(&self) -> bool {
-        self.keys.ready()
+        self.keys_loaded().is_up()
+    }
+
+    /// Whether a key set has loaded, and who to tell when it first does: what the readiness of
+    /// the APIs that validate tokens depends on.
+    pub fn keys_loaded(&self) -> Availability {
+        self.keys.loaded()
     }
 
     /// Where the keys come from, for log lines.
@@ -327,4 +332,161 @@ fn count(outcome: &Outcome) {
 fn algorithm_list(algorithms: &[jsonwebtoken::Algorithm]) -> String {
     let names: Vec<String> = algorithms.iter().map(|a| format!("{a:?}")).collect();
     names.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use futures::future::{self, FutureExt as _};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use openssl::pkey::PKey;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::tokens::Stored;
+
+    const ISSUER: &str = "https://id.example";
+    const LEEWAY: i64 = 30;
+
+    /// Revocations in a map: the port, without a store.
+    #[derive(Default)]
+    struct Revocations(Mutex<HashMap<String, i64>>);
+
+    impl RevocationStore for Revocations {
+        fn revoke(&self, token_id: &str, expires_at: i64, _: i64) -> Stored {
+            let mut held = self.0.lock().expect("unpoisoned");
+            held.insert(token_id.to_owned(), expires_at);
+            future::ready(Ok(())).boxed()
+        }
+
+        fn is_revoked(&self, token_id: &str, now: i64) -> bool {
+            let held = self.0.lock().expect("unpoisoned");
+            held.get(token_id).is_some_and(|until| *until > now)
+        }
+    }
+
+    /// A verifier of one Ed25519 key, and what signs with it.
+    struct Fixture {
+        verifier: TokenVerifier,
+        signer: EncodingKey,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new(cache_entries: usize) -> Self {
+            let key = PKey::generate_ed25519().expect("an Ed25519 key");
+            let raw = key.raw_public_key().expect("its public half");
+            let jwks = json!({"keys": [{
+                "kty": "OKP", "crv": "Ed25519", "kid": "k", "x": URL_SAFE_NO_PAD.encode(raw)
+            }]});
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let path = dir.path().join("jwks.json");
+            std::fs::write(&path, jwks.to_string()).expect("write the key set");
+            let options = TokenOptions {
+                keys: Some(KeysFrom::File(path)),
+                issuers: vec![ISSUER.to_owned()],
+                leeway_seconds: LEEWAY as u32,
+                cache_entries,
+                ..TokenOptions::default()
+            };
+            let verifier = TokenVerifier::start(&options, Arc::new(Revocations::default()))
+                .expect("starts")
+                .expect("a key set is configured");
+            let pkcs8 = key.private_key_to_pkcs8().expect("PKCS#8");
+            Self {
+                verifier,
+                signer: EncodingKey::from_ed_der(&pkcs8),
+                _dir: dir,
+            }
+        }
+
+        fn token(&self, claims: Value) -> String {
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some("k".to_owned());
+            jsonwebtoken::encode(&header, &claims, &self.signer).expect("signs")
+        }
+
+        /// The verdict for `token` at `now`.
+        fn verdict_at(&self, token: &str, now: i64) -> Verdict {
+            match self.verifier.check_at(token, now, false) {
+                Check::Done(Ok(_)) => Verdict::Valid,
+                Check::Done(Err(refusal)) => refusal.verdict,
+                Check::AfterKeyReload(_) => panic!("no reload was allowed"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_is_valid_until_its_expiry_plus_the_leeway_and_not_a_second_longer() {
+        for cache in [0, 100] {
+            let fixture = Fixture::new(cache);
+            let token = fixture.token(json!({"iss": ISSUER, "exp": 1_000}));
+            assert_eq!(
+                fixture.verdict_at(&token, 1_000),
+                Verdict::Valid,
+                "cache {cache}"
+            );
+            assert_eq!(fixture.verdict_at(&token, 1_000 + LEEWAY), Verdict::Valid);
+            // A cached answer must not outlive the token either.
+            assert_eq!(
+                fixture.verdict_at(&token, 1_000 + LEEWAY + 1),
+                Verdict::Expired,
+                "cache {cache}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_is_valid_from_its_not_before_less_the_leeway() {
+        let fixture = Fixture::new(0);
+        let token = fixture.token(json!({"iss": ISSUER, "exp": 9_000, "nbf": 2_000}));
+        assert_eq!(
+            fixture.verdict_at(&token, 2_000 - LEEWAY - 1),
+            Verdict::NotYetValid
+        );
+        assert_eq!(fixture.verdict_at(&token, 2_000 - LEEWAY), Verdict::Valid);
+        assert_eq!(fixture.verdict_at(&token, 2_000), Verdict::Valid);
+    }
+
+    #[test]
+    fn times_at_either_end_of_the_range_neither_overflow_nor_pass() {
+        let fixture = Fixture::new(100);
+        let forever = fixture.token(json!({"iss": ISSUER, "exp": i64::MAX}));
+        assert_eq!(fixture.verdict_at(&forever, i64::MAX), Verdict::Valid);
+        let long_ago = fixture.token(json!({"iss": ISSUER, "exp": i64::MIN}));
+        assert_eq!(fixture.verdict_at(&long_ago, 0), Verdict::Expired);
+        let never = fixture.token(json!({"iss": ISSUER, "exp": i64::MAX, "nbf": i64::MAX}));
+        assert_eq!(fixture.verdict_at(&never, 0), Verdict::NotYetValid);
+    }
+
+    #[test]
+    fn a_revocation_is_asked_on_every_check_even_of_a_cached_token() {
+        let fixture = Fixture::new(100);
+        let now = unix_now();
+        let token = fixture.token(json!({"iss": ISSUER, "exp": now + 3_600, "jti": "t-1"}));
+        assert_eq!(fixture.verdict_at(&token, now), Verdict::Valid);
+        let revoked = futures::executor::block_on(fixture.verifier.revoke("t-1", now + 60));
+        assert_eq!(revoked, Ok(Revoked::Until(now + 60)));
+        assert_eq!(
+            fixture.verdict_at(&token, now),
+            Verdict::Revoked,
+            "the cache hides nothing"
+        );
+        assert_eq!(
+            fixture.verdict_at(&token, now + 60),
+            Verdict::Valid,
+            "until it runs out"
+        );
+    }
+
+    #[test]
+    fn a_token_for_another_issuer_is_refused_even_when_its_key_verifies() {
+        let fixture = Fixture::new(0);
+        let token = fixture.token(json!({"iss": "https://elsewhere.example", "exp": 9_000}));
+        assert_eq!(fixture.verdict_at(&token, 1_000), Verdict::WrongIssuer);
+    }
 }

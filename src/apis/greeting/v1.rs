@@ -2,19 +2,27 @@
 
 use grpcio::{RpcContext, UnarySink};
 
-use crate::apis::{ApiService, Call};
-use crate::proto::{create_greeting_v1_proto, GreetingV1Input, GreetingV1Output, GreetingV1Proto};
+use crate::apis::{Api, Call, DependsOn, Offer, Serving};
+use crate::proto::{
+    create_greeting_v1_proto, grpc_api, service_names, GreetingV1Input, GreetingV1Output,
+    GreetingV1Proto,
+};
+
+/// The service's name, as health checking and reflection report it.
+pub const NAME: &str = service_names::GREETING_V1_PROTO;
 
 /// The greeting, version 1.
 #[derive(Clone, Debug, Default)]
 pub struct GreetingV1Api;
 
-/// The service to register on a server.
-pub fn service() -> ApiService {
-    ApiService {
-        name: "GreetingV1Proto",
+/// Always served, ready from the start.
+pub fn offer(_: &Serving<'_>) -> Offer {
+    Offer::Served(Api {
+        name: NAME,
         service: create_greeting_v1_proto(GreetingV1Api),
-    }
+        file: grpc_api::file_descriptor(),
+        depends_on: DependsOn::Nothing,
+    })
 }
 
 impl GreetingV1Proto for GreetingV1Api {

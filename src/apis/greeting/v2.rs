@@ -2,19 +2,27 @@
 
 use grpcio::{RpcContext, UnarySink};
 
-use crate::apis::{ApiService, Call};
-use crate::proto::{create_greeting_v2_proto, GreetingV2Input, GreetingV2Output, GreetingV2Proto};
+use crate::apis::{Api, Call, DependsOn, Offer, Serving};
+use crate::proto::{
+    create_greeting_v2_proto, grpc_api, service_names, GreetingV2Input, GreetingV2Output,
+    GreetingV2Proto,
+};
+
+/// The service's name, as health checking and reflection report it.
+pub const NAME: &str = service_names::GREETING_V2_PROTO;
 
 /// The greeting, version 2.
 #[derive(Clone, Debug, Default)]
 pub struct GreetingV2Api;
 
-/// The service to register on a server.
-pub fn service() -> ApiService {
-    ApiService {
-        name: "GreetingV2Proto",
+/// Always served, ready from the start.
+pub fn offer(_: &Serving<'_>) -> Offer {
+    Offer::Served(Api {
+        name: NAME,
         service: create_greeting_v2_proto(GreetingV2Api),
-    }
+        file: grpc_api::file_descriptor(),
+        depends_on: DependsOn::Nothing,
+    })
 }
 
 /// The greeting for `name`; proto3 cannot tell an empty name from none, so both are a stranger.

@@ -6,8 +6,18 @@ pub mod v2;
 use futures::FutureExt as _;
 use grpcio::{RpcContext, RpcStatus, UnarySink};
 
-use crate::apis::{store_status, Call};
-use crate::store::Pending;
+use crate::apis::Call;
+use crate::store::{Pending, StoreError};
+
+/// The gRPC status a store's refusal is answered with.
+fn store_status(error: &StoreError) -> RpcStatus {
+    let code = match error {
+        StoreError::Full { .. } => grpcio::RpcStatusCode::RESOURCE_EXHAUSTED,
+        StoreError::Unstorable(_) => grpcio::RpcStatusCode::INVALID_ARGUMENT,
+        StoreError::Unavailable { .. } => grpcio::RpcStatusCode::UNAVAILABLE,
+    };
+    RpcStatus::with_message(code, error.to_string())
+}
 
 /// Answers with what the store's `pending` result comes to, through `to_answer` (an answer, or
 /// an error status): at once when the store has already answered (memory), else when it does (a

@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use grpcio::{RpcContext, RpcStatusCode, UnarySink};
 
-use crate::apis::{status, ApiService, Call};
+use crate::apis::{status, Api, Call, DependsOn, Offer, Serving};
 use crate::proto::{
-    create_resource_v1_proto, Empty, ResourceV1, ResourceV1IdInput, ResourceV1Output,
-    ResourceV1Proto, ResourcesV1, StatusOutput,
+    create_resource_v1_proto, grpc_api, service_names, Empty, ResourceV1, ResourceV1IdInput,
+    ResourceV1Output, ResourceV1Proto, ResourcesV1, StatusOutput,
 };
 use crate::store::{Pending, Resource, ResourceStore};
 
 /// The service's name, as health checking and reflection report it.
-pub const NAME: &str = "ResourceV1Proto";
+pub const NAME: &str = service_names::RESOURCE_V1_PROTO;
 
 /// The resource API, version 1, over a shared store.
 #[derive(Clone)]
@@ -36,13 +36,19 @@ impl ResourceV1Api {
     }
 }
 
-/// The service to register on a server, over `store`, refusing names longer than
-/// `max_name_bytes`.
-pub fn service(store: Arc<dyn ResourceStore>, max_name_bytes: usize) -> ApiService {
-    ApiService {
+/// Always served, over the store; every call needs the store, so it is ready while the store
+/// is.
+pub fn offer(serving: &Serving<'_>) -> Offer {
+    let api = ResourceV1Api::new(
+        Arc::clone(serving.resources),
+        serving.options.max_name_bytes,
+    );
+    Offer::Served(Api {
         name: NAME,
-        service: create_resource_v1_proto(ResourceV1Api::new(store, max_name_bytes)),
-    }
+        service: create_resource_v1_proto(api),
+        file: grpc_api::file_descriptor(),
+        depends_on: DependsOn::Store,
+    })
 }
 
 fn to_message(resource: Resource) -> ResourceV1 {

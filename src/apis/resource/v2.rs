@@ -10,16 +10,16 @@ use base64::Engine as _;
 use grpcio::{RpcContext, RpcStatus, RpcStatusCode, UnarySink};
 
 use super::{answer, check_name};
-use crate::apis::{ApiService, Call};
+use crate::apis::{Api, Call, DependsOn, Offer, Serving};
 use crate::proto::{
-    create_resource_v2_proto, Empty, ResourceV2, ResourceV2CreateRequest, ResourceV2DeleteRequest,
-    ResourceV2GetRequest, ResourceV2ListRequest, ResourceV2ListResponse, ResourceV2Proto,
-    ResourceV2UpdateRequest,
+    create_resource_v2_proto, grpc_api, service_names, Empty, ResourceV2, ResourceV2CreateRequest,
+    ResourceV2DeleteRequest, ResourceV2GetRequest, ResourceV2ListRequest, ResourceV2ListResponse,
+    ResourceV2Proto, ResourceV2UpdateRequest,
 };
 use crate::store::{Changed, Created, PageQuery, Resource, ResourceStore};
 
 /// The service's name, as health checking and reflection report it.
-pub const NAME: &str = "ResourceV2Proto";
+pub const NAME: &str = service_names::RESOURCE_V2_PROTO;
 
 /// Resources on a page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -41,16 +41,18 @@ pub struct ResourceV2Api {
     max_name_bytes: usize,
 }
 
-/// The service to register on a server, over `store`, refusing names longer than
-/// `max_name_bytes`.
-pub fn service(store: Arc<dyn ResourceStore>, max_name_bytes: usize) -> ApiService {
-    ApiService {
+/// Always served, over the same store as v1; ready while the store is.
+pub fn offer(serving: &Serving<'_>) -> Offer {
+    let api = ResourceV2Api {
+        store: Arc::clone(serving.resources),
+        max_name_bytes: serving.options.max_name_bytes,
+    };
+    Offer::Served(Api {
         name: NAME,
-        service: create_resource_v2_proto(ResourceV2Api {
-            store,
-            max_name_bytes,
-        }),
-    }
+        service: create_resource_v2_proto(api),
+        file: grpc_api::file_descriptor(),
+        depends_on: DependsOn::Store,
+    })
 }
 
 fn to_message(resource: Resource) -> ResourceV2 {
@@ -192,7 +194,7 @@ impl ResourceV2Proto for ResourceV2Api {
         sink: UnarySink<ResourceV2ListResponse>,
     ) {
         let call = Call::start(&ctx);
-        let now = crate::tokens::unix_now();
+        let now = crate::time::unix_now();
         let query = match page_query(&req, now) {
             Ok(query) => query,
             Err(why) => return call.fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why),

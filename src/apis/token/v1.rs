@@ -11,17 +11,19 @@ use grpcio::{
 
 use crate::apis::call::Kind;
 use crate::apis::streams::StreamsEnd;
-use crate::apis::{status, store_status, ApiService, Call};
+use crate::apis::{status, Api, Call, DependsOn, Offer, Serving};
 use crate::proto::{
-    create_token_v1_proto, StatusOutput, TokenV1Input, TokenV1Output, TokenV1Proto,
-    TokenV1RevokeInput, TokenV1Verdict,
+    create_token_v1_proto, grpc_api, service_names, StatusOutput, TokenV1Input, TokenV1Output,
+    TokenV1Proto, TokenV1RevokeInput, TokenV1Verdict,
 };
+use crate::quote::quoted;
+use crate::time::rfc3339;
 use crate::tokens::{
-    quoted, rfc3339, Check, Outcome, RevokeError, Revoked, TokenVerifier, Verdict,
+    Check, Outcome, RevocationError, RevokeError, Revoked, TokenVerifier, Verdict,
 };
 
 /// The name health checking and reflection know the service by.
-pub const NAME: &str = "TokenV1Proto";
+pub const NAME: &str = service_names::TOKEN_V1_PROTO;
 
 /// The status message of a stream that ends because the server shuts down.
 pub const SHUTTING_DOWN: &str =
@@ -36,21 +38,37 @@ pub struct TokenV1Api {
     streams_end: StreamsEnd,
 }
 
-/// The service to register on a server: tokens checked by `validator`, revocations allowed to
-/// `admins`, streams ended by `streams_end`.
-pub fn service(
-    validator: Arc<TokenVerifier>,
-    admins: Vec<String>,
-    streams_end: StreamsEnd,
-) -> ApiService {
-    ApiService {
+/// Served when a key set is configured: tokens checked by the verifier, revocations allowed to
+/// the token admins. Ready once the keys have loaded; validations never need the store (the
+/// revocations they ask are in memory), so a store outage leaves it SERVING.
+pub fn offer(serving: &Serving<'_>) -> Offer {
+    let Some(validator) = serving.verifier else {
+        return Offer::NotServed {
+            name: NAME,
+            why: "no --jwks-file or --jwks-url",
+        };
+    };
+    let api = TokenV1Api {
+        validator: Arc::clone(validator),
+        admins: serving.options.token_admins.clone().into(),
+        streams_end: serving.streams_end.clone(),
+    };
+    Offer::Served(Api {
         name: NAME,
-        service: create_token_v1_proto(TokenV1Api {
-            validator,
-            admins: admins.into(),
-            streams_end,
-        }),
-    }
+        service: create_token_v1_proto(api),
+        file: grpc_api::file_descriptor(),
+        depends_on: DependsOn::Keys,
+    })
+}
+
+/// The gRPC status a refused revocation is answered with.
+fn revocation_status(error: &RevocationError) -> RpcStatus {
+    let code = match error {
+        RevocationError::TooMany { .. } => RpcStatusCode::RESOURCE_EXHAUSTED,
+        RevocationError::Unstorable(_) => RpcStatusCode::INVALID_ARGUMENT,
+        RevocationError::Unavailable { .. } => RpcStatusCode::UNAVAILABLE,
+    };
+    RpcStatus::with_message(code, error.to_string())
 }
 
 fn wire_verdict(verdict: Verdict) -> TokenV1Verdict {
@@ -262,7 +280,7 @@ impl TokenV1Proto for TokenV1Api {
                     RpcStatusCode::INVALID_ARGUMENT,
                     why,
                 )),
-                Err(RevokeError::Store(e)) => Err(store_status(&e)),
+                Err(RevokeError::Store(e)) => Err(revocation_status(&e)),
             }
         });
     }

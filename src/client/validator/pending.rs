@@ -1,0 +1,43 @@
+//! A validation on its way, as a future that needs no particular executor.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::channel::oneshot;
+
+use super::{ValidateError, Validation};
+
+/// A validation on its way: a future of its [`Validation`], independent of any executor.
+#[must_use = "the answer comes through this future"]
+pub struct PendingValidation(pub(super) Pending);
+
+pub(super) enum Pending {
+    Ready(Option<Validation>),
+    Waiting(oneshot::Receiver<Validation>),
+}
+
+impl PendingValidation {
+    pub(super) fn ready(validation: Validation) -> Self {
+        Self(Pending::Ready(Some(validation)))
+    }
+}
+
+impl Future for PendingValidation {
+    type Output = Validation;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Validation> {
+        match &mut self.0 {
+            Pending::Ready(validation) => Poll::Ready(
+                validation
+                    .take()
+                    .expect("a ready validation is polled once"),
+            ),
+            // The supervisor answers every request before it drops it; a dropped sender can
+            // only mean the validator is gone.
+            Pending::Waiting(answer) => Pin::new(answer)
+                .poll(cx)
+                .map(|answer| answer.unwrap_or(Err(ValidateError::Closed))),
+        }
+    }
+}

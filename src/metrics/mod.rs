@@ -1,0 +1,248 @@
+//! What the server counts, in the Prometheus text format: gRPC calls (named as the established
+//! gRPC exporters name them, so existing dashboards work), token validation, the store, and the
+//! process. The metrics are process-wide, as a scrape target is one process: the families are
+//! statics in one registry, and the code that records knows nothing of how they are served.
+//!
+//! Calls, verdicts and cache lookups (what every call records) are recorded only once
+//! [`enable`] has been called (by the server's `/metrics` endpoint): without one nobody could
+//! read them, so a server without it pays nothing. Key set loads, revocations and the store's
+//! availability are rare and always kept.
+
+mod calls;
+mod store;
+mod tokens;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder as _, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub use calls::{CallMeter, Kind};
+pub use store::{store_operation, store_up};
+pub use tokens::{key_set_load, revocations_held, token_cache, validation};
+
+/// Latency buckets, in seconds, from 50 µs: most answers here take well under a millisecond,
+/// and the default buckets (from 5 ms) would put them all in the first.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns recording of calls on, for the rest of the process.
+pub fn enable() {
+    ENABLED.store(true, Ordering::Release);
+}
+
+/// Whether calls are recorded.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Every family, registered once.
+pub struct Metrics {
+    registry: Registry,
+    /// `grpc_server_started_total{grpc_type, grpc_service, grpc_method}`.
+    grpc_started: IntCounterVec,
+    /// `grpc_server_handled_total{grpc_type, grpc_service, grpc_method, grpc_code}`.
+    grpc_handled: IntCounterVec,
+    /// `grpc_server_handling_seconds{grpc_type, grpc_service, grpc_method, grpc_code}`.
+    grpc_handling: HistogramVec,
+    /// `grpc_server_msg_received_total{grpc_type, grpc_service, grpc_method}`.
+    grpc_received: IntCounterVec,
+    /// `grpc_server_msg_sent_total{grpc_type, grpc_service, grpc_method}`.
+    grpc_sent: IntCounterVec,
+    /// `grpc_server_open_streams{grpc_type, grpc_service, grpc_method}`: streams open now.
+    grpc_open_streams: IntGaugeVec,
+    /// Validations by verdict.
+    validations: IntCounterVec,
+    /// Token cache lookups by result.
+    cache: IntCounterVec,
+    /// Key set loads by outcome.
+    key_loads: IntCounterVec,
+    key_set_age: Gauge,
+    revocations: IntGauge,
+    /// Store operations by kind and outcome.
+    store_operations: IntCounterVec,
+    /// Store operation latency by kind.
+    store_seconds: HistogramVec,
+    store_up: IntGauge,
+}
+
+/// When the key set last loaded, in Unix milliseconds; 0 before the first load.
+static KEYS_LOADED_AT: AtomicI64 = AtomicI64::new(0);
+
+fn counters(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric")
+}
+
+fn histograms(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("a valid metric")
+}
+
+const CALL: &[&str] = &["grpc_type", "grpc_service", "grpc_method"];
+const HANDLED: &[&str] = &["grpc_type", "grpc_service", "grpc_method", "grpc_code"];
+
+impl Metrics {
+    fn new() -> Self {
+        let metrics = Self {
+            registry: Registry::new(),
+            grpc_started: counters(
+                "grpc_server_started_total",
+                "RPCs started on the server.",
+                CALL,
+            ),
+            grpc_handled: counters(
+                "grpc_server_handled_total",
+                "RPCs completed on the server, by gRPC status code.",
+                HANDLED,
+            ),
+            grpc_handling: histograms(
+                "grpc_server_handling_seconds",
+                "Time from an RPC's start until its status was sent, in seconds.",
+                HANDLED,
+            ),
+            grpc_received: counters(
+                "grpc_server_msg_received_total",
+                "Messages received from clients.",
+                CALL,
+            ),
+            grpc_sent: counters(
+                "grpc_server_msg_sent_total",
+                "Messages sent to clients.",
+                CALL,
+            ),
+            grpc_open_streams: IntGaugeVec::new(
+                Opts::new("grpc_server_open_streams", "Streaming RPCs open now."),
+                CALL,
+            )
+            .expect("a valid metric"),
+            validations: counters(
+                "mrmat_token_validations_total",
+                "Token validations, by verdict.",
+                &["verdict"],
+            ),
+            cache: counters(
+                "mrmat_token_cache_lookups_total",
+                "Lookups in the cache of valid tokens, by result (hit or miss).",
+                &["result"],
+            ),
+            key_loads: counters(
+                "mrmat_token_key_set_loads_total",
+                "Loads of the signing key set, by outcome (loaded or failed).",
+                &["outcome"],
+            ),
+            key_set_age: Gauge::new(
+                "mrmat_token_key_set_age_seconds",
+                "Seconds since the signing key set last loaded; NaN before it first loads.",
+            )
+            .expect("a valid metric"),
+            revocations: IntGauge::new(
+                "mrmat_token_revocations",
+                "Revoked token ids held (each until its expiry).",
+            )
+            .expect("a valid metric"),
+            store_operations: counters(
+                "mrmat_store_operations_total",
+                "Store operations, by operation and outcome.",
+                &["operation", "outcome"],
+            ),
+            store_seconds: histograms(
+                "mrmat_store_operation_seconds",
+                "Store operation latency, in seconds, by operation.",
+                &["operation"],
+            ),
+            store_up: IntGauge::new(
+                "mrmat_store_up",
+                "Whether the store's database answers (1) or not (0).",
+            )
+            .expect("a valid metric"),
+        };
+        metrics.key_set_age.set(f64::NAN);
+        metrics.store_up.set(1);
+        let r = &metrics.registry;
+        let families: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(metrics.grpc_started.clone()),
+            Box::new(metrics.grpc_handled.clone()),
+            Box::new(metrics.grpc_handling.clone()),
+            Box::new(metrics.grpc_received.clone()),
+            Box::new(metrics.grpc_sent.clone()),
+            Box::new(metrics.grpc_open_streams.clone()),
+            Box::new(metrics.validations.clone()),
+            Box::new(metrics.cache.clone()),
+            Box::new(metrics.key_loads.clone()),
+            Box::new(metrics.key_set_age.clone()),
+            Box::new(metrics.revocations.clone()),
+            Box::new(metrics.store_operations.clone()),
+            Box::new(metrics.store_seconds.clone()),
+            Box::new(metrics.store_up.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for family in families {
+            r.register(family).expect("each family registered once");
+        }
+        metrics
+    }
+
+    /// Every family in the Prometheus text format (version 0.0.4).
+    pub fn encode(&self) -> String {
+        let loaded_at = KEYS_LOADED_AT.load(Ordering::Acquire);
+        if loaded_at > 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            self.key_set_age
+                .set((now - loaded_at).max(0) as f64 / 1000.0);
+        }
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .expect("the text format encodes any family");
+        String::from_utf8(text).expect("the text format is UTF-8")
+    }
+}
+
+/// The media type of [`Metrics::encode`].
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_families_encode_in_the_text_format() {
+        enable();
+        validation("valid");
+        validation("valid");
+        token_cache(true);
+        // A family with labels shows once it has a series.
+        get()
+            .grpc_handling
+            .with_label_values(&["unary", "GreetingV2Proto", "GetGreeting", "OK"])
+            .observe(0.000_07);
+        let text = get().encode();
+        assert!(text.contains(
+            "grpc_server_handling_seconds_bucket{grpc_code=\"OK\",grpc_method=\"GetGreeting\",\
+             grpc_service=\"GreetingV2Proto\",grpc_type=\"unary\",le=\"0.0001\"} 1"
+        ));
+        assert!(text.contains("# TYPE grpc_server_handling_seconds histogram"));
+        assert!(text.contains("mrmat_token_validations_total{verdict=\"valid\"}"));
+        assert!(text.contains("mrmat_token_cache_lookups_total{result=\"hit\"}"));
+        assert!(text.contains("process_resident_memory_bytes"));
+        assert!(text.contains("mrmat_store_up 1"));
+    }
+}

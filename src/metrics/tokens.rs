@@ -1,0 +1,65 @@
+//! What token validation records: verdicts and cache lookups (only with the endpoint on: every
+//! validation records them), key set loads and the revocations held (rare; always kept).
+
+use std::sync::atomic::Ordering;
+use std::sync::LazyLock;
+
+use prometheus::IntCounter;
+
+use super::{enabled, get, KEYS_LOADED_AT};
+
+/// Counts a validation's verdict (`valid`, `expired`, ...).
+pub fn validation(verdict: &'static str) {
+    // One series per verdict, resolved once: a validation costs a short scan and an addition.
+    static SERIES: LazyLock<std::sync::RwLock<Vec<(&'static str, IntCounter)>>> =
+        LazyLock::new(Default::default);
+    if !enabled() {
+        return;
+    }
+    {
+        let series = SERIES
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, counter)) = series.iter().find(|(name, _)| *name == verdict) {
+            counter.inc();
+            return;
+        }
+    }
+    let counter = get().validations.with_label_values(&[verdict]);
+    counter.inc();
+    SERIES
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((verdict, counter));
+}
+
+/// Counts a lookup in the token cache.
+pub fn token_cache(hit: bool) {
+    static HIT: LazyLock<[IntCounter; 2]> = LazyLock::new(|| {
+        let cache = &get().cache;
+        [
+            cache.with_label_values(&["miss"]),
+            cache.with_label_values(&["hit"]),
+        ]
+    });
+    if enabled() {
+        HIT[usize::from(hit)].inc();
+    }
+}
+
+/// Counts a load of the key set; a successful one restarts its age.
+pub fn key_set_load(loaded: bool) {
+    let outcome = if loaded { "loaded" } else { "failed" };
+    get().key_loads.with_label_values(&[outcome]).inc();
+    if loaded {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as i64);
+        KEYS_LOADED_AT.store(now, Ordering::Release);
+    }
+}
+
+/// The number of revocations held now.
+pub fn revocations_held(count: usize) {
+    get().revocations.set(count as i64);
+}

@@ -1,0 +1,338 @@
+//! Configuration -> a running grpcio server: the store opened, the token verifier started, the
+//! services of the APIs' registry registered with health checking and reflection beside them,
+//! TLS set up, the address bound. No API is named here: a new one is registered in
+//! [`crate::apis::CONTRACT`].
+
+mod address;
+mod config;
+mod scrape;
+mod services;
+mod signals;
+mod transport;
+
+use std::fmt;
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use grpcio::{EnvBuilder, Server, ServerCredentials};
+
+pub use address::ListenAddress;
+pub use config::{
+    Keepalive, Limits, ServerConfig, ServerFlags, TlsConfig, TlsMode, DEFAULT_KEEPALIVE,
+    DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_SHUTDOWN_GRACE,
+};
+pub use scrape::Scrape;
+pub use signals::run;
+
+use crate::apis::health::HealthRegistry;
+use crate::apis::streams::{self, EndStreams};
+use crate::apis::{DependsOn, Serving};
+use crate::availability::Availability;
+use crate::store::{self, OpenError, ResourceStore, RevocationStore, Stores};
+use crate::tls::TlsError;
+use crate::tokens::{TokenError, TokenVerifier};
+use services::{Readiness, Services};
+
+/// Why a server did not start.
+#[derive(Debug)]
+pub enum ServerError {
+    /// The configuration cannot work; one line per problem.
+    Config(Vec<String>),
+    /// The address is well-formed but cannot be listened on (in use, not local, ...).
+    Bind { address: String, reason: String },
+    /// A certificate, key or CA file is missing, unreadable or inconsistent.
+    Tls(TlsError),
+    /// The gRPC core refused to build the server.
+    Build(grpcio::Error),
+    /// Signal handlers could not be installed.
+    Signals(std::io::Error),
+    /// The token service cannot be set up (its key set, its issuers).
+    Tokens(TokenError),
+    /// The store cannot be opened (a file, a URL, credentials, a schema).
+    Store(OpenError),
+    /// The metrics endpoint cannot listen where it was told to.
+    Metrics { address: String, reason: String },
+}
+
+impl ServerError {
+    /// What to tell the user, one line per problem.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Self::Config(problems) => problems.clone(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(problems) => f.write_str(&problems.join("; ")),
+            Self::Bind { address, reason } => write!(f, "cannot listen on {address}: {reason}"),
+            Self::Tls(e) => write!(f, "TLS: {e}"),
+            Self::Build(e) => write!(f, "cannot build the gRPC server: {e}"),
+            Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            Self::Tokens(e) => write!(f, "tokens: {e}"),
+            Self::Store(e) => write!(f, "store: {e}"),
+            Self::Metrics { address, reason } => {
+                write!(
+                    f,
+                    "cannot serve metrics on {address} (--metrics-listen): {reason}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// A server that is accepting calls. Dropping it stops it at once; [`RunningServer::shutdown`]
+/// stops it gracefully.
+pub struct RunningServer {
+    server: Server,
+    address: ListenAddress,
+    health: HealthRegistry,
+    verifier: Option<Arc<TokenVerifier>>,
+    end_streams: Option<EndStreams>,
+    scrape: Option<Scrape>,
+    served: Vec<(&'static str, DependsOn)>,
+}
+
+impl RunningServer {
+    /// The contract's APIs served, in the order they were registered, each with what its
+    /// health status follows (health checking and reflection are served beside them).
+    pub fn apis(&self) -> &[(&'static str, DependsOn)] {
+        &self.served
+    }
+
+    /// Where the metrics endpoint listens, HOST:PORT, when it was asked for.
+    pub fn metrics_address(&self) -> Option<&str> {
+        self.scrape.as_ref().map(Scrape::address)
+    }
+
+    /// The port the server listens on (the one picked when asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The address the server listens on, HOST:PORT with the bound port.
+    pub fn address(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// The serving status that health checking reports.
+    pub fn health(&self) -> &HealthRegistry {
+        &self.health
+    }
+
+    /// Starts draining: health checking reports NOT_SERVING for every service from now on (so
+    /// load balancers stop sending calls) and Watch streams end, while calls are still served.
+    pub fn begin_drain(&self) {
+        self.health.shut_down();
+    }
+
+    /// Loads the token service's key set again, in the background (what SIGHUP does).
+    pub fn reload_keys(&self) {
+        match &self.verifier {
+            Some(verifier) => {
+                log::info!(
+                    "loading the signing keys again from {}",
+                    verifier.key_location()
+                );
+                verifier.reload_keys();
+            }
+            None => log::info!("no key set to load again: TokenV1Proto is not served"),
+        }
+    }
+
+    /// Drains (see [`RunningServer::begin_drain`]), stops accepting calls, tells open streams to
+    /// end (each answers what it has read, then ends with UNAVAILABLE), and waits up to `grace`
+    /// for the calls in flight to finish, then cancels any that remain. Returns whether every
+    /// call finished within `grace`.
+    pub fn shutdown(mut self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        self.begin_drain();
+        let drained = self.server.shutdown();
+        if let Some(end_streams) = self.end_streams.take() {
+            end_streams.now();
+        }
+        let (done_tx, done_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = futures::executor::block_on(drained);
+            let _ = done_tx.send(());
+        });
+        if done_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+        {
+            return true;
+        }
+        log::warn!("calls still in flight after {grace:?}; cancelling them");
+        self.server.cancel_all_calls();
+        // Cancelled calls end at once; this wait only lets their handlers see it.
+        let _ = done_rx.recv_timeout(CANCELLED_CALLS_END);
+        false
+    }
+}
+
+/// How long cancelled calls are given to end before the server stops regardless.
+const CANCELLED_CALLS_END: Duration = Duration::from_millis(500);
+
+/// Opens the store the configuration names, builds the server with every API registered over
+/// it, binds it and starts it.
+pub fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> {
+    // The configuration and files are checked before the store is opened, and the store before
+    // anything binds, so a mistake costs no half-started server.
+    let (credentials, scrape) = prepare(config)?;
+    let stores = store::open(&config.store).map_err(ServerError::Store)?;
+    serve(config, credentials, stores, scrape)
+}
+
+/// As [`start`], over the given resource store (a test double) and revocations in memory.
+pub fn start_with_store(
+    config: &ServerConfig,
+    store: Arc<dyn ResourceStore>,
+) -> Result<RunningServer, ServerError> {
+    let max_revocations = config.store.capacity.max_revocations;
+    start_with_stores(config, Stores::memory_with(store, max_revocations))
+}
+
+/// As [`start`], over the given stores: test doubles, or a database opened beforehand.
+pub fn start_with_stores(
+    config: &ServerConfig,
+    stores: Stores,
+) -> Result<RunningServer, ServerError> {
+    let (credentials, scrape) = prepare(config)?;
+    serve(config, credentials, stores, scrape)
+}
+
+/// What is checked before a store is opened: the configuration, the TLS files, and the metrics
+/// port (one in use should cost nothing, not even a migrated database).
+fn prepare(config: &ServerConfig) -> Result<(ServerCredentials, Option<Scrape>), ServerError> {
+    let problems = config.problems();
+    if !problems.is_empty() {
+        return Err(ServerError::Config(problems));
+    }
+    let credentials = transport::credentials(&config.tls).map_err(ServerError::Tls)?;
+    let scrape = config
+        .metrics_listen
+        .as_ref()
+        .map(|address| {
+            Scrape::start(address).map_err(|reason| ServerError::Metrics {
+                address: address.clone(),
+                reason,
+            })
+        })
+        .transpose()?;
+    Ok((credentials, scrape))
+}
+
+fn serve(
+    config: &ServerConfig,
+    credentials: ServerCredentials,
+    stores: Stores,
+    scrape: Option<Scrape>,
+) -> Result<RunningServer, ServerError> {
+    let stores = if scrape.is_some() {
+        stores.metered()
+    } else {
+        stores
+    };
+    let verifier = start_tokens(config, Arc::clone(&stores.revocations))?;
+    let (end_streams, streams_end) = streams::streams_end();
+    let health = HealthRegistry::new();
+    let serving = Serving {
+        resources: &stores.resources,
+        verifier: verifier.as_ref(),
+        options: &config.apis,
+        streams_end: &streams_end,
+    };
+    let services = Services::offer(&serving, &health, config.reflection);
+    let not_served: String = services
+        .not_served
+        .iter()
+        .map(|line| format!("; {line}"))
+        .collect();
+    services.follow(
+        &health,
+        &Readiness {
+            store: stores.availability.clone(),
+            keys: verifier
+                .as_ref()
+                .map_or_else(Availability::down, |verifier| verifier.keys_loaded()),
+        },
+    );
+    let served = services.served();
+    let names = services.names();
+    let (server, address) = bind(config, services, credentials)?;
+    let metrics = scrape.as_ref().map_or(String::new(), |scrape| {
+        format!("; metrics at http://{}/metrics", scrape.address())
+    });
+    log::info!(
+        "listening on {address} ({}), serving {}{}; store: {}{metrics}",
+        config.tls.mode(),
+        names.join(", "),
+        not_served,
+        stores.description
+    );
+    Ok(RunningServer {
+        server,
+        address,
+        health,
+        verifier,
+        end_streams: Some(end_streams),
+        scrape,
+        served,
+    })
+}
+
+/// Builds the gRPC server with `services` registered, binds the listen address and starts it.
+fn bind(
+    config: &ServerConfig,
+    services: Services,
+    credentials: ServerCredentials,
+) -> Result<(Server, ListenAddress), ServerError> {
+    let env = Arc::new(
+        EnvBuilder::new()
+            .cq_count(config.threads())
+            .name_prefix("grpc-server")
+            .build(),
+    );
+    let mut builder = transport::builder(env, config);
+    for api in services.into_registered() {
+        builder = builder.register_service(api.service);
+    }
+    let mut server = builder.build().map_err(ServerError::Build)?;
+    let port = server
+        .add_listening_port(config.listen.to_string(), credentials)
+        .map_err(|_| ServerError::Bind {
+            address: config.listen.to_string(),
+            reason: transport::why_bind_failed(&config.listen),
+        })?;
+    server.start();
+    Ok((server, config.listen.with_port(port)))
+}
+
+/// The token verifier, when a key set is configured.
+fn start_tokens(
+    config: &ServerConfig,
+    revocations: Arc<dyn RevocationStore>,
+) -> Result<Option<Arc<TokenVerifier>>, ServerError> {
+    let Some(verifier) =
+        TokenVerifier::start(&config.tokens, revocations).map_err(ServerError::Tokens)?
+    else {
+        return Ok(None);
+    };
+    let tokens = &config.tokens;
+    log::info!(
+        "tokens: keys from {}, issuers [{}], audiences [{}], cache {} entries, admins [{}]",
+        verifier.key_location(),
+        tokens.issuers.join(", "),
+        tokens.audiences.join(", "),
+        tokens.cache_entries,
+        config.apis.token_admins.join(", ")
+    );
+    Ok(Some(Arc::new(verifier)))
+}

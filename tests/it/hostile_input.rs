@@ -1,0 +1,269 @@
+//! Requests that are not valid messages, sent as raw bytes to every rpc: each gets INTERNAL with
+//! a message naming the type it failed to be, is logged without its content, and the server
+//! keeps answering. Then a fixed-seed batch of random payloads.
+
+use crate::common;
+
+use std::io::Read;
+use std::time::Duration;
+
+use common::jwt::{token_config, KeyFile, SigningKey};
+use common::{call, spawn_server, spawn_server_with, ServerProcess, TestServer};
+use grpcio::{Client, GrpcSlice, Marshaller, MessageReader, Method, MethodType, RpcStatusCode};
+use mrmat_rust_api_grpc::proto::{HealthzInput, HealthzProtoClient, ResourceV1Output};
+use protobuf::Message as _;
+
+/// Every rpc of the contract, with the request type a payload must decode as.
+const RPCS: &[(&str, &str)] = &[
+    ("/GreetingV1Proto/GetGreeting", "GreetingV1Input"),
+    ("/GreetingV2Proto/GetGreeting", "GreetingV2Input"),
+    ("/HealthzProto/GetHealth", "HealthzInput"),
+    ("/ResourceV1Proto/List", "Empty"),
+    ("/ResourceV1Proto/Get", "ResourceV1IdInput"),
+    ("/ResourceV1Proto/Create", "ResourceV1"),
+    ("/ResourceV1Proto/Modify", "ResourceV1"),
+    ("/ResourceV1Proto/Remove", "ResourceV1IdInput"),
+    ("/TokenV1Proto/Validate", "TokenV1Input"),
+    ("/TokenV1Proto/Revoke", "TokenV1RevokeInput"),
+];
+
+/// A server with every service of the contract on, the token service included, and the key
+/// file it needs (kept as long as the server).
+fn spawn_full_server() -> (TestServer, KeyFile) {
+    let key = SigningKey::ed25519("ed");
+    let keys = KeyFile::new(&[&key]);
+    (spawn_server_with(token_config(&keys)), keys)
+}
+
+// The signature is grpcio's SerializeFn<Vec<u8>>.
+#[allow(clippy::ptr_arg)]
+fn raw_ser(bytes: &Vec<u8>, buf: &mut GrpcSlice) -> grpcio::Result<()> {
+    *buf = GrpcSlice::from(bytes.clone());
+    Ok(())
+}
+
+fn raw_de(mut reader: MessageReader) -> grpcio::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| grpcio::Error::Codec(Box::new(e)))?;
+    Ok(bytes)
+}
+
+fn raw_method(name: &'static str) -> Method<Vec<u8>, Vec<u8>> {
+    let bytes = || Marshaller {
+        ser: raw_ser,
+        de: raw_de,
+    };
+    Method {
+        ty: MethodType::Unary,
+        name,
+        req_mar: bytes(),
+        resp_mar: bytes(),
+    }
+}
+
+/// A client that sends any bytes as a request, plus the server's health check.
+struct RawClient {
+    client: Client,
+    healthz: HealthzProtoClient,
+}
+
+impl RawClient {
+    fn new(server: &TestServer) -> Self {
+        let channel = server.channel();
+        Self {
+            client: Client::new(channel.clone()),
+            healthz: HealthzProtoClient::new(channel),
+        }
+    }
+
+    fn send(&self, rpc: &'static str, payload: &[u8]) -> grpcio::Result<Vec<u8>> {
+        self.client
+            .unary_call(&raw_method(rpc), &payload.to_vec(), call())
+    }
+
+    fn assert_still_serving(&self, after: &str) {
+        let answer = self
+            .healthz
+            .get_health_opt(&HealthzInput::new(), call())
+            .unwrap_or_else(|e| panic!("the server stopped answering after {after}: {e}"));
+        assert_eq!(answer.code, 200, "after {after}");
+    }
+}
+
+/// Payloads no message type decodes: each breaks the wire format itself.
+fn undecodable() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "a length-delimited field cut short",
+            vec![0x0a, 0x05, b'a', b'b'],
+        ),
+        ("a varint cut short", vec![0x08, 0x80]),
+        (
+            "a varint of eleven bytes",
+            [&[0x08][..], &[0xff; 10], &[0x01]].concat(),
+        ),
+        ("wire type 6", vec![0x0e, 0x00]),
+        ("wire type 7", vec![0x0f, 0x00]),
+        ("field number 0", vec![0x00, 0x00]),
+        ("an end-group without a start", vec![0x0c]),
+        (
+            "a length far past the end",
+            vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x07, 0x00],
+        ),
+        ("a fixed64 cut short", vec![0x09, 0x01, 0x02]),
+        ("groups nested 100000 deep", vec![0x0b; 100_000]),
+    ]
+}
+
+fn assert_internal_naming(result: grpcio::Result<Vec<u8>>, message_type: &str, case: &str) {
+    match result {
+        Err(grpcio::Error::RpcFailure(status)) => {
+            assert_eq!(status.code(), RpcStatusCode::INTERNAL, "{case}: {status:?}");
+            assert!(
+                status
+                    .message()
+                    .contains(&format!("is not a valid {message_type}")),
+                "{case}: {}",
+                status.message()
+            );
+        }
+        other => panic!("{case}: expected INTERNAL, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_rpc_answers_a_broken_encoding_with_internal_and_keeps_serving() {
+    let (server, _keys) = spawn_full_server();
+    let client = RawClient::new(&server);
+    for &(rpc, message_type) in RPCS {
+        for (what, payload) in undecodable() {
+            let case = format!("{what} sent to {rpc}");
+            assert_internal_naming(client.send(rpc, &payload), message_type, &case);
+            client.assert_still_serving(&case);
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_in_a_name_is_refused_where_the_field_is_a_string() {
+    let (server, _keys) = spawn_full_server();
+    let client = RawClient::new(&server);
+    let bad_utf8 = [0xc3, 0x28];
+    // GreetingV2Input.name is field 1, ResourceV1.name is field 3.
+    let greeting = [&[0x0a, 0x02][..], &bad_utf8].concat();
+    let resource = [&[0x1a, 0x02][..], &bad_utf8].concat();
+    // TokenV1Input.token is field 2.
+    let token = [&[0x12, 0x02][..], &bad_utf8].concat();
+    for (rpc, message_type, payload) in [
+        ("/GreetingV2Proto/GetGreeting", "GreetingV2Input", &greeting),
+        ("/ResourceV1Proto/Create", "ResourceV1", &resource),
+        ("/ResourceV1Proto/Modify", "ResourceV1", &resource),
+        ("/TokenV1Proto/Validate", "TokenV1Input", &token),
+    ] {
+        let case = format!("invalid UTF-8 sent to {rpc}");
+        assert_internal_naming(client.send(rpc, payload), message_type, &case);
+        client.assert_still_serving(&case);
+    }
+}
+
+#[test]
+fn a_known_field_with_another_wire_type_is_kept_as_an_unknown_field() {
+    // As protobuf specifies (and Python's and C++'s parsers do): the request decodes, the field
+    // keeps its default. Here Get's id arrives length-delimited, so the id read is 0.
+    let server = spawn_server();
+    let client = RawClient::new(&server);
+    let answer = client
+        .send("/ResourceV1Proto/Get", &[0x0a, 0x01, 0x41])
+        .expect("the request decodes");
+    let answer = ResourceV1Output::parse_from_bytes(&answer).expect("a valid answer");
+    assert_eq!(
+        (answer.status.code, answer.status.message.as_str()),
+        (404, "Not Found")
+    );
+}
+
+#[test]
+fn a_fixed_seed_batch_of_random_payloads_never_breaks_the_server() {
+    let (server, _keys) = spawn_full_server();
+    let client = RawClient::new(&server);
+    let mut rng = fastrand::Rng::with_seed(0x6d72_6d61_7467_7270);
+    // A valid ResourceV1{id: 3, owner_id: 7, name: "name"}: mutations of it reach deeper into
+    // the decoder than pure noise does.
+    let valid = [&[0x08, 0x03, 0x10, 0x07, 0x1a, 0x04][..], b"name"].concat();
+    let (mut answered, mut refused) = (0, 0);
+    for &(rpc, message_type) in RPCS {
+        for round in 0..150 {
+            let payload = if round % 2 == 0 {
+                let len = rng.usize(0..48);
+                (0..len).map(|_| rng.u8(..)).collect::<Vec<u8>>()
+            } else {
+                mutate(&mut rng, &valid)
+            };
+            let case = format!("random payload {payload:02x?} sent to {rpc}");
+            match client.send(rpc, &payload) {
+                Ok(_) => answered += 1,
+                // A Revoke that decoded, refused for want of a client certificate.
+                Err(grpcio::Error::RpcFailure(status))
+                    if status.code() == RpcStatusCode::PERMISSION_DENIED =>
+                {
+                    answered += 1
+                }
+                result => {
+                    assert_internal_naming(result, message_type, &case);
+                    refused += 1;
+                }
+            }
+            client.assert_still_serving(&case);
+        }
+    }
+    // The batch is only worth something if it exercises both outcomes.
+    assert!(
+        answered > 100 && refused > 100,
+        "{answered} answered, {refused} refused"
+    );
+}
+
+/// A copy of `valid` with one to three random edits: a byte replaced, removed or inserted, or
+/// the tail cut off.
+fn mutate(rng: &mut fastrand::Rng, valid: &[u8]) -> Vec<u8> {
+    let mut bytes = valid.to_vec();
+    for _ in 0..rng.usize(1..=3) {
+        let at = rng.usize(0..bytes.len().max(1));
+        match rng.u8(0..4) {
+            0 if !bytes.is_empty() => bytes[at] = rng.u8(..),
+            1 if !bytes.is_empty() => {
+                bytes.remove(at);
+            }
+            2 => bytes.insert(at.min(bytes.len()), rng.u8(..)),
+            _ => bytes.truncate(at),
+        }
+    }
+    bytes
+}
+
+#[test]
+fn an_undecodable_request_is_logged_at_warn_without_its_content() {
+    let server = ServerProcess::start(&[]);
+    let env = std::sync::Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+    let client = Client::new(grpcio::ChannelBuilder::new(env).connect(&server.address));
+    // A name that is a secret followed by a byte that is not UTF-8.
+    let payload = [&[0x0a, 0x0b][..], b"hunter2-pw", &[0xff]].concat();
+    let result = client.unary_call(
+        &raw_method("/GreetingV2Proto/GetGreeting"),
+        &payload,
+        call(),
+    );
+    assert_internal_naming(result, "GreetingV2Input", "invalid UTF-8");
+    let line = server
+        .log
+        .line_containing("GreetingV2Input", Duration::from_secs(10))
+        .expect("the refusal is logged");
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("13-byte"), "{line}");
+    assert!(
+        !line.contains("hunter2"),
+        "the log shows the request's content: {line}"
+    );
+}

@@ -1,0 +1,36 @@
+//! Every integration test, in one binary (as grpc-rs, ripgrep and zero2prod keep theirs): each
+//! test binary links the gRPC C core and SQLite, so one binary links them once. One module per
+//! behaviour; `common` starts real servers and clients for them.
+//!
+//! `ci/test --quick` leaves out the tests that start PostgreSQL, network namespaces, Prometheus
+//! or Python: their paths say so (`postgres`, `netns`, `replicas`, `interop`, `prometheus`,
+//! `promtool`, `python`, `jwks_url`, whose identity provider is Python's HTTP server), and a new
+//! test that needs one of those must keep such a word in its name.
+
+mod common;
+
+mod bench;
+mod cli;
+mod faults;
+mod greeting;
+mod health;
+mod healthz;
+mod hostile_input;
+mod interop;
+mod jwks_url;
+mod layers;
+mod limits;
+mod logs;
+mod metrics;
+mod netns;
+mod reflection;
+mod registry;
+mod replicas;
+mod resource;
+mod resource_v2;
+mod store;
+mod store_conformance;
+mod tls;
+mod token_client;
+mod token_streams;
+mod tokens;

@@ -1,0 +1,363 @@
+//! The token service's streams under load, abuse and shutdown, mostly against the server binary
+//! as a user runs it: SIGHUP, a client that writes without reading, SIGTERM with streams open,
+//! keepalive pings, and the cap on concurrent streams.
+
+use crate::common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::jwt::{claims, input, token_args, token_config, KeyFile, SigningKey};
+use common::{call, rss_kib, spawn_server_with, ServerProcess};
+use futures::{SinkExt as _, StreamExt as _};
+use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode, WriteFlags};
+use jsonwebtoken::Algorithm;
+use mrmat_rust_api_grpc::proto::health::v1::{
+    health_check_response::ServingStatus, HealthCheckRequest, HealthClient,
+};
+use mrmat_rust_api_grpc::proto::{TokenV1Output, TokenV1ProtoClient, TokenV1Verdict};
+
+fn start(keys: &KeyFile, extra: &[&str]) -> ServerProcess {
+    let args = token_args(keys);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    ServerProcess::start(&args)
+}
+
+fn verdict(answer: &TokenV1Output) -> TokenV1Verdict {
+    answer.verdict.enum_value_or_default()
+}
+
+fn validate(client: &TokenV1ProtoClient, token: &str) -> TokenV1Verdict {
+    verdict(
+        &client
+            .validate_opt(&input(1, token), call())
+            .expect("Validate answers"),
+    )
+}
+
+/// A channel of its own, never sharing a connection with another channel to the same server.
+fn own_channel(address: &str) -> grpcio::Channel {
+    let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+    ChannelBuilder::new(env)
+        .use_local_subchannel_pool(true)
+        .connect(address)
+}
+
+#[test]
+fn sighup_loads_the_key_set_again_and_unknown_kids_do_not_make_it_reload_more_than_every_30_s() {
+    let old = SigningKey::p384("old");
+    let new = SigningKey::p384("new");
+    let keys = KeyFile::new(&[&old]);
+    let server = start(&keys, &[]);
+    let client = TokenV1ProtoClient::new(server.channel());
+    let token = new.sign(&claims("frank"));
+
+    // An unknown kid makes the server read the file once (nothing new in it)...
+    assert_eq!(
+        validate(&client, &token),
+        TokenV1Verdict::TOKEN_V1_UNKNOWN_KEY
+    );
+    // ...and a second one, with the key now there, does not make it read again within 30 s.
+    keys.write(&[&old, &new]);
+    for _ in 0..20 {
+        assert_eq!(
+            validate(&client, &token),
+            TokenV1Verdict::TOKEN_V1_UNKNOWN_KEY
+        );
+    }
+    assert!(
+        server
+            .log
+            .line_containing("signing keys loaded", Duration::from_millis(200))
+            .is_none(),
+        "unknown kids made the server load the keys"
+    );
+
+    // SIGHUP does.
+    server.signal("HUP");
+    let line = server
+        .log
+        .line_containing("signing keys loaded", Duration::from_secs(10))
+        .expect("SIGHUP loads the key set");
+    assert!(line.contains("kids [new, old]"), "{line}");
+    assert_eq!(validate(&client, &token), TokenV1Verdict::TOKEN_V1_VALID);
+
+    // A key set that breaks on reload keeps the one loaded before, and says so.
+    std::fs::write(keys.path(), "{\"keys\": 7}").expect("write");
+    server.signal("HUP");
+    let line = server
+        .log
+        .line_containing("cannot load signing keys", Duration::from_secs(10))
+        .expect("the failed load is logged");
+    assert!(line.contains("keeping the 2 keys loaded before"), "{line}");
+    assert_eq!(validate(&client, &token), TokenV1Verdict::TOKEN_V1_VALID);
+}
+
+#[test]
+fn a_client_that_writes_without_reading_is_held_back_by_flow_control_not_buffered() {
+    const INPUTS: u64 = 1_000_000;
+    let key = SigningKey::rsa("rsa", Algorithm::RS256);
+    let keys = KeyFile::new(&[&key]);
+    let server = start(&keys, &[]);
+    let token = key.sign(&claims("greedy"));
+    let baseline = rss_kib(server.pid());
+
+    // The greedy client: a million inputs on one stream, not one answer read.
+    let sent = Arc::new(AtomicU64::new(0));
+    let greedy = TokenV1ProtoClient::new(own_channel(&server.address));
+    let (mut sink, answers) = greedy.validate_stream().expect("the stream opens");
+    let writer = {
+        let sent = Arc::clone(&sent);
+        thread::spawn(move || {
+            futures::executor::block_on(async {
+                for id in 0..INPUTS {
+                    if sink
+                        .send((input(id, &token), WriteFlags::default()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+    };
+
+    // Wait until the writer is held back: no progress for a second.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (sent.load(Ordering::Relaxed), Instant::now());
+    loop {
+        thread::sleep(Duration::from_millis(100));
+        let now = sent.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the writer was never held back");
+    }
+    let held_at = last.0;
+    assert!(held_at > 0, "the stream took no input at all");
+    assert!(
+        held_at < INPUTS / 2,
+        "{held_at} of {INPUTS} inputs were taken without one answer read"
+    );
+    let grown_mib = rss_kib(server.pid()).saturating_sub(baseline) / 1024;
+    assert!(
+        grown_mib < 64,
+        "the server grew {grown_mib} MiB holding {held_at} unread inputs"
+    );
+
+    // Everyone else is served meanwhile, on another connection and on the same one.
+    let other = TokenV1ProtoClient::new(own_channel(&server.address));
+    assert_eq!(
+        validate(&other, &key.sign(&claims("polite"))),
+        TokenV1Verdict::TOKEN_V1_VALID
+    );
+    let (answers_to_other, ended) =
+        common::jwt::validate_stream(&other, (0..100).map(|i| input(i, "x.y.z")).collect());
+    ended.expect("another stream is served");
+    assert_eq!(answers_to_other.len(), 100);
+    eprintln!("held back after {held_at} inputs; the server grew {grown_mib} MiB");
+
+    // Reading at last drains what was held back, in order.
+    let read = futures::executor::block_on(answers.take(1000).collect::<Vec<_>>());
+    for (i, answer) in read.into_iter().enumerate() {
+        let answer = answer.expect("an answer");
+        assert_eq!(answer.request_id, i as u64);
+        assert_eq!(verdict(&answer), TokenV1Verdict::TOKEN_V1_VALID);
+    }
+    drop(server);
+    writer.join().expect("the writer ends when the server goes");
+}
+
+#[test]
+fn sigterm_answers_what_each_stream_has_read_then_ends_it_unavailable_and_exits_within_the_grace() {
+    let key = SigningKey::ed25519("ed");
+    let keys = KeyFile::new(&[&key]);
+    let mut server = start(&keys, &["--drain-delay", "1", "--shutdown-grace", "3"]);
+    let token = key.sign(&claims("gina"));
+
+    // A stuck stream: its client writes and never reads, so it cannot end cleanly.
+    let stuck_client = TokenV1ProtoClient::new(own_channel(&server.address));
+    let (mut stuck, _unread) = stuck_client.validate_stream().expect("the stream opens");
+    thread::spawn(move || {
+        futures::executor::block_on(async {
+            for id in 0.. {
+                let sent = stuck.send((input(id, &token), WriteFlags::default()));
+                if sent.await.is_err() {
+                    break;
+                }
+            }
+        })
+    });
+
+    // A well-behaved stream: sends and reads all the time, through the shutdown.
+    let client = TokenV1ProtoClient::new(own_channel(&server.address));
+    let (mut sink, mut answers) = client.validate_stream().expect("the stream opens");
+    let token = key.sign(&claims("hank"));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let sent = Arc::clone(&sent);
+        thread::spawn(move || {
+            futures::executor::block_on(async {
+                for id in 0.. {
+                    let input = input(id, &token);
+                    if sink.send((input, WriteFlags::default())).await.is_err() {
+                        break;
+                    }
+                    sent.store(id + 1, Ordering::Relaxed);
+                    thread::sleep(Duration::from_millis(2));
+                }
+            })
+        })
+    };
+    let first = futures::executor::block_on(answers.next()).expect("an answer");
+    assert_eq!(first.expect("an answer").request_id, 0);
+
+    let health = HealthClient::new(own_channel(&server.address));
+    let asked = Instant::now();
+    server.terminate();
+    let mut request = HealthCheckRequest::new();
+    request.service = "TokenV1Proto".to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while health
+        .check_opt(&request, call())
+        .expect("health answers while draining")
+        .status
+        .enum_value_or_default()
+        != ServingStatus::NOT_SERVING
+    {
+        assert!(Instant::now() < deadline, "health never said NOT_SERVING");
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    // Answers keep coming, in order, through the drain delay; then UNAVAILABLE.
+    let mut next_id = 1;
+    let ended = futures::executor::block_on(async {
+        while let Some(answer) = answers.next().await {
+            match answer {
+                Ok(answer) => {
+                    assert_eq!(answer.request_id, next_id, "in order, none lost");
+                    assert_eq!(verdict(&answer), TokenV1Verdict::TOKEN_V1_VALID);
+                    next_id += 1;
+                }
+                Err(e) => return e,
+            }
+        }
+        panic!("the stream ended without a status")
+    });
+    let ended_after = asked.elapsed();
+    let grpcio::Error::RpcFailure(status) = ended else {
+        panic!("{ended:?}")
+    };
+    assert_eq!(status.code(), RpcStatusCode::UNAVAILABLE);
+    assert!(
+        status.message().contains("shutting down"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        ended_after >= Duration::from_secs(1),
+        "the stream ended {ended_after:?} after SIGTERM, before the drain delay"
+    );
+    // Inputs sent but not yet read when the stream was told to end get no answer; the ones
+    // read all did (in order, above), and the drain kept it going meanwhile.
+    assert!(
+        next_id > 100,
+        "only {next_id} answered of {} sent",
+        sent.load(Ordering::Relaxed)
+    );
+
+    // The stuck stream does not hold the server past drain delay + grace.
+    let exit = server
+        .wait_for_exit(Duration::from_secs(10))
+        .expect("the server exits");
+    let took = asked.elapsed();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        took < Duration::from_secs(1 + 3 + 2),
+        "the server took {took:?} to exit"
+    );
+    let _ = sender.join();
+}
+
+#[test]
+fn keepalive_pings_from_a_client_every_second_are_welcome_and_keep_an_idle_stream_open() {
+    let key = SigningKey::ed25519("ed");
+    let keys = KeyFile::new(&[&key]);
+    let server = spawn_server_with(token_config(&keys));
+    // Pings as often as the token client of issue 12 may send them, with or without calls.
+    let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+    let channel = ChannelBuilder::new(env)
+        .keepalive_time(Duration::from_secs(1))
+        .keepalive_timeout(Duration::from_secs(5))
+        .keepalive_permit_without_calls(true)
+        .http2_max_pings_without_data(0)
+        .use_local_subchannel_pool(true)
+        .connect(&server.address);
+    let client = TokenV1ProtoClient::new(channel);
+    let (mut sink, mut answers) = client.validate_stream().expect("the stream opens");
+    let token = key.sign(&claims("ivan"));
+    let mut ask = |id: u64| {
+        futures::executor::block_on(async {
+            sink.send((input(id, &token), WriteFlags::default()))
+                .await
+                .expect("send");
+            answers.next().await.expect("an answer")
+        })
+    };
+    assert_eq!(ask(1).expect("answered").request_id, 1);
+    // Idle for several ping intervals: a server that thought the pings too many would have
+    // sent GOAWAY (too_many_pings) and the stream would fail.
+    thread::sleep(Duration::from_secs(6));
+    let answer = ask(2).expect("the stream is still open after idle pings");
+    assert_eq!(answer.request_id, 2);
+    assert_eq!(verdict(&answer), TokenV1Verdict::TOKEN_V1_VALID);
+}
+
+#[test]
+fn streams_beyond_the_per_connection_cap_wait_and_other_connections_do_not() {
+    let key = SigningKey::ed25519("ed");
+    let keys = KeyFile::new(&[&key]);
+    let mut config = token_config(&keys);
+    config.limits.max_concurrent_streams = 2;
+    let server = spawn_server_with(config);
+    let client = TokenV1ProtoClient::new(own_channel(&server.address));
+    let token = key.sign(&claims("judy"));
+
+    let mut open = Vec::new();
+    for id in 0..2 {
+        let (mut sink, mut answers) = client.validate_stream().expect("the stream opens");
+        futures::executor::block_on(async {
+            sink.send((input(id, &token), WriteFlags::default()))
+                .await
+                .expect("send");
+            answers.next().await.expect("an answer").expect("answered");
+        });
+        open.push((sink, answers));
+    }
+    // A third call on the same connection waits for a free stream, here past its deadline.
+    let short = grpcio::CallOption::default().timeout(Duration::from_millis(500));
+    let error = client
+        .validate_opt(&input(3, &token), short)
+        .expect_err("no stream is free");
+    let grpcio::Error::RpcFailure(status) = error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(status.code(), RpcStatusCode::DEADLINE_EXCEEDED);
+
+    // Another connection is not held up.
+    let other = TokenV1ProtoClient::new(own_channel(&server.address));
+    assert_eq!(validate(&other, &token), TokenV1Verdict::TOKEN_V1_VALID);
+
+    // Once a stream ends, the waiting call goes through.
+    let (mut sink, _answers) = open.pop().expect("two streams");
+    futures::executor::block_on(sink.close()).expect("half-close");
+    drop(open);
+    assert_eq!(validate(&client, &token), TokenV1Verdict::TOKEN_V1_VALID);
+}
