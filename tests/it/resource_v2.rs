@@ -222,6 +222,29 @@ fn pages_walk_every_resource_once_in_id_order_on_sqlite_memory_and_postgres() {
 }
 
 #[test]
+fn a_page_token_forged_with_an_issued_at_at_either_end_of_time_is_stale() {
+    use base64::Engine as _;
+    let server = spawn_server_with(test_config());
+    let client = client(&server);
+    create(&client, "", 1, "r").expect("created");
+    for issued_at in [i64::MIN, i64::MAX] {
+        let forged =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("p1.0..{issued_at}"));
+        let (code, message) = refused(list(&client, 10, &forged, None));
+        assert_eq!(
+            code,
+            RpcStatusCode::INVALID_ARGUMENT,
+            "{issued_at}: {message}"
+        );
+        assert!(message.contains("stale"), "{issued_at}: {message}");
+    }
+    assert_eq!(
+        list(&client, 10, "", None).expect("still serving").0.len(),
+        1
+    );
+}
+
+#[test]
 fn v1_and_v2_serve_the_same_resources() {
     let server = spawn_server_with(test_config());
     let v1 = ResourceV1ProtoClient::new(server.channel());

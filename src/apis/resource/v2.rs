@@ -34,6 +34,9 @@ pub const MAX_REQUEST_ID_BYTES: usize = 128;
 /// short enough that a token kept by mistake is refused instead of resuming a stale listing.
 pub const PAGE_TOKEN_SECONDS: i64 = 3600;
 
+/// How far in the future a page token's issued-at may be: replicas' clocks differ a little.
+const PAGE_TOKEN_CLOCK_SKEW: i64 = 60;
+
 /// The resource API, version 2, over a shared store.
 #[derive(Clone)]
 pub struct ResourceV2Api {
@@ -150,7 +153,11 @@ fn page_query(request: &ResourceV2ListRequest, now: i64) -> Result<PageQuery, St
             describe_owner(owner_id)
         ));
     }
-    if now - token.issued_at > PAGE_TOKEN_SECONDS || token.issued_at > now + 60 {
+    // Checked: a forged issued-at (i64::MIN, say) must read as stale, never wrap into fresh.
+    let fresh = now
+        .checked_sub(token.issued_at)
+        .is_some_and(|age| (-PAGE_TOKEN_CLOCK_SKEW..=PAGE_TOKEN_SECONDS).contains(&age));
+    if !fresh {
         return Err(format!(
             "page_token is stale (a page token is good for {PAGE_TOKEN_SECONDS} s): list again \
              from the first page"
@@ -209,12 +216,15 @@ impl ResourceV2Proto for ResourceV2Api {
             if page.len() > query.limit {
                 page.truncate(query.limit);
                 let last = page.last().map_or(query.from_id, |resource| resource.id);
-                response.next_page_token = PageToken {
-                    from_id: last + 1,
-                    owner_id: query.owner_id,
-                    issued_at: now,
+                // No id follows u64::MAX: then there is no next page to point at.
+                if let Some(from_id) = last.checked_add(1) {
+                    response.next_page_token = PageToken {
+                        from_id,
+                        owner_id: query.owner_id,
+                        issued_at: now,
+                    }
+                    .encode();
                 }
-                .encode();
             }
             response.resources = page.into_iter().map(to_message).collect();
             Ok(response)
@@ -354,6 +364,25 @@ mod tests {
         assert!(
             why.contains("owner_id 1") && why.contains("owner_id 2"),
             "{why}"
+        );
+    }
+
+    #[test]
+    fn a_page_token_issued_at_either_end_of_time_is_stale_not_an_overflow() {
+        for issued_at in [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MAX,
+            1_000 + PAGE_TOKEN_CLOCK_SKEW + 1,
+        ] {
+            let forged = listing(&token_text(5, None, issued_at), None);
+            let why = page_query(&forged, 1_000).expect_err("stale");
+            assert!(why.contains("stale"), "{issued_at}: {why}");
+        }
+        let edge = listing(&token_text(5, None, 1_000 + PAGE_TOKEN_CLOCK_SKEW), None);
+        assert!(
+            page_query(&edge, 1_000).is_ok(),
+            "a minute ahead is a clock's skew"
         );
     }
 
