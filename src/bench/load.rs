@@ -296,7 +296,10 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
                     loop {
                         match answer {
                             Some(Ok(a)) => {
-                                let started = sent.pop_front().expect("a question per answer");
+                                // Any server of the contract may be loaded, a faulty one too.
+                                let Some(started) = sent.pop_front() else {
+                                    return Err(MORE_ANSWERS.to_owned());
+                                };
                                 record(&mut result, started, verdict(&a));
                             }
                             Some(Err(e)) => return Err(failed(e)),
@@ -316,8 +319,10 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
                     grpcio::Error::RpcFinished(_) => Ok(()),
                     e => Err(failed(e)),
                 })?;
-                while let Some(answer) = answers.next().await {
+                // Every question has had its answer: anything more is the server's mistake.
+                if let Some(answer) = answers.next().await {
                     answer.map_err(failed)?;
+                    return Err(MORE_ANSWERS.to_owned());
                 }
                 Ok(())
             }
@@ -340,6 +345,9 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
         &live,
     )
 }
+
+/// How a stream that answers more questions than it was asked is reported.
+pub const MORE_ANSWERS: &str = "the server sent more answers than questions";
 
 /// `measuring  3.5 s  calls 41234  rate 11781/s  errors 0`, redrawn in place.
 fn show_progress(label: &str, measure_from: Instant, live: &Live) {

@@ -427,3 +427,96 @@ fn compare_refuses_what_is_not_a_report_before_any_call() {
         "--compare without --plot is a usage error"
     );
 }
+
+/// A token service that answers every question twice: not ours, but the bench loads any
+/// server of the contract, a faulty one too.
+#[derive(Clone)]
+struct AnswersTwice;
+
+impl mrmat_rust_api_grpc::proto::TokenV1Proto for AnswersTwice {
+    fn validate(
+        &mut self,
+        ctx: grpcio::RpcContext,
+        _req: mrmat_rust_api_grpc::proto::TokenV1Input,
+        sink: grpcio::UnarySink<mrmat_rust_api_grpc::proto::TokenV1Output>,
+    ) {
+        ctx.spawn(async move {
+            let _ = sink.success(Default::default()).await;
+        });
+    }
+
+    fn validate_stream(
+        &mut self,
+        ctx: grpcio::RpcContext,
+        mut questions: grpcio::RequestStream<mrmat_rust_api_grpc::proto::TokenV1Input>,
+        mut sink: grpcio::DuplexSink<mrmat_rust_api_grpc::proto::TokenV1Output>,
+    ) {
+        use futures::{SinkExt as _, TryStreamExt as _};
+        ctx.spawn(async move {
+            while let Ok(Some(question)) = questions.try_next().await {
+                let mut answer = mrmat_rust_api_grpc::proto::TokenV1Output::new();
+                answer.request_id = question.request_id;
+                for _ in 0..2 {
+                    let flags = grpcio::WriteFlags::default();
+                    if sink.send((answer.clone(), flags)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = sink.close().await;
+        });
+    }
+
+    fn revoke(
+        &mut self,
+        ctx: grpcio::RpcContext,
+        _req: mrmat_rust_api_grpc::proto::TokenV1RevokeInput,
+        sink: grpcio::UnarySink<mrmat_rust_api_grpc::proto::StatusOutput>,
+    ) {
+        ctx.spawn(async move {
+            let _ = sink.success(Default::default()).await;
+        });
+    }
+}
+
+#[test]
+fn a_stream_that_answers_more_than_it_was_asked_is_an_error_in_the_report() {
+    let env = std::sync::Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+    let service = mrmat_rust_api_grpc::proto::create_token_v1_proto(AnswersTwice);
+    let mut server = grpcio::ServerBuilder::new(env)
+        .register_service(service)
+        .build()
+        .expect("a server");
+    let port = server
+        .add_listening_port("127.0.0.1:0", grpcio::ServerCredentials::insecure())
+        .expect("a free port");
+    server.start();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let tokens = dir.path().join("tokens.txt");
+    std::fs::write(&tokens, "a.b.c\n").expect("write the tokens");
+
+    let report = bench_json(
+        &format!("127.0.0.1:{port}"),
+        &[
+            "--call",
+            "token-stream",
+            "--tokens",
+            tokens.to_str().expect("UTF-8"),
+            "--calls",
+            "50",
+            "--warmup",
+            "0",
+            "--connections",
+            "1",
+            "--in-flight",
+            "4",
+        ],
+    );
+    let errors = report["errors"].as_object().expect("errors by status");
+    assert!(
+        errors
+            .keys()
+            .any(|e| e.contains("more answers than questions")),
+        "{report}"
+    );
+}
