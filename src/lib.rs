@@ -4,7 +4,7 @@
 //!
 //! Modules, from the edge down (each imports only those below it; `ci/test` checks it):
 //! - [`server`]: its flags and configuration, and configuration to a running server;
-//! - [`cli`]: the command-line client's arguments and subcommands; [`bench`]: the client's
+//! - [`cli`]: the command-line client's arguments and subcommands; [`bench`](mod@bench): the client's
 //!   load generator for any server of the contract;
 //! - [`apis`]: one module per API and version, each implementing a generated service trait over
 //!   the domain, and the registry of them; [`client`]: what the CLI, `bench` and apps share

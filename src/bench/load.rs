@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
-use grpcio::WriteFlags;
+use grpcio::{ClientDuplexReceiver, ClientDuplexSender, WriteFlags};
 use hdrhistogram::Histogram;
 
 use super::workload::{failed, verdict, Caller, Outcome, Workload};
-use crate::proto::TokenV1Input;
+use crate::proto::{TokenV1Input, TokenV1Output};
 
 /// When a phase stops measuring.
 #[derive(Clone, Copy, Debug)]
@@ -252,88 +252,36 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
         // The in-flight questions shared out as evenly as they go.
         let window = phase.in_flight as usize / streams
             + usize::from(n < phase.in_flight as usize % streams);
-        let (tokens, live, results_tx) = (phase.tokens.clone(), live.clone(), results_tx.clone());
+        let mut stream = Stream {
+            schedule,
+            live: live.clone(),
+            tokens: phase.tokens.clone(),
+            window,
+            rng: fastrand::Rng::with_seed(n as u64),
+            next_id: 0,
+            sent: VecDeque::with_capacity(window),
+            result: SlotResult::new(),
+        };
+        let results_tx = results_tx.clone();
         let opened = caller
             .token_client()
             .validate_stream_opt(grpcio::CallOption::default());
         caller.spawn(async move {
-            let mut result = SlotResult::new();
-            let record = |result: &mut SlotResult, started: Instant, outcome: Outcome| {
-                if started >= schedule.measure_from {
-                    result.record(started, outcome, &live);
-                }
+            let ran = match opened {
+                Ok((sink, answers)) => stream.run(sink, answers).await,
+                Err(e) => Err(failed(e)),
             };
-            // Answers come in question order, so the send times queue up the same way.
-            let mut sent: VecDeque<Instant> = VecDeque::with_capacity(window);
-            let ran: Result<(), String> = async {
-                let (mut sink, mut answers) = opened.map_err(failed)?;
-                sink.enhance_batch(true);
-                let mut rng = fastrand::Rng::with_seed(n as u64);
-                let mut next_id = 0u64;
-                loop {
-                    while sent.len() < window {
-                        // One instant decides whether a question is measured and when it
-                        // started: one admitted in the warm-up must not count as measured.
-                        let at = Instant::now();
-                        if !schedule.admit(at, &live) {
-                            break;
-                        }
-                        let mut question = TokenV1Input::new();
-                        next_id += 1;
-                        question.request_id = next_id;
-                        question.token = tokens[rng.usize(..tokens.len())].clone();
-                        // enhance_batch holds each back until the flush below sends them together.
-                        let flags = WriteFlags::default();
-                        sink.feed((question, flags)).await.map_err(failed)?;
-                        sent.push_back(at);
-                    }
-                    if sent.is_empty() {
-                        break;
-                    }
-                    sink.flush().await.map_err(failed)?;
-                    // One answer, then every other one already here, before sending again.
-                    let mut answer = answers.next().await;
-                    loop {
-                        match answer {
-                            Some(Ok(a)) => {
-                                // Any server of the contract may be loaded, a faulty one too.
-                                let Some(started) = sent.pop_front() else {
-                                    return Err(MORE_ANSWERS.to_owned());
-                                };
-                                record(&mut result, started, verdict(&a));
-                            }
-                            Some(Err(e)) => return Err(failed(e)),
-                            None => return Err("the server ended the stream".to_owned()),
-                        }
-                        if sent.is_empty() {
-                            break;
-                        }
-                        match answers.next().now_or_never() {
-                            Some(more) => answer = more,
-                            None => break,
-                        }
-                    }
-                }
-                sink.close().await.or_else(|e| match e {
-                    // The status can overtake the half-close: the call ended all the same.
-                    grpcio::Error::RpcFinished(_) => Ok(()),
-                    e => Err(failed(e)),
-                })?;
-                // Every question has had its answer: anything more is the server's mistake.
-                if let Some(answer) = answers.next().await {
-                    answer.map_err(failed)?;
-                    return Err(MORE_ANSWERS.to_owned());
-                }
-                Ok(())
-            }
-            .await;
             if let Err(status) = ran {
                 // Every question outstanding when the stream failed is a failure.
-                let measured = sent.iter().filter(|at| **at >= schedule.measure_from);
-                result.fail(status, measured.count().max(1) as u64, &live);
+                let measured = stream
+                    .sent
+                    .iter()
+                    .filter(|at| **at >= schedule.measure_from);
+                let calls = measured.count().max(1) as u64;
+                stream.result.fail(status, calls, &stream.live);
             }
-            result.finished = Instant::now();
-            let _ = results_tx.send(result);
+            stream.result.finished = Instant::now();
+            let _ = results_tx.send(stream.result);
         });
     }
     drop(results_tx);
@@ -344,6 +292,104 @@ pub fn drive_streams(callers: &[Caller], phase: &Phase) -> PhaseResult {
         phase.progress,
         &live,
     )
+}
+
+/// One stream of a token-stream phase and what it has measured.
+struct Stream {
+    schedule: Schedule,
+    live: Arc<Live>,
+    tokens: Arc<Vec<String>>,
+    /// Questions outstanding at most.
+    window: usize,
+    rng: fastrand::Rng,
+    next_id: u64,
+    /// When each outstanding question was sent: answers come in question order, so the send
+    /// times queue up the same way.
+    sent: VecDeque<Instant>,
+    result: SlotResult,
+}
+
+impl Stream {
+    /// Asks and takes answers until the phase stops admitting questions and every one is
+    /// answered; then ends the call.
+    async fn run(
+        &mut self,
+        mut sink: ClientDuplexSender<TokenV1Input>,
+        mut answers: ClientDuplexReceiver<TokenV1Output>,
+    ) -> Result<(), String> {
+        sink.enhance_batch(true);
+        loop {
+            self.ask(&mut sink).await?;
+            if self.sent.is_empty() {
+                break;
+            }
+            sink.flush().await.map_err(failed)?;
+            self.take_answers(&mut answers).await?;
+        }
+        sink.close().await.or_else(|e| match e {
+            // The status can overtake the half-close: the call ended all the same.
+            grpcio::Error::RpcFinished(_) => Ok(()),
+            e => Err(failed(e)),
+        })?;
+        // Every question has had its answer: anything more is the server's mistake.
+        if let Some(answer) = answers.next().await {
+            answer.map_err(failed)?;
+            return Err(MORE_ANSWERS.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Fills the window with questions (held back by enhance_batch until the caller flushes
+    /// them together).
+    async fn ask(&mut self, sink: &mut ClientDuplexSender<TokenV1Input>) -> Result<(), String> {
+        while self.sent.len() < self.window {
+            // One instant decides whether a question is measured and when it started: one
+            // admitted in the warm-up must not count as measured.
+            let at = Instant::now();
+            if !self.schedule.admit(at, &self.live) {
+                break;
+            }
+            let mut question = TokenV1Input::new();
+            self.next_id += 1;
+            question.request_id = self.next_id;
+            question.token = self.tokens[self.rng.usize(..self.tokens.len())].clone();
+            sink.feed((question, WriteFlags::default()))
+                .await
+                .map_err(failed)?;
+            self.sent.push_back(at);
+        }
+        Ok(())
+    }
+
+    /// One answer, then every other one already here, before asking again.
+    async fn take_answers(
+        &mut self,
+        answers: &mut ClientDuplexReceiver<TokenV1Output>,
+    ) -> Result<(), String> {
+        let mut answer = answers.next().await;
+        loop {
+            match answer {
+                Some(Ok(a)) => {
+                    // Any server of the contract may be loaded, a faulty one too.
+                    let Some(started) = self.sent.pop_front() else {
+                        return Err(MORE_ANSWERS.to_owned());
+                    };
+                    if started >= self.schedule.measure_from {
+                        self.result.record(started, verdict(&a), &self.live);
+                    }
+                }
+                Some(Err(e)) => return Err(failed(e)),
+                None => return Err("the server ended the stream".to_owned()),
+            }
+            if self.sent.is_empty() {
+                return Ok(());
+            }
+            match answers.next().now_or_never() {
+                Some(more) => answer = more,
+                None => return Ok(()),
+            }
+        }
+    }
 }
 
 /// How a stream that answers more questions than it was asked is reported.

@@ -223,6 +223,7 @@ impl Caller {
     }
 
     /// Makes one call of `workload`. `ids` are the preloaded resources to pick from.
+    // Long: one arm per workload, each a whole call, read side by side.
     pub async fn call(
         &self,
         workload: Workload,

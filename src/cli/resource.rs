@@ -129,6 +129,7 @@ fn new_request_id() -> String {
 }
 
 /// Makes one call of the resource API, version 2, and prints the answer.
+// Long: one arm per subcommand, each its request and the lines it prints.
 pub(super) fn v2(
     conn: &Connection,
     call: &ResourceV2Command,

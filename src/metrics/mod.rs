@@ -92,6 +92,7 @@ const CALL: &[&str] = &["grpc_type", "grpc_service", "grpc_method"];
 const HANDLED: &[&str] = &["grpc_type", "grpc_service", "grpc_method", "grpc_code"];
 
 impl Metrics {
+    // Long: one statement per family, its name and help beside it, as the scrape shows them.
     fn new() -> Self {
         let metrics = Self {
             registry: Registry::new(),
