@@ -5,7 +5,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{call, ServerProcess, SERVICES};
+use common::{call, default_services, ServerProcess};
 use mrmat_rust_api_grpc::proto::{
     GreetingV2Input, GreetingV2ProtoClient, ResourceV1, ResourceV1ProtoClient,
 };
@@ -22,7 +22,7 @@ fn the_startup_line_says_the_address_the_transport_and_the_services() {
         )),
         "{line}"
     );
-    for service in SERVICES {
+    for service in default_services() {
         assert!(line.contains(service), "{service} missing from: {line}");
     }
     let without = ServerProcess::start(&["--no-reflection"]);

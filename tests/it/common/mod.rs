@@ -17,17 +17,26 @@ use mrmat_rust_api_grpc::client::TlsOptions;
 use mrmat_rust_api_grpc::server::{self, ListenAddress, RunningServer, ServerConfig};
 use mrmat_rust_api_grpc::store::{StoreLocation, StoreOptions};
 
-/// Every service a server serves by default, in the order reflection lists them.
-pub const SERVICES: [&str; 8] = [
-    apis::greeting::v1::NAME,
-    apis::greeting::v2::NAME,
-    apis::healthz::NAME,
-    apis::resource::v1::NAME,
-    apis::resource::v2::NAME,
+/// The standard services served beside the APIs, in the order they are registered.
+pub const STANDARD: [&str; 3] = [
     apis::health::NAME,
     apis::reflection::NAMES[0],
     apis::reflection::NAMES[1],
 ];
+
+/// The APIs a server serves by default (no key set), in registry order: asked of a real
+/// server, so a new API needs no change here.
+pub fn default_apis() -> Vec<&'static str> {
+    let mut config = test_config();
+    config.store = StoreOptions::memory();
+    let apis = spawn_server_with(config).apis();
+    apis.into_iter().map(|(name, _)| name).collect()
+}
+
+/// Every service a server serves by default, in the order reflection lists them.
+pub fn default_services() -> Vec<&'static str> {
+    default_apis().into_iter().chain(STANDARD).collect()
+}
 
 /// A server started for one test, stopped when dropped.
 pub struct TestServer {
@@ -104,6 +113,12 @@ impl TestServer {
     /// The contract's APIs it serves, in order, each with what its health follows.
     pub fn apis(&self) -> Vec<(&'static str, DependsOn)> {
         self.server.as_ref().expect("running").apis().to_vec()
+    }
+
+    /// Every service it serves, in the order reflection lists them (reflection on).
+    pub fn served(&self) -> Vec<&'static str> {
+        let apis = self.apis().into_iter().map(|(name, _)| name);
+        apis.chain(STANDARD).collect()
     }
 
     /// Loads the token service's key set again, as SIGHUP does.
