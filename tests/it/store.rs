@@ -283,21 +283,27 @@ fn a_postgres_outage_is_unavailable_and_not_serving_and_heals_by_itself() {
 
     // Load while the database goes away: every call answers, none waits past its deadline.
     let stop = Arc::new(AtomicBool::new(false));
+    // Answers the load has had: OK, and UNAVAILABLE.
+    let answered = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let load = {
-        let (address, stop) = (server.address.clone(), stop.clone());
+        let (address, stop, answered) = (server.address.clone(), stop.clone(), answered.clone());
         thread::spawn(move || {
             let client = self::client(&address);
             let mut codes = BTreeMap::<String, usize>::new();
             while !stop.load(Ordering::Relaxed) {
                 let asked = Instant::now();
                 let code = match client.get_opt(&resource_id(kept.id), deadline(3)) {
-                    Ok(_) => "OK".to_owned(),
+                    Ok(_) => {
+                        answered[0].fetch_add(1, Ordering::Relaxed);
+                        "OK".to_owned()
+                    }
                     Err(grpcio::Error::RpcFailure(status)) => {
                         assert_eq!(
                             status.code(),
                             RpcStatusCode::UNAVAILABLE,
                             "the only failure is UNAVAILABLE, none waits out its deadline"
                         );
+                        answered[1].fetch_add(1, Ordering::Relaxed);
                         "UNAVAILABLE".to_owned()
                     }
                     Err(e) => panic!("{e}"),
@@ -309,6 +315,10 @@ fn a_postgres_outage_is_unavailable_and_not_serving_and_heals_by_itself() {
             codes
         })
     };
+    // The load is under way before the database goes (a busy machine may start it late).
+    eventually(10, "the load gets answers", || {
+        answered[0].load(Ordering::Relaxed) > 0
+    });
     cluster.stop();
     let database = format!("PostgreSQL at 127.0.0.1:{}/", cluster.port);
     eventually(
@@ -356,6 +366,11 @@ fn a_postgres_outage_is_unavailable_and_not_serving_and_heals_by_itself() {
         "{unavailable}"
     );
 
+    // A call that was waiting for a connection when the database went may outlast a short
+    // outage and succeed; the load must see the outage itself before it ends.
+    eventually(10, "the load sees UNAVAILABLE", || {
+        answered[1].load(Ordering::Relaxed) > 0
+    });
     cluster.start_again();
     eventually(20, "the same server answers OK again", || {
         client.get_opt(&resource_id(kept.id), deadline(3)).is_ok()
