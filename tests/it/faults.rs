@@ -157,7 +157,10 @@ fn a_graceful_shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
 
 #[test]
 fn sigterm_during_a_burst_answers_every_accepted_call_and_exits_0() {
-    let mut server = ServerProcess::start(&[]);
+    // A grace no accepted call should need (they take milliseconds): what is asserted is that
+    // none is cut off, not how fast a busy machine answers. (Once, on a clean clone just after
+    // the build, the default 10 s ran out; the server usually exits 50 ms after SIGTERM.)
+    let mut server = ServerProcess::start(&["--shutdown-grace", "60"]);
     let client = Arc::new(ResourceV1ProtoClient::new(channel(&server.address)));
     // Lists of a few thousand resources keep each call busy for a while.
     for n in 0..3000 {
@@ -192,8 +195,8 @@ fn sigterm_during_a_burst_answers_every_accepted_call_and_exits_0() {
 
     server.terminate();
     let status = server
-        .wait_for_exit(Duration::from_secs(15))
-        .expect("the server exits within 15s of SIGTERM");
+        .wait_for_exit(Duration::from_secs(75))
+        .expect("the server exits within its grace of SIGTERM");
     assert!(status.success(), "exit status {status}");
     for thread in burst {
         // A call that reached the server after the shutdown began is refused: by the closed
