@@ -21,6 +21,14 @@ pub const NAMES: [&str; 2] = [
     v1alpha::service_names::SERVER_REFLECTION,
 ];
 
+/// The files that define the two versions of the service, in the order of [`NAMES`].
+fn files() -> [&'static FileDescriptor; 2] {
+    [
+        v1::reflection::file_descriptor(),
+        v1alpha::reflection::file_descriptor(),
+    ]
+}
+
 /// Everything reflection can tell: the services, and the files that describe them.
 #[derive(Debug, Default)]
 pub struct Descriptors {
@@ -37,15 +45,9 @@ impl Descriptors {
     /// Descriptors of `apis` and of reflection itself, from the files that define them (whose
     /// imports are added too).
     pub fn of(apis: &[&Api]) -> Self {
+        let own = files();
         let names: Vec<&str> = apis.iter().map(|api| api.name).chain(NAMES).collect();
-        let files: Vec<&FileDescriptor> = apis
-            .iter()
-            .map(|api| api.file)
-            .chain([
-                v1::reflection::file_descriptor(),
-                v1alpha::reflection::file_descriptor(),
-            ])
-            .collect();
+        let files: Vec<&FileDescriptor> = apis.iter().map(|api| api.file).chain(own).collect();
         Self::new(&names, &files)
     }
 
@@ -214,17 +216,18 @@ impl ReflectionApi {
         let api = Self {
             descriptors: Arc::new(descriptors),
         };
+        let [v1_file, v1alpha_file] = files();
         [
             Api {
                 name: NAMES[0],
                 service: v1::create_server_reflection(api.clone()),
-                file: v1::reflection::file_descriptor(),
+                file: v1_file,
                 depends_on: DependsOn::Nothing,
             },
             Api {
                 name: NAMES[1],
                 service: v1alpha::create_server_reflection(api),
-                file: v1alpha::reflection::file_descriptor(),
+                file: v1alpha_file,
                 depends_on: DependsOn::Nothing,
             },
         ]

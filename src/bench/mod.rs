@@ -18,9 +18,7 @@ use grpcio::{ChannelBuilder, EnvBuilder};
 pub use report::Report;
 pub use workload::Workload;
 
-use crate::client::{
-    ClientError, OutputFormat, Servers, TlsOptions, TokenValidator, ValidatorConfig,
-};
+use crate::client::{ClientError, OutputFormat, Servers, Target, TokenValidator, ValidatorConfig};
 use load::{Phase, Stop};
 use workload::{Caller, FreshChannels};
 
@@ -116,19 +114,6 @@ fn read_tokens(path: &Path) -> Result<Vec<String>, ClientError> {
         )));
     }
     Ok(tokens)
-}
-
-/// Where and how `bench` connects: the client's `--server`, `--timeout`, TLS flags and
-/// `--output`.
-pub struct Target<'a> {
-    /// `--server`: one server or several replicas.
-    pub server: &'a str,
-    /// Deadline of each call, and of connecting.
-    pub timeout: Duration,
-    /// How the channel is secured.
-    pub tls: &'a TlsOptions,
-    /// Text or JSON.
-    pub output: OutputFormat,
 }
 
 /// Runs the benchmark `plan` describes against `target` and writes the report to `out`.

@@ -235,7 +235,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
         Command::Resource(ResourceCommand::V2(call)) => resource::v2(&connect()?, call, out),
         Command::Token(TokenCommand::V1(call)) => match call {
             TokenV1Command::Validate(args) => {
-                let target = token::Target {
+                let target = crate::client::Target {
                     server: &cli.server,
                     timeout: cli.timeout,
                     output: cli.output,
@@ -251,7 +251,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
             TokenV1Command::Mint(args) => token::mint(args, out),
         },
         Command::Bench(args) => {
-            let target = crate::bench::Target {
+            let target = crate::client::Target {
                 server: &cli.server,
                 timeout: cli.timeout,
                 tls: &tls,

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::signing::SigningKey;
 use crate::client::{
-    to_json, write_answer, ClientError, Connection, OutputFormat, PendingValidation, TlsOptions,
+    to_json, write_answer, ClientError, Connection, OutputFormat, PendingValidation, Target,
     TokenValidator, ValidateError, ValidatorConfig,
 };
 use crate::proto::{TokenV1Output, TokenV1ProtoClient, TokenV1RevokeInput, TokenV1Verdict};
@@ -173,14 +173,6 @@ fn print(
         }
     }
     Ok(())
-}
-
-/// Everything a validation needs from the command line.
-pub(super) struct Target<'a> {
-    pub server: &'a str,
-    pub timeout: Duration,
-    pub output: OutputFormat,
-    pub tls: &'a TlsOptions,
 }
 
 /// Turns a validation's error into the client's, naming the server and which input it was.

@@ -67,6 +67,19 @@ impl TlsOptions {
     }
 }
 
+/// Where and how a client reaches the server, as the client's `--server`, `--timeout`, TLS
+/// flags and `--output` say: what every subcommand, and `bench`, is given.
+pub struct Target<'a> {
+    /// One server, or several replicas (see [`Servers`]).
+    pub server: &'a str,
+    /// Deadline of each call, and of connecting.
+    pub timeout: Duration,
+    /// How the channel is secured.
+    pub tls: &'a TlsOptions,
+    /// Text or JSON.
+    pub output: OutputFormat,
+}
+
 /// [`TlsOptions`] with their files read: plaintext, or TLS with what to trust and present.
 #[derive(Clone, Debug, Default)]
 pub struct LoadedTls {

@@ -8,7 +8,7 @@ mod servers;
 mod validator;
 
 pub(crate) use connection::Connection;
-pub use connection::{LoadedTls, TlsOptions};
+pub use connection::{LoadedTls, Target, TlsOptions};
 pub(crate) use output::write_answer;
 pub use output::{to_json, OutputFormat};
 pub use servers::{service_config, Servers, RETRIED};

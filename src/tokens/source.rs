@@ -280,6 +280,11 @@ impl KeySource {
         self.shared.loaded.clone()
     }
 
+    /// Whether a key set has been loaded, now.
+    pub fn is_loaded(&self) -> bool {
+        self.shared.loaded.is_up()
+    }
+
     /// Where the keys come from.
     pub fn location(&self) -> String {
         self.shared.location.to_string()

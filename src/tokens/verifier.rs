@@ -109,7 +109,8 @@ impl TokenVerifier {
 
     /// Whether a key set is loaded, so tokens can be validated.
     pub fn ready(&self) -> bool {
-        self.keys_loaded().is_up()
+        // Asked on every call: an atomic load, not a clone of the shared flag.
+        self.keys.is_loaded()
     }
 
     /// Whether a key set has loaded, and who to tell when it first does: what the readiness of
