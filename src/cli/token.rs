@@ -128,6 +128,7 @@ fn verdict_name(answer: &TokenV1Output) -> &'static str {
         TokenV1Verdict::TOKEN_V1_WRONG_ISSUER => "WrongIssuer",
         TokenV1Verdict::TOKEN_V1_WRONG_AUDIENCE => "WrongAudience",
         TokenV1Verdict::TOKEN_V1_REVOKED => "Revoked",
+        TokenV1Verdict::TOKEN_V1_UNAVAILABLE => "Unavailable",
         TokenV1Verdict::TOKEN_V1_VERDICT_UNSPECIFIED => "Unspecified",
     }
 }

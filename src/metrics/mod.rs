@@ -12,17 +12,18 @@ mod calls;
 mod store;
 mod tokens;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use prometheus::{
-    Encoder as _, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub use calls::{CallMeter, Kind};
 pub use store::{store_operation, store_up};
-pub use tokens::{key_set_load, revocations_held, token_cache, validation};
+pub use tokens::{forget_key_set, key_set_load, revocations_held, token_cache, validation};
 
 /// Latency buckets, in seconds, from 50 µs: most answers here take well under a millisecond,
 /// and the default buckets (from 5 ms) would put them all in the first.
@@ -62,9 +63,10 @@ pub struct Metrics {
     validations: IntCounterVec,
     /// Token cache lookups by result.
     cache: IntCounterVec,
-    /// Key set loads by outcome.
+    /// Key set loads by issuer and outcome.
     key_loads: IntCounterVec,
-    key_set_age: Gauge,
+    /// Seconds since each issuer's keys last loaded.
+    key_set_age: GaugeVec,
     revocations: IntGauge,
     /// Store operations by kind and outcome.
     store_operations: IntCounterVec,
@@ -73,8 +75,8 @@ pub struct Metrics {
     store_up: IntGauge,
 }
 
-/// When the key set last loaded, in Unix milliseconds; 0 before the first load.
-static KEYS_LOADED_AT: AtomicI64 = AtomicI64::new(0);
+/// When each issuer's key set last loaded, in Unix milliseconds; absent before its first load.
+static KEYS_LOADED_AT: LazyLock<Mutex<HashMap<String, i64>>> = LazyLock::new(Default::default);
 
 fn counters(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric")
@@ -138,12 +140,17 @@ impl Metrics {
             ),
             key_loads: counters(
                 "mrmat_token_key_set_loads_total",
-                "Loads of the signing key set, by outcome (loaded or failed).",
-                &["outcome"],
+                "Loads of an identity provider's signing keys, by issuer and outcome (loaded or \
+                 failed).",
+                &["issuer", "outcome"],
             ),
-            key_set_age: Gauge::new(
-                "mrmat_token_key_set_age_seconds",
-                "Seconds since the signing key set last loaded; NaN before it first loads.",
+            key_set_age: GaugeVec::new(
+                Opts::new(
+                    "mrmat_token_key_set_age_seconds",
+                    "Seconds since an identity provider's signing keys last loaded, by issuer; \
+                     NaN before they first load.",
+                ),
+                &["issuer"],
             )
             .expect("a valid metric"),
             revocations: IntGauge::new(
@@ -167,7 +174,6 @@ impl Metrics {
             )
             .expect("a valid metric"),
         };
-        metrics.key_set_age.set(f64::NAN);
         metrics.store_up.set(1);
         let r = &metrics.registry;
         let families: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -195,13 +201,17 @@ impl Metrics {
 
     /// Every family in the Prometheus text format (version 0.0.4).
     pub fn encode(&self) -> String {
-        let loaded_at = KEYS_LOADED_AT.load(Ordering::Acquire);
-        if loaded_at > 0 {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            self.key_set_age
-                .set((now - loaded_at).max(0) as f64 / 1000.0);
+        let now = unix_millis();
+        for (issuer, loaded_at) in KEYS_LOADED_AT
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let age = match loaded_at {
+                0 => f64::NAN,
+                at => now.saturating_sub(*at).max(0) as f64 / 1000.0,
+            };
+            self.key_set_age.with_label_values(&[issuer]).set(age);
         }
         let mut text = Vec::new();
         TextEncoder::new()
@@ -209,6 +219,13 @@ impl Metrics {
             .expect("the text format encodes any family");
         String::from_utf8(text).expect("the text format is UTF-8")
     }
+}
+
+/// Now, in Unix milliseconds.
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The media type of [`Metrics::encode`].

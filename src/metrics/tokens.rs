@@ -1,12 +1,11 @@
 //! What token validation records: verdicts and cache lookups (only with the endpoint on: every
 //! validation records them), key set loads and the revocations held (rare; always kept).
 
-use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
 
 use prometheus::IntCounter;
 
-use super::{enabled, get, KEYS_LOADED_AT};
+use super::{enabled, get, unix_millis, KEYS_LOADED_AT};
 
 /// Counts a validation's verdict (`valid`, `expired`, ...).
 pub fn validation(verdict: &'static str) {
@@ -47,15 +46,29 @@ pub fn token_cache(hit: bool) {
     }
 }
 
-/// Counts a load of the key set; a successful one restarts its age.
-pub fn key_set_load(loaded: bool) {
+/// Counts a load of `issuer`'s keys; a successful one restarts their age.
+pub fn key_set_load(issuer: &str, loaded: bool) {
     let outcome = if loaded { "loaded" } else { "failed" };
-    get().key_loads.with_label_values(&[outcome]).inc();
+    get().key_loads.with_label_values(&[issuer, outcome]).inc();
+    let mut loaded_at = KEYS_LOADED_AT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let at = loaded_at.entry(issuer.to_owned()).or_insert(0);
     if loaded {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_millis() as i64);
-        KEYS_LOADED_AT.store(now, Ordering::Release);
+        *at = unix_millis().max(1);
+    }
+}
+
+/// Drops the series of a provider no longer configured.
+pub fn forget_key_set(issuer: &str) {
+    KEYS_LOADED_AT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(issuer);
+    let metrics = get();
+    let _ = metrics.key_set_age.remove_label_values(&[issuer]);
+    for outcome in ["loaded", "failed"] {
+        let _ = metrics.key_loads.remove_label_values(&[issuer, outcome]);
     }
 }
 

@@ -12,7 +12,7 @@ use super::ListenAddress;
 use crate::apis::{self, ApiOptions};
 use crate::seconds::Seconds;
 use crate::store::{self, Capacity, StoreLocation, StoreOptions};
-use crate::tokens::{self, KeysFrom, TokenOptions};
+use crate::tokens::{self, KeysFrom, ProviderOptions, TokenOptions};
 
 /// Where the server listens unless told otherwise, as the original did.
 pub const DEFAULT_LISTEN: &str = "localhost:50051";
@@ -59,8 +59,11 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Where resources and revocations are kept.
     pub store: StoreOptions,
-    /// How tokens are validated; without a key set, the token service is not served.
+    /// How tokens are validated; without a provider, the token service is not served.
     pub tokens: TokenOptions,
+    /// A providers file (TOML) describing more identity providers than `tokens` names, read at
+    /// start and again on SIGHUP.
+    pub providers_file: Option<PathBuf>,
     /// What the APIs are told.
     pub apis: ApiOptions,
 }
@@ -79,6 +82,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             store: StoreOptions::default(),
             tokens: TokenOptions::default(),
+            providers_file: None,
             apis: ApiOptions::default(),
         }
     }
@@ -405,13 +409,35 @@ pub struct LimitFlags {
     pub max_concurrent_streams: u32,
 }
 
-/// The token service's settings. Without `--jwks-file` or `--jwks-url` it is not served.
+/// The token service's settings. Without an identity provider (`--oidc-issuer`, `--jwks-file`
+/// or `--jwks-url` with `--token-issuer`, or `--config`) it is not served.
 #[derive(Clone, Debug, clap::Args)]
-#[command(next_help_heading = "Token validation (TokenV1Proto)")]
+#[command(next_help_heading = "Token validation (TokenV1Proto): identity providers")]
 pub struct TokenFlags {
-    /// JSON Web Key Set file holding the public keys that sign tokens. Read at start (a file
-    /// that cannot be read or holds no usable key stops the server), again on SIGHUP, and when a
-    /// token names a key id (kid) that is not loaded (at most once every 30 s).
+    /// An identity provider by its issuer URL, e.g. https://id.example/realms/apps: its keys
+    /// are found by OpenID Connect Discovery (ISSUER/.well-known/openid-configuration, whose
+    /// `issuer` must be this URL exactly, then its `jwks_uri`), fetched at start, every
+    /// --jwks-refresh, on SIGHUP and on an unknown kid (at most once every 30 s). Its keys verify
+    /// only tokens whose `iss` is this URL. https only (plain http only to a loopback address).
+    /// Repeat it, or separate several with commas, one provider each.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_OIDC_ISSUER",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub oidc_issuer: Vec<String>,
+
+    /// A providers file (TOML), one [[provider]] table each, for what flags cannot say: a
+    /// provider's own audiences, leeway and CA, or its keys from a jwks_url or jwks_file. Read
+    /// again on SIGHUP; a file that no longer reads keeps the providers as they were. See the
+    /// README for its keys.
+    #[arg(long, env = "MRMAT_GRPC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// A JSON Web Key Set file holding the public keys of the --token-issuer issuers. Read at
+    /// start (a file that cannot be read or holds no usable key stops the server), again on
+    /// SIGHUP, and when a token names a key id (kid) that is not loaded (at most once every 30 s).
     #[arg(
         long,
         env = "MRMAT_GRPC_JWKS_FILE",
@@ -421,9 +447,9 @@ pub struct TokenFlags {
     )]
     pub jwks_file: Option<PathBuf>,
 
-    /// URL of the identity provider's JSON Web Key Set (its `jwks_uri`), fetched at start,
-    /// every --jwks-refresh, on SIGHUP and on an unknown kid (at most once every 30 s). While no
-    /// key set has been fetched, health checking reports TokenV1Proto NOT_SERVING.
+    /// URL of a JSON Web Key Set (a provider's `jwks_uri`) holding the keys of the
+    /// --token-issuer issuers, fetched like an --oidc-issuer's. https only (plain http only to a
+    /// loopback address).
     #[arg(
         long,
         env = "MRMAT_GRPC_JWKS_URL",
@@ -432,7 +458,8 @@ pub struct TokenFlags {
     )]
     pub jwks_url: Option<String>,
 
-    /// How often to fetch --jwks-url again.
+    /// How often fetched keys (--oidc-issuer, --jwks-url, the providers file's) are fetched
+    /// again; sooner, with backoff, after a failure.
     #[arg(
         long,
         env = "MRMAT_GRPC_JWKS_REFRESH",
@@ -442,18 +469,14 @@ pub struct TokenFlags {
     )]
     pub jwks_refresh: Seconds,
 
-    /// PEM CA certificate(s) to trust for an https --jwks-url instead of the system's roots.
-    #[arg(
-        long,
-        env = "MRMAT_GRPC_JWKS_CA_CERT",
-        value_name = "PEM",
-        requires = "jwks_url"
-    )]
+    /// PEM CA certificate(s) to trust for the https URLs of --oidc-issuer and --jwks-url
+    /// instead of the system's roots (the providers file gives each provider its own ca_cert).
+    #[arg(long, env = "MRMAT_GRPC_JWKS_CA_CERT", value_name = "PEM")]
     pub jwks_ca_cert: Option<PathBuf>,
 
-    /// An issuer (`iss`) whose tokens are accepted; repeat it, or separate several with commas.
-    /// Required with a key set, so that a key set shared by several issuers cannot admit tokens
-    /// meant for another.
+    /// An issuer (`iss`) whose tokens --jwks-file or --jwks-url verifies; repeat it, or
+    /// separate several with commas. Required with them, so that a key set cannot admit tokens
+    /// of an issuer it does not belong to.
     #[arg(
         long,
         env = "MRMAT_GRPC_TOKEN_ISSUER",
@@ -462,8 +485,9 @@ pub struct TokenFlags {
     )]
     pub token_issuer: Vec<String>,
 
-    /// An audience (`aud`) tokens must name; repeat it, or separate several with commas. When
-    /// given, a token is accepted only if its `aud` names one of them.
+    /// An audience (`aud`) that the tokens of the providers given by flags must name; repeat
+    /// it, or separate several with commas. When given, a token is accepted only if its `aud`
+    /// names one of them.
     #[arg(
         long,
         env = "MRMAT_GRPC_TOKEN_AUDIENCE",
@@ -472,7 +496,7 @@ pub struct TokenFlags {
     )]
     pub token_audience: Vec<String>,
 
-    /// Clock skew tolerated when checking `exp` and `nbf`.
+    /// Clock skew tolerated when checking `exp` and `nbf` of the providers given by flags.
     #[arg(
         long,
         env = "MRMAT_GRPC_TOKEN_LEEWAY",
@@ -535,6 +559,7 @@ impl ServerFlags {
         let (Ok(listen), Ok(location)) = (listen, location) else {
             return Err(problems);
         };
+        problems.extend(self.tokens.problems());
         let config = ServerConfig {
             listen,
             shutdown_grace: self.shutdown_grace.into(),
@@ -558,6 +583,7 @@ impl ServerFlags {
                 },
             },
             tokens: self.tokens.options(),
+            providers_file: self.tokens.config.clone(),
             apis: ApiOptions {
                 max_name_bytes: self.limits.max_name_bytes,
                 token_admins: self.tokens.token_admin,
@@ -593,24 +619,70 @@ impl KeepaliveFlags {
 }
 
 impl TokenFlags {
+    /// The providers the flags give, one per issuer, each with the flags' audiences, leeway and
+    /// CA.
     fn options(&self) -> TokenOptions {
         let keys = match (&self.jwks_file, &self.jwks_url) {
             (Some(path), _) => Some(KeysFrom::File(path.clone())),
-            (None, Some(url)) => Some(KeysFrom::Url {
-                url: url.clone(),
-                ca_cert: self.jwks_ca_cert.clone(),
-            }),
+            (None, Some(url)) => Some(KeysFrom::Url(url.clone())),
             (None, None) => None,
         };
-        TokenOptions {
+        let provider = |issuer: &str, keys: KeysFrom| ProviderOptions {
+            issuer: issuer.to_owned(),
+            ca_cert: match keys {
+                KeysFrom::File(_) => None,
+                _ => self.jwks_ca_cert.clone(),
+            },
             keys,
-            jwks_refresh: self.jwks_refresh.into(),
-            issuers: self.token_issuer.clone(),
             audiences: self.token_audience.clone(),
             leeway_seconds: self.token_leeway,
+        };
+        let mut providers: Vec<ProviderOptions> = self
+            .oidc_issuer
+            .iter()
+            .map(|issuer| provider(issuer, KeysFrom::Discovery))
+            .collect();
+        if let Some(keys) = keys {
+            providers.extend(
+                self.token_issuer
+                    .iter()
+                    .map(|issuer| provider(issuer, keys.clone())),
+            );
+        }
+        TokenOptions {
+            providers,
+            jwks_refresh: self.jwks_refresh.into(),
             cache_entries: self.token_cache,
             revocation_max_ttl: self.revocation_max_ttl.into(),
         }
+    }
+
+    /// Flags that say nothing as given, one sentence each.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.token_issuer.is_empty() && self.jwks_file.is_none() && self.jwks_url.is_none() {
+            problems.push(
+                "--token-issuer names the issuers whose keys --jwks-file or --jwks-url holds, and \
+                 neither is given (an --oidc-issuer is its own issuer)"
+                    .to_owned(),
+            );
+        }
+        let by_flags = !self.oidc_issuer.is_empty() || self.jwks_url.is_some();
+        if self.jwks_ca_cert.is_some() && !by_flags {
+            problems.push(
+                "--jwks-ca-cert is for the URLs of --oidc-issuer and --jwks-url, and neither is \
+                 given (a providers file gives each provider its own ca_cert)"
+                    .to_owned(),
+            );
+        }
+        if !self.token_audience.is_empty() && !by_flags && self.jwks_file.is_none() {
+            problems.push(
+                "--token-audience is for the providers given by flags, and none is (a \
+                 providers file gives each provider its own audiences)"
+                    .to_owned(),
+            );
+        }
+        problems
     }
 }
 
@@ -689,15 +761,48 @@ mod tests {
             "7",
         ])
         .expect("usable");
-        assert_eq!(
-            made.tokens.keys,
-            Some(KeysFrom::Url {
-                url: "https://id.example/jwks".to_owned(),
-                ca_cert: Some("ca.pem".into()),
-            })
-        );
-        assert_eq!(made.tokens.issuers, ["a", "b"]);
+        let providers = &made.tokens.providers;
+        assert_eq!(providers.len(), 2, "one provider per issuer: {providers:?}");
+        for (provider, issuer) in providers.iter().zip(["a", "b"]) {
+            assert_eq!(provider.issuer, issuer);
+            assert_eq!(
+                provider.keys,
+                KeysFrom::Url("https://id.example/jwks".to_owned())
+            );
+            assert_eq!(provider.ca_cert, Some("ca.pem".into()));
+        }
         assert_eq!(made.tokens.jwks_refresh, Duration::from_millis(500));
         assert_eq!(made.store.capacity.max_revocations, 7);
+    }
+
+    #[test]
+    fn each_oidc_issuer_is_a_provider_of_its_own() {
+        let made = config(&[
+            "--oidc-issuer",
+            "https://a.example,https://b.example/realms/x",
+            "--token-audience",
+            "api",
+            "--config",
+            "providers.toml",
+        ])
+        .expect("usable");
+        let providers = &made.tokens.providers;
+        assert_eq!(providers.len(), 2);
+        assert!(providers
+            .iter()
+            .all(|p| p.keys == KeysFrom::Discovery && p.audiences == ["api"]));
+        assert_eq!(providers[1].issuer, "https://b.example/realms/x");
+        assert_eq!(made.providers_file, Some("providers.toml".into()));
+    }
+
+    #[test]
+    fn provider_flags_without_a_provider_by_flags_are_refused() {
+        let problems = config(&["--config", "p.toml", "--jwks-ca-cert", "ca.pem"])
+            .expect_err("nothing to trust it for");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("--jwks-ca-cert"), "{problems:?}");
+        let problems =
+            config(&["--oidc-issuer", "http://id.example"]).expect_err("plain http elsewhere");
+        assert!(problems[0].contains("https only"), "{problems:?}");
     }
 }

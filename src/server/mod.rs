@@ -5,6 +5,7 @@
 
 mod address;
 mod config;
+mod providers_file;
 mod scrape;
 mod services;
 mod signals;
@@ -32,7 +33,7 @@ use crate::apis::{DependsOn, Serving};
 use crate::availability::Availability;
 use crate::store::{self, OpenError, ResourceStore, RevocationStore, Stores};
 use crate::tls::TlsError;
-use crate::tokens::{TokenError, TokenVerifier};
+use crate::tokens::{ProviderOptions, TokenError, TokenOptions, TokenVerifier};
 use services::{Readiness, Services};
 
 /// Why a server did not start.
@@ -95,6 +96,8 @@ pub struct RunningServer {
     address: ListenAddress,
     health: HealthRegistry,
     verifier: Option<Arc<TokenVerifier>>,
+    /// The providers given by flags and the providers file, to read again on SIGHUP.
+    providers: Providers,
     end_streams: Option<EndStreams>,
     scrape: Option<Scrape>,
     served: Vec<(&'static str, DependsOn)>,
@@ -133,18 +136,39 @@ impl RunningServer {
         self.health.shut_down();
     }
 
-    /// Loads the token service's key set again, in the background (what SIGHUP does).
+    /// Reads the providers file again and loads every provider's keys again, in the background
+    /// (what SIGHUP does). A file that no longer reads keeps the providers as they were.
     pub fn reload_keys(&self) {
-        match &self.verifier {
-            Some(verifier) => {
-                log::info!(
-                    "loading the signing keys again from {}",
-                    verifier.key_location()
-                );
-                verifier.reload_keys();
+        let Some(verifier) = &self.verifier else {
+            log::info!("no identity provider to load again: TokenV1Proto is not served");
+            return;
+        };
+        if let Some(path) = &self.providers.file {
+            match self.providers.read() {
+                Ok(wanted) => {
+                    let changed = verifier.replace_providers(&wanted);
+                    for failed in &changed.failed {
+                        log::warn!("providers file {}: {failed}; left out", path.display());
+                    }
+                    log::info!(
+                        "providers file {} read again: added [{}], changed [{}], removed [{}]",
+                        path.display(),
+                        changed.added.join(", "),
+                        changed.changed.join(", "),
+                        changed.removed.join(", ")
+                    );
+                }
+                Err(problems) => log::warn!(
+                    "providers file no longer reads, keeping the providers as they were: {}",
+                    problems.join("; ")
+                ),
             }
-            None => log::info!("no key set to load again: TokenV1Proto is not served"),
         }
+        log::info!(
+            "loading the signing keys again: {}",
+            verifier.describe_providers().join(", ")
+        );
+        verifier.reload_keys();
     }
 
     /// Drains (see [`RunningServer::begin_drain`]), stops accepting calls, tells open streams to
@@ -215,6 +239,7 @@ fn prepare(config: &ServerConfig) -> Result<(ServerCredentials, Option<Scrape>),
     if !problems.is_empty() {
         return Err(ServerError::Config(problems));
     }
+    Providers::of(config).read().map_err(ServerError::Config)?;
     let credentials = transport::credentials(&config.tls).map_err(ServerError::Tls)?;
     let scrape = config
         .metrics_listen
@@ -240,7 +265,8 @@ fn serve(
     } else {
         stores
     };
-    let verifier = start_tokens(config, Arc::clone(&stores.revocations))?;
+    let providers = Providers::of(config);
+    let verifier = start_tokens(config, &providers, Arc::clone(&stores.revocations))?;
     let (end_streams, streams_end) = streams::streams_end();
     let health = HealthRegistry::new();
     let serving = Serving {
@@ -270,8 +296,14 @@ fn serve(
     let metrics = scrape.as_ref().map_or(String::new(), |scrape| {
         format!("; metrics at http://{}/metrics", scrape.address())
     });
+    let identity = verifier.as_ref().map_or(String::new(), |verifier| {
+        format!(
+            "; identity providers: {}",
+            verifier.describe_providers().join(", ")
+        )
+    });
     log::info!(
-        "listening on {address} ({}), serving {}{}; store: {}{metrics}",
+        "listening on {address} ({}), serving {}{}; store: {}{identity}{metrics}",
         config.tls.mode(),
         names.join(", "),
         not_served,
@@ -282,6 +314,7 @@ fn serve(
         address,
         health,
         verifier,
+        providers,
         end_streams: Some(end_streams),
         scrape,
         served,
@@ -315,23 +348,51 @@ fn bind(
     Ok((server, config.listen.with_port(port)))
 }
 
-/// The token verifier, when a key set is configured.
+/// Where the identity providers come from: the flags, and the providers file if there is one.
+struct Providers {
+    flags: Vec<ProviderOptions>,
+    file: Option<std::path::PathBuf>,
+}
+
+impl Providers {
+    fn of(config: &ServerConfig) -> Self {
+        Self {
+            flags: config.tokens.providers.clone(),
+            file: config.providers_file.clone(),
+        }
+    }
+
+    /// Every provider, the file read now; or its problems, one line each.
+    fn read(&self) -> Result<Vec<ProviderOptions>, Vec<String>> {
+        match &self.file {
+            None => Ok(self.flags.clone()),
+            Some(path) => {
+                let file = providers_file::read(path)?;
+                providers_file::merge(&self.flags, path, file)
+            }
+        }
+    }
+}
+
+/// The token verifier, when an identity provider is configured.
 fn start_tokens(
     config: &ServerConfig,
+    providers: &Providers,
     revocations: Arc<dyn RevocationStore>,
 ) -> Result<Option<Arc<TokenVerifier>>, ServerError> {
+    let options = TokenOptions {
+        providers: providers.read().map_err(ServerError::Config)?,
+        ..config.tokens.clone()
+    };
     let Some(verifier) =
-        TokenVerifier::start(&config.tokens, revocations).map_err(ServerError::Tokens)?
+        TokenVerifier::start(&options, revocations).map_err(ServerError::Tokens)?
     else {
         return Ok(None);
     };
-    let tokens = &config.tokens;
     log::info!(
-        "tokens: keys from {}, issuers [{}], audiences [{}], cache {} entries, admins [{}]",
-        verifier.key_location(),
-        tokens.issuers.join(", "),
-        tokens.audiences.join(", "),
-        tokens.cache_entries,
+        "tokens: providers [{}], cache {} entries, admins [{}]",
+        verifier.describe_providers().join(", "),
+        options.cache_entries,
         config.apis.token_admins.join(", ")
     );
     Ok(Some(Arc::new(verifier)))

@@ -1,5 +1,6 @@
-//! The checks of a token's claims, once its signature has verified: expiry, not-before, issuer
-//! and audience (RFC 7519), and what a valid token says about its bearer.
+//! A token's claims: the issuer they name (which picks the provider whose keys may verify the
+//! token), then, once the signature has verified, the checks of expiry, not-before and audience
+//! (RFC 7519), and what a valid token says about its bearer.
 
 use serde_json::{Map, Value};
 
@@ -8,11 +9,9 @@ use super::{Refusal, ValidToken, Verdict};
 use crate::quote::quoted;
 use crate::time::rfc3339;
 
-/// What a token's claims must satisfy.
+/// What a provider's tokens' claims must satisfy (their issuer is the provider's).
 #[derive(Clone, Debug)]
 pub(super) struct Rules {
-    /// Accepted `iss` values; a token must name one.
-    pub issuers: Vec<String>,
     /// Accepted `aud` values; when there are any, a token must name one of them.
     pub audiences: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -23,24 +22,54 @@ fn malformed(reason: impl Into<String>) -> Refusal {
     Refusal::new(Verdict::Malformed, reason)
 }
 
-/// Reads the claims of `payload` (base64url JSON) and checks them against `rules` at `now`.
-pub(super) fn check(payload: &str, rules: &Rules, now: i64) -> Result<ValidToken, Refusal> {
-    let claims = decode_json_object(payload)
-        .map_err(|why| malformed(format!("the token's claims {why}")))?;
+/// Reads the claims of `payload` (base64url JSON), not yet trusted.
+pub(super) fn read(payload: &str) -> Result<Map<String, Value>, Refusal> {
+    decode_json_object(payload).map_err(|why| malformed(format!("the token's claims {why}")))
+}
+
+/// The issuer (`iss`) the claims name: a token without one is never valid.
+pub(super) fn issuer(claims: &Map<String, Value>) -> Result<&str, Refusal> {
+    match claims.get("iss") {
+        Some(Value::String(issuer)) => Ok(issuer),
+        None | Some(Value::Null) => Err(Refusal::new(
+            Verdict::WrongIssuer,
+            "the token names no issuer (iss)",
+        )),
+        Some(_) => Err(malformed("the token's iss claim is not a string")),
+    }
+}
+
+/// The refusal of a token whose issuer no provider has.
+pub(super) fn unknown_issuer(issuer: &str) -> Refusal {
+    Refusal::new(
+        Verdict::WrongIssuer,
+        format!(
+            "the issuer {} is not one this server accepts",
+            quoted(issuer)
+        ),
+    )
+}
+
+/// Checks verified `claims` against `rules` at `now`; the valid token keeps them all.
+pub(super) fn check(
+    claims: Map<String, Value>,
+    rules: &Rules,
+    now: i64,
+) -> Result<ValidToken, Refusal> {
     let Some(expires_at) = numeric_date(&claims, "exp")? else {
         return Err(malformed(
             "the token has no expiry (exp); tokens without one are never valid",
         ));
     };
     let not_before = numeric_date(&claims, "nbf")?;
-    let issuer = string(&claims, "iss")?;
-    let valid = ValidToken {
+    let mut valid = ValidToken {
         subject: string(&claims, "sub")?.unwrap_or_default(),
         audience: strings(&claims, "aud")?,
         expires_at,
         scopes: scopes(&claims)?,
         token_id: string(&claims, "jti")?.unwrap_or_default(),
-        issuer: issuer.clone().unwrap_or_default(),
+        issuer: issuer(&claims)?.to_owned(),
+        claims: Map::new(),
     };
 
     if now > expires_at.saturating_add(rules.leeway) {
@@ -54,24 +83,6 @@ pub(super) fn check(payload: &str, rules: &Rules, now: i64) -> Result<ValidToken
             ));
         }
     }
-    match issuer {
-        None => {
-            return Err(Refusal::new(
-                Verdict::WrongIssuer,
-                "the token names no issuer (iss)",
-            ))
-        }
-        Some(issuer) if !rules.issuers.contains(&issuer) => {
-            return Err(Refusal::new(
-                Verdict::WrongIssuer,
-                format!(
-                    "the issuer {} is not one this server accepts",
-                    quoted(&issuer)
-                ),
-            ))
-        }
-        Some(_) => {}
-    }
     if !rules.audiences.is_empty() && !valid.audience.iter().any(|a| rules.audiences.contains(a)) {
         let reason = if valid.audience.is_empty() {
             "the token names no audience (aud), and this server accepts only its own".to_owned()
@@ -84,6 +95,7 @@ pub(super) fn check(payload: &str, rules: &Rules, now: i64) -> Result<ValidToken
         };
         return Err(Refusal::new(Verdict::WrongAudience, reason));
     }
+    valid.claims = claims;
     Ok(valid)
 }
 
@@ -170,14 +182,13 @@ mod tests {
 
     fn rules() -> Rules {
         Rules {
-            issuers: vec!["https://id.example".into()],
             audiences: vec!["api".into()],
             leeway: 30,
         }
     }
 
     fn check_json(json: &str) -> Result<ValidToken, Refusal> {
-        check(&URL_SAFE_NO_PAD.encode(json), &rules(), NOW)
+        check(read(&URL_SAFE_NO_PAD.encode(json))?, &rules(), NOW)
     }
 
     fn verdict(json: &str) -> Verdict {
@@ -204,8 +215,11 @@ mod tests {
                 expires_at: NOW + 60,
                 scopes: vec!["read".into(), "write".into()],
                 token_id: "t1".into(),
+                claims: valid.claims.clone(),
             }
         );
+        assert_eq!(valid.claims.len(), 6, "every claim is kept");
+        assert_eq!(valid.claims["scope"], "read write");
     }
 
     #[test]
@@ -266,14 +280,8 @@ mod tests {
     }
 
     #[test]
-    fn issuer_and_audience_must_be_accepted_ones() {
+    fn a_token_names_its_issuer_and_an_accepted_audience() {
         let exp = NOW + 60;
-        assert_eq!(
-            verdict(&format!(
-                r#"{{"iss":"https://evil.example","aud":"api","exp":{exp}}}"#
-            )),
-            Verdict::WrongIssuer
-        );
         assert_eq!(
             verdict(&format!(r#"{{"aud":"api","exp":{exp}}}"#)),
             Verdict::WrongIssuer
@@ -297,6 +305,7 @@ mod tests {
             ..rules()
         };
         let json = format!(r#"{{"iss":"https://id.example","exp":{}}}"#, NOW + 60);
-        assert!(check(&URL_SAFE_NO_PAD.encode(json), &rules, NOW).is_ok());
+        let claims = read(&URL_SAFE_NO_PAD.encode(json)).expect("JSON");
+        assert!(check(claims, &rules, NOW).is_ok());
     }
 }

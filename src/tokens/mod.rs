@@ -3,8 +3,9 @@
 //!
 //! - [`keys`]: the signing keys of a JSON Web Key Set, each usable only with its own algorithms;
 //! - [`TokenOptions`]: what it is told, plain values the server's flags fill in;
-//! - `source`: where the key set comes from (a file or an identity provider's URL) and when it is
-//!   loaded again;
+//! - [`ProviderOptions`]: one identity provider, an issuer bound to its own key set;
+//! - `source`: where a provider's key set comes from (OpenID Connect Discovery, a key set URL, a
+//!   file) and when it is loaded again;
 //! - `jws`: the token's three parts and its header; `claims`: the checks of its payload;
 //! - [`TokenVerifier`]: all of it in order, with a cache of valid tokens and the revocations;
 //! - [`RevocationStore`]: the port to wherever revocations are kept (the store implements it).
@@ -24,8 +25,8 @@ use std::fmt;
 
 pub use jws::too_long;
 pub use options::{
-    KeysFrom, TokenOptions, DEFAULT_CACHE_ENTRIES, DEFAULT_JWKS_REFRESH, DEFAULT_LEEWAY_SECONDS,
-    DEFAULT_REVOCATION_MAX_TTL,
+    fetchable, KeysFrom, ProviderOptions, TokenOptions, DEFAULT_CACHE_ENTRIES,
+    DEFAULT_JWKS_REFRESH, DEFAULT_LEEWAY_SECONDS, DEFAULT_REVOCATION_MAX_TTL,
 };
 pub use revocations::{RevocationError, RevocationStore, Stored};
 pub use source::KeyReload;
@@ -61,6 +62,9 @@ pub enum Verdict {
     WrongAudience,
     /// Its `jti` has been revoked.
     Revoked,
+    /// Not judged: the keys of the provider its `iss` names have not loaded (the provider is
+    /// down, or never answered). Ask again later, or another replica.
+    Unavailable,
 }
 
 impl Verdict {
@@ -77,6 +81,7 @@ impl Verdict {
             Self::WrongIssuer => "wrong_issuer",
             Self::WrongAudience => "wrong_audience",
             Self::Revoked => "revoked",
+            Self::Unavailable => "unavailable",
         }
     }
 }
@@ -96,6 +101,8 @@ pub struct ValidToken {
     pub scopes: Vec<String>,
     /// `jti`, empty when the token has none.
     pub token_id: String,
+    /// Every claim of the verified payload, as the token has them.
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a token is not valid: the verdict, and one sentence a caller can act on. The sentence

@@ -1,12 +1,13 @@
-//! What token validation is told: where the signing keys come from and how often to load them
-//! again, which issuers and audiences are accepted, the clock skew tolerated, the cache, how
-//! long a revocation may be kept. Plain values: the server's flags (`server/config.rs`) fill
-//! them in, and each default is the constant here.
+//! What token validation is told: the identity providers whose tokens are accepted (each an
+//! issuer with its own key set, audiences and clock skew), how often keys are fetched again, the
+//! cache, how long a revocation may be kept. Plain values: the server's flags and providers file
+//! fill them in, and each default is the constant here.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How often a key set URL is fetched again unless told otherwise.
+/// How often a provider's keys are fetched again unless told otherwise.
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
 
 /// Clock skew tolerated for `exp` and `nbf` unless told otherwise, in seconds.
@@ -18,33 +19,127 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 100_000;
 /// The longest a revocation is kept unless told otherwise: a week.
 pub const DEFAULT_REVOCATION_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Where the signing keys are read from.
+/// Where a provider's signing keys are read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeysFrom {
+    /// OpenID Connect Discovery: the `jwks_uri` of `ISSUER/.well-known/openid-configuration`,
+    /// whose `issuer` must be the provider's exactly.
+    Discovery,
+    /// A JSON Web Key Set URL (the provider's `jwks_uri`, given directly).
+    Url(String),
     /// A JSON Web Key Set file.
     File(PathBuf),
-    /// An identity provider's `jwks_uri`; `ca_cert` replaces the system roots for https.
-    Url {
-        /// The URL.
-        url: String,
-        /// PEM CA certificate(s) to trust instead of the system's.
-        ca_cert: Option<PathBuf>,
-    },
 }
 
-/// The token service's settings. Without `keys` it is not served.
+/// One identity provider: the issuer (`iss`) its tokens name, and the only keys that may verify
+/// them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenOptions {
-    /// Where the signing keys come from; None: no token service.
-    pub keys: Option<KeysFrom>,
-    /// How often a key set URL is fetched again.
-    pub jwks_refresh: Duration,
-    /// Issuers (`iss`) whose tokens are accepted; at least one with a key set.
-    pub issuers: Vec<String>,
-    /// Audiences (`aud`) of which a token must name one; any audience when empty.
+pub struct ProviderOptions {
+    /// The `iss` of its tokens; with discovery, also where its configuration is found.
+    pub issuer: String,
+    /// Where its keys come from.
+    pub keys: KeysFrom,
+    /// PEM CA certificate(s) to trust for its https URLs instead of the system's roots.
+    pub ca_cert: Option<PathBuf>,
+    /// Audiences (`aud`) of which its tokens must name one; any audience when empty.
     pub audiences: Vec<String>,
     /// Clock skew tolerated for `exp` and `nbf`, in seconds.
     pub leeway_seconds: u32,
+}
+
+impl ProviderOptions {
+    /// A provider found by discovery at `issuer`, with the default leeway and any audience.
+    pub fn discovery(issuer: &str) -> Self {
+        Self::new(issuer, KeysFrom::Discovery)
+    }
+
+    /// A provider whose keys come from `keys`, with the default leeway and any audience.
+    pub fn new(issuer: &str, keys: KeysFrom) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            keys,
+            ca_cert: None,
+            audiences: Vec::new(),
+            leeway_seconds: DEFAULT_LEEWAY_SECONDS,
+        }
+    }
+
+    /// How its keys are found, for log lines and `--help`: `discovery`, `jwks_url URL`, ...
+    pub fn keys_description(&self) -> String {
+        match &self.keys {
+            KeysFrom::Discovery => "discovery".to_owned(),
+            KeysFrom::Url(url) => format!("jwks_url {url}"),
+            KeysFrom::File(path) => format!("jwks_file {}", path.display()),
+        }
+    }
+
+    /// What makes this provider unusable, one sentence each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let issuer = &self.issuer;
+        if issuer.is_empty() {
+            problems.push("a provider's issuer is empty".to_owned());
+        }
+        match &self.keys {
+            KeysFrom::Discovery => {
+                if let Err(why) = fetchable(issuer) {
+                    problems.push(format!(
+                        "issuer {issuer}: {why} (discovery fetches ISSUER/.well-known/openid-configuration)"
+                    ));
+                }
+            }
+            KeysFrom::Url(url) => {
+                if let Err(why) = fetchable(url) {
+                    problems.push(format!("jwks_url {url} of issuer {issuer}: {why}"));
+                }
+            }
+            KeysFrom::File(_) => {
+                if self.ca_cert.is_some() {
+                    problems.push(format!(
+                        "issuer {issuer}: a CA certificate is for fetched keys, not a jwks_file"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// Whether keys may be fetched from `url`: https, or http to a loopback address (an identity
+/// provider on the same host, in development). Anything else is a sentence saying why not.
+pub fn fetchable(url: &str) -> Result<(), String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|_| "not a URL, e.g. https://id.example/realms/apps".to_owned())?;
+    let host = uri.host().unwrap_or_default();
+    if host.is_empty() {
+        return Err("the URL names no host".to_owned());
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(
+            "keys are fetched over https only (plain http only from a loopback address): \
+             anyone on the path could replace them"
+                .to_owned(),
+        ),
+        _ => Err("only https URLs are fetched".to_owned()),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The token service's settings. Without providers it is not served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenOptions {
+    /// The identity providers whose tokens are accepted, one issuer each.
+    pub providers: Vec<ProviderOptions>,
+    /// How often fetched keys (discovery, a key set URL) are fetched again.
+    pub jwks_refresh: Duration,
     /// Valid tokens remembered; 0 turns the cache off.
     pub cache_entries: usize,
     /// The longest a revocation is kept, and how long when Revoke gives no expiry.
@@ -54,11 +149,8 @@ pub struct TokenOptions {
 impl Default for TokenOptions {
     fn default() -> Self {
         Self {
-            keys: None,
+            providers: Vec::new(),
             jwks_refresh: DEFAULT_JWKS_REFRESH,
-            issuers: Vec::new(),
-            audiences: Vec::new(),
-            leeway_seconds: DEFAULT_LEEWAY_SECONDS,
             cache_entries: DEFAULT_CACHE_ENTRIES,
             revocation_max_ttl: DEFAULT_REVOCATION_MAX_TTL,
         }
@@ -66,21 +158,68 @@ impl Default for TokenOptions {
 }
 
 impl TokenOptions {
-    /// Whether a key source is configured, and so the token service is served.
+    /// Whether any provider is configured, and so the token service is served.
     pub fn enabled(&self) -> bool {
-        self.keys.is_some()
+        !self.providers.is_empty()
     }
 
     /// What makes these settings unusable, one sentence each; none when they can be used.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.enabled() && self.issuers.is_empty() {
-            problems.push(
-                "--token-issuer is required with a key set: name the issuers whose tokens are \
-                 accepted"
-                    .to_owned(),
-            );
+        for (index, provider) in self.providers.iter().enumerate() {
+            problems.extend(provider.problems());
+            if self.providers[..index]
+                .iter()
+                .any(|earlier| earlier.issuer == provider.issuer)
+            {
+                problems.push(format!(
+                    "issuer {} is configured twice: each issuer is one provider with one key set",
+                    provider.issuer
+                ));
+            }
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_fetched_over_https_or_plain_http_from_loopback_only() {
+        for ok in [
+            "https://id.example/realms/apps",
+            "http://127.0.0.1:8080/",
+            "http://127.9.9.9/",
+            "http://[::1]:9000/jwks",
+            "http://localhost:5556/dex",
+        ] {
+            assert_eq!(fetchable(ok), Ok(()), "{ok}");
+        }
+        for refused in [
+            "http://id.example/",
+            "http://10.0.0.1/",
+            "ftp://id.example/",
+            "file:///etc/jwks.json",
+            "id.example",
+            "https://",
+        ] {
+            assert!(fetchable(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn an_issuer_twice_is_a_problem() {
+        let options = TokenOptions {
+            providers: vec![
+                ProviderOptions::discovery("https://a.example"),
+                ProviderOptions::new("https://a.example", KeysFrom::Url("https://b/k".into())),
+            ],
+            ..TokenOptions::default()
+        };
+        let problems = options.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("configured twice"), "{problems:?}");
     }
 }

@@ -4,6 +4,7 @@
 //! for it as a future.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -11,8 +12,10 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 
 use super::keys::{KeySet, Parsed};
-use super::TokenError;
+use super::options::fetchable;
+use super::{KeysFrom, ProviderOptions, TokenError};
 use crate::availability::Availability;
+use crate::quote::quoted;
 
 /// Loads asked for by tokens naming an unknown kid happen at most this often, so that tokens
 /// with made-up kids cannot make the server hammer the disk or the identity provider.
@@ -32,60 +35,30 @@ const MAX_RETRY: Duration = Duration::from_secs(60);
 pub(super) enum Location {
     /// A local file.
     File(PathBuf),
-    /// An identity provider's `jwks_uri`.
+    /// A key set URL.
     Url { url: String, agent: ureq::Agent },
+    /// The `jwks_uri` of an issuer's OpenID configuration, whose `issuer` must be this one.
+    Discovery { issuer: String, agent: ureq::Agent },
 }
 
 impl Location {
-    /// A file location.
-    pub fn file(path: &Path) -> Self {
-        Self::File(path.to_owned())
-    }
-
-    /// A URL location, checked; `ca_cert` replaces the system roots for https.
-    pub fn url(url: &str, ca_cert: Option<&Path>) -> Result<Self, TokenError> {
-        let bad = |why: &str| TokenError(format!("--jwks-url {url}: {why}"));
-        let uri: ureq::http::Uri = url
-            .parse()
-            .map_err(|_| bad("not a URL, e.g. https://id.example/.well-known/jwks.json"))?;
-        match uri.scheme_str() {
-            Some("https") => {}
-            Some("http") => log::warn!(
-                "the key set is fetched over plain http from {url}: anyone on the path can \
-                 replace the keys; use https outside tests"
-            ),
-            _ => return Err(bad("only http and https URLs are fetched")),
+    /// Where `provider`'s keys come from, its URLs checked; `ca_cert` replaces the system
+    /// roots for https.
+    pub fn of(provider: &ProviderOptions) -> Result<Self, TokenError> {
+        if let Some(problem) = provider.problems().into_iter().next() {
+            return Err(TokenError(problem));
         }
-        if uri.host().is_none_or(str::is_empty) {
-            return Err(bad("the URL names no host"));
-        }
-        let roots = match ca_cert {
-            None => ureq::tls::RootCerts::PlatformVerifier,
-            Some(path) => {
-                let pem = crate::tls::read_certificates(path)
-                    .map_err(|e| TokenError(format!("--jwks-ca-cert {e}")))?;
-                let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                    .filter_map(|item| match item {
-                        Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
-                        _ => None,
-                    })
-                    .collect();
-                ureq::tls::RootCerts::new_with_certs(&certs)
-            }
-        };
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::NativeTls)
-            .root_certs(roots)
-            .build();
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(FETCH_TIMEOUT))
-            .tls_config(tls)
-            .user_agent(concat!("mrmat-rust-api-grpc/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        Ok(Self::Url {
-            url: url.to_owned(),
-            agent,
+        let agent = || agent(provider.ca_cert.as_deref());
+        Ok(match &provider.keys {
+            KeysFrom::File(path) => Self::File(path.clone()),
+            KeysFrom::Url(url) => Self::Url {
+                url: url.clone(),
+                agent: agent()?,
+            },
+            KeysFrom::Discovery => Self::Discovery {
+                issuer: provider.issuer.clone(),
+                agent: agent()?,
+            },
         })
     }
 
@@ -93,25 +66,99 @@ impl Location {
     fn read(&self) -> Result<Vec<u8>, String> {
         match self {
             Self::File(path) => std::fs::read(path).map_err(|e| format!("cannot read: {e}")),
-            Self::Url { agent, .. } => {
-                let mut response = agent
-                    .get(self.to_string())
-                    .header("Accept", "application/json")
-                    .call()
-                    .map_err(|e| format!("cannot fetch: {e}"))?;
-                response
-                    .body_mut()
-                    .with_config()
-                    .limit(MAX_DOCUMENT_BYTES)
-                    .read_to_vec()
-                    .map_err(|e| format!("cannot read the answer: {e}"))
+            Self::Url { agent, url } => fetch(agent, url),
+            Self::Discovery { issuer, agent } => {
+                let jwks_uri = discover(agent, issuer)?;
+                fetch(agent, &jwks_uri).map_err(|e| format!("jwks_uri {jwks_uri}: {e}"))
             }
         }
     }
 
-    fn is_url(&self) -> bool {
-        matches!(self, Self::Url { .. })
+    fn is_fetched(&self) -> bool {
+        !matches!(self, Self::File(_))
     }
+}
+
+/// An HTTP client for fetching keys: a timeout on the whole fetch, no redirects (a redirect
+/// could leave https; configure the URL it names instead), `ca_cert` or the system's roots.
+fn agent(ca_cert: Option<&Path>) -> Result<ureq::Agent, TokenError> {
+    let roots = match ca_cert {
+        None => ureq::tls::RootCerts::PlatformVerifier,
+        Some(path) => {
+            let pem = crate::tls::read_certificates(path)
+                .map_err(|e| TokenError(format!("--jwks-ca-cert {e}")))?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                    _ => None,
+                })
+                .collect();
+            ureq::tls::RootCerts::new_with_certs(&certs)
+        }
+    };
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::NativeTls)
+        .root_certs(roots)
+        .build();
+    Ok(ureq::Agent::config_builder()
+        .timeout_global(Some(FETCH_TIMEOUT))
+        .max_redirects(0)
+        .tls_config(tls)
+        .user_agent(concat!("mrmat-rust-api-grpc/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into())
+}
+
+/// GETs a JSON document of at most [`MAX_DOCUMENT_BYTES`].
+fn fetch(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, String> {
+    let mut response = agent
+        .get(url)
+        .header("Accept", "application/json")
+        .call()
+        .map_err(|e| format!("cannot fetch: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    response
+        .body_mut()
+        .with_config()
+        .limit(MAX_DOCUMENT_BYTES)
+        .read_to_vec()
+        .map_err(|e| format!("cannot read the answer: {e}"))
+}
+
+/// The `jwks_uri` of `issuer`'s OpenID configuration (OpenID Connect Discovery 1.0, section 4),
+/// once its `issuer` is found equal to ours (section 4.3): a document naming another issuer is
+/// never trusted.
+fn discover(agent: &ureq::Agent, issuer: &str) -> Result<String, String> {
+    let url = discovery_url(issuer);
+    let document = fetch(agent, &url).map_err(|e| format!("{url}: {e}"))?;
+    let document: serde_json::Value = serde_json::from_slice(&document)
+        .map_err(|e| format!("{url}: not an OpenID configuration: not JSON ({e})"))?;
+    match document.get("issuer").and_then(serde_json::Value::as_str) {
+        Some(named) if named == issuer => {}
+        Some(named) => {
+            return Err(format!(
+                "{url} names the issuer {}, not {issuer}: a configuration for another issuer                  is never trusted (OpenID Connect Discovery 1.0, 4.3); its tokens are not                  valid until it names {issuer}",
+                quoted(named)
+            ))
+        }
+        None => return Err(format!("{url}: not an OpenID configuration: no issuer")),
+    }
+    let jwks_uri = document
+        .get("jwks_uri")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| format!("{url}: the OpenID configuration has no jwks_uri"))?;
+    fetchable(jwks_uri).map_err(|why| format!("{url}: jwks_uri {}: {why}", quoted(jwks_uri)))?;
+    Ok(jwks_uri.to_owned())
+}
+
+/// `ISSUER/.well-known/openid-configuration`, a trailing `/` of the issuer removed first.
+pub(super) fn discovery_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
 }
 
 impl std::fmt::Display for Location {
@@ -119,6 +166,7 @@ impl std::fmt::Display for Location {
         match self {
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Url { url, .. } => f.write_str(url),
+            Self::Discovery { issuer, .. } => write!(f, "{}", discovery_url(issuer)),
         }
     }
 }
@@ -151,8 +199,16 @@ struct Loads {
     last_for_unknown_kid: Option<Instant>,
 }
 
+/// Generations of installed key sets, unique across every provider and reload, so that a cached
+/// validation names exactly the key set that verified it.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
 struct Shared {
+    /// The provider's issuer: its keys verify its tokens only.
+    issuer: String,
     location: Location,
+    /// The generation of the key set loaded now; 0 before the first.
+    generation: AtomicU64,
     current: RwLock<Option<Arc<KeySet>>>,
     loads: Mutex<Loads>,
     /// Up from the first key set loaded on; a key set is never unloaded.
@@ -181,7 +237,7 @@ impl Shared {
             }
             Err(e) => Err(e),
         };
-        crate::metrics::key_set_load(outcome.is_ok());
+        crate::metrics::key_set_load(&self.issuer, outcome.is_ok());
         let waiters = {
             let mut loads = self.loads();
             loads.running = false;
@@ -199,7 +255,8 @@ impl Shared {
             let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
             let changed = !current.as_ref().is_some_and(|old| old.same_keys(&keys));
             if changed {
-                keys.generation = current.as_ref().map_or(0, |old| old.generation + 1);
+                keys.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+                self.generation.store(keys.generation, Ordering::Release);
                 *current = Some(Arc::new(keys));
             }
             changed
@@ -207,17 +264,34 @@ impl Shared {
         if changed {
             let current = self.current();
             let keys = current.as_ref().expect("just installed");
+            // Key ids are the provider's choice: quoted and cut, as a token's claims are.
+            let kids: Vec<String> = keys.kids().iter().take(20).map(|k| quoted(k)).collect();
+            let more = keys.kids().len().saturating_sub(kids.len());
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
             log::info!(
-                "signing keys loaded from {} ({why}): {} usable, kids [{}]",
+                "signing keys loaded for {} from {} ({why}): {} usable, kids [{}]{more}",
+                self.issuer,
                 self.location,
                 keys.len(),
-                keys.kids().join(", ")
+                kids.join(", ")
             );
             for reason in skipped {
-                log::warn!("signing key left out of {}: {reason}", self.location);
+                log::warn!(
+                    "signing key of {} left out of {}: {reason}",
+                    self.issuer,
+                    self.location
+                );
             }
         } else {
-            log::debug!("signing keys from {} ({why}): unchanged", self.location);
+            log::debug!(
+                "signing keys of {} from {} ({why}): unchanged",
+                self.issuer,
+                self.location
+            );
         }
         self.loaded.set(true);
     }
@@ -237,32 +311,35 @@ pub(super) struct KeySource {
 }
 
 impl KeySource {
-    /// Loads the key set from `location` once, then keeps it loaded: a URL every `refresh`.
-    /// A file must load now; a URL that fails now is tried again in the background, and
-    /// [`KeySource::loaded`] turns up once the first key set is in (at once when it is now).
-    pub fn start(location: Location, refresh: Duration) -> Result<Self, TokenError> {
+    /// Loads `issuer`'s key set from `location` once, then keeps it loaded: fetched keys every
+    /// `refresh`. A file must load now; a fetch that fails now is tried again in the background,
+    /// and [`KeySource::loaded`] turns up once the first key set is in (at once when it is now).
+    pub fn start(issuer: &str, location: Location, refresh: Duration) -> Result<Self, TokenError> {
         let shared = Arc::new(Shared {
+            issuer: issuer.to_owned(),
             location,
+            generation: AtomicU64::new(0),
             current: RwLock::new(None),
             loads: Mutex::default(),
             loaded: Availability::down(),
         });
         let first = shared.load("at start");
         if let Err(why) = &first {
-            if !shared.location.is_url() {
+            if !shared.location.is_fetched() {
                 return Err(TokenError(format!(
-                    "--jwks-file {}: {why}",
+                    "jwks_file {} of {issuer}: {why}",
                     shared.location
                 )));
             }
             log::warn!(
-                "no signing keys from {} yet: {why}; TokenV1Proto is NOT_SERVING until they load",
+                "no signing keys of {issuer} yet from {}: {why}; its tokens are answered \
+                 UNAVAILABLE until they load",
                 shared.location
             );
         }
         let (wake, woken) = mpsc::channel();
         let background = Arc::clone(&shared);
-        let scheduled = background.location.is_url().then_some(refresh);
+        let scheduled = background.location.is_fetched().then_some(refresh);
         thread::Builder::new()
             .name("jwks-loader".to_owned())
             .spawn(move || run(&background, &woken, scheduled, first.is_ok()))
@@ -285,9 +362,9 @@ impl KeySource {
         self.shared.loaded.is_up()
     }
 
-    /// Where the keys come from.
-    pub fn location(&self) -> String {
-        self.shared.location.to_string()
+    /// The generation of the key set loaded now (an atomic load); 0 before the first.
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
     }
 
     /// Asks for a load (SIGHUP); it runs in the background.
@@ -345,10 +422,11 @@ fn run(shared: &Shared, woken: &mpsc::Receiver<()>, refresh: Option<Duration>, l
             Err(e) => {
                 let kept = match shared.current() {
                     Some(keys) => format!("keeping the {} keys loaded before", keys.len()),
-                    None => "TokenV1Proto stays NOT_SERVING".to_owned(),
+                    None => "its tokens are still answered UNAVAILABLE".to_owned(),
                 };
                 log::warn!(
-                    "cannot load signing keys from {}: {e}; {kept}",
+                    "cannot load signing keys of {} from {}: {e}; {kept}",
+                    shared.issuer,
                     shared.location
                 );
                 if let Some(every) = refresh {

@@ -1,17 +1,19 @@
 //! [`TokenVerifier`]: a token's checks in order (shape, algorithm, key, signature, claims,
 //! revocation), with valid results cached and revocations asked on every call.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use futures::future::{self, BoxFuture, FutureExt as _};
 use quick_cache::sync::Cache;
 
 use super::claims::{self, Rules};
-use super::keys::KeySet;
 use super::source::{KeyReload, KeySource, Location};
 use super::{
-    jws, KeysFrom, Refusal, RevocationError, RevocationStore, TokenError, TokenOptions, ValidToken,
-    Verdict, MAX_TOKEN_BYTES, MAX_TOKEN_ID_BYTES,
+    jws, ProviderOptions, Refusal, RevocationError, RevocationStore, TokenError, TokenOptions,
+    ValidToken, Verdict, MAX_TOKEN_BYTES, MAX_TOKEN_ID_BYTES,
 };
 use crate::availability::Availability;
 use crate::metrics;
@@ -30,10 +32,11 @@ pub enum Check {
     AfterKeyReload(KeyReload),
 }
 
-/// A valid token as cached: what it says, and the key set that verified it.
+/// A valid token as cached: what it says, and the provider and key set that verified it.
 #[derive(Clone)]
 struct Cached {
     token: Arc<ValidToken>,
+    provider: u64,
     generation: u64,
 }
 
@@ -64,12 +67,57 @@ impl std::fmt::Display for RevokeError {
     }
 }
 
-/// Validates tokens, in the server, against a key set that is kept loaded, accepted issuers and
-/// audiences, and a revocation store. Shared by every call. (An app asks a server through
-/// the client's `TokenValidator` instead.)
-pub struct TokenVerifier {
-    keys: KeySource,
+/// Ids of providers, unique across reloads of the providers file: a cached validation is
+/// used only while the provider that made it (its keys, audiences, leeway) is the one in place.
+static PROVIDER_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// One identity provider as the verifier uses it: its issuer's own key set and rules.
+struct Provider {
+    id: u64,
+    options: ProviderOptions,
     rules: Rules,
+    keys: KeySource,
+}
+
+impl Provider {
+    fn start(options: &ProviderOptions, refresh: Duration) -> Result<Self, TokenError> {
+        let location = Location::of(options)?;
+        Ok(Self {
+            id: PROVIDER_IDS.fetch_add(1, Ordering::Relaxed),
+            options: options.clone(),
+            rules: Rules {
+                audiences: options.audiences.clone(),
+                leeway: i64::from(options.leeway_seconds),
+            },
+            keys: KeySource::start(&options.issuer, location, refresh)?,
+        })
+    }
+}
+
+/// The providers in place, by issuer.
+type Providers = HashMap<String, Arc<Provider>>;
+
+/// What [`TokenVerifier::replace_providers`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ProvidersChanged {
+    /// Issuers of the providers started.
+    pub added: Vec<String>,
+    /// Issuers of the providers stopped.
+    pub removed: Vec<String>,
+    /// Issuers whose settings changed (started again).
+    pub changed: Vec<String>,
+    /// Providers that could not be started, each with why; the others are in place.
+    pub failed: Vec<String>,
+}
+
+/// Validates tokens, in the server, each only with the keys of the identity provider its `iss`
+/// names, against that provider's audiences, and a revocation store. Shared by every call. (An
+/// app asks a server through the client's `TokenValidator` instead.)
+pub struct TokenVerifier {
+    providers: RwLock<Providers>,
+    refresh: Duration,
+    /// Up once any provider's keys have loaded.
+    any_loaded: Availability,
     /// Valid tokens by the SHA-256 of the token; None when turned off.
     cache: Option<Cache<[u8; 32], Cached>>,
     revocations: Arc<dyn RevocationStore>,
@@ -77,60 +125,126 @@ pub struct TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// Loads the key set `options` names and starts keeping it loaded; None when `options`
-    /// names no key set. [`TokenVerifier::keys_loaded`] turns up once the first key set is in
-    /// (at once for a file).
+    /// Starts each provider `options` names (their keys loading); None when it names none.
+    /// [`TokenVerifier::keys_loaded`] turns up once one provider's keys are in (at once for a
+    /// file).
     pub fn start(
         options: &TokenOptions,
         revocations: Arc<dyn RevocationStore>,
     ) -> Result<Option<Self>, TokenError> {
-        let location = match &options.keys {
-            Some(KeysFrom::File(path)) => Location::file(path),
-            Some(KeysFrom::Url { url, ca_cert }) => Location::url(url, ca_cert.as_deref())?,
-            None => return Ok(None),
-        };
+        if !options.enabled() {
+            return Ok(None);
+        }
         if let Some(problem) = options.problems().into_iter().next() {
             return Err(TokenError(problem));
         }
-        let keys = KeySource::start(location, options.jwks_refresh)?;
-        Ok(Some(Self {
-            keys,
-            rules: Rules {
-                issuers: options.issuers.clone(),
-                audiences: options.audiences.clone(),
-                leeway: i64::from(options.leeway_seconds),
-            },
+        let verifier = Self {
+            providers: RwLock::default(),
+            refresh: options.jwks_refresh,
+            any_loaded: Availability::down(),
             cache: (options.cache_entries > 0).then(|| Cache::new(options.cache_entries)),
             revocations,
             max_revocation_seconds: i64::try_from(options.revocation_max_ttl.as_secs())
                 .unwrap_or(i64::MAX),
-        }))
+        };
+        let mut providers = Providers::new();
+        for provider in &options.providers {
+            verifier.add(&mut providers, Provider::start(provider, verifier.refresh)?);
+        }
+        *verifier.providers_mut() = providers;
+        Ok(Some(verifier))
     }
 
-    /// Whether a key set is loaded, so tokens can be validated.
+    fn add(&self, providers: &mut Providers, provider: Provider) {
+        let any = self.any_loaded.clone();
+        provider.keys.loaded().watch(move |up| {
+            if up {
+                any.set(true);
+            }
+        });
+        providers.insert(provider.options.issuer.clone(), Arc::new(provider));
+    }
+
+    fn providers(&self) -> RwLockReadGuard<'_, Providers> {
+        // Replaced whole under the lock: consistent even after a panic.
+        self.providers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn providers_mut(&self) -> RwLockWriteGuard<'_, Providers> {
+        self.providers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts `wanted` in place of the providers now (a providers file read again): a provider
+    /// whose settings are unchanged keeps its keys; a new or changed one starts loading; one no
+    /// longer wanted stops. A provider that cannot start is left out and named in `failed`.
+    pub fn replace_providers(&self, wanted: &[ProviderOptions]) -> ProvidersChanged {
+        let mut changed = ProvidersChanged::default();
+        let old = self.providers().clone();
+        let mut next = Providers::new();
+        for options in wanted {
+            match old.get(&options.issuer) {
+                Some(kept) if kept.options == *options => {
+                    next.insert(options.issuer.clone(), Arc::clone(kept));
+                    continue;
+                }
+                Some(_) => changed.changed.push(options.issuer.clone()),
+                None => changed.added.push(options.issuer.clone()),
+            }
+            match Provider::start(options, self.refresh) {
+                Ok(provider) => self.add(&mut next, provider),
+                Err(e) => changed.failed.push(e.to_string()),
+            }
+        }
+        changed.removed = old
+            .keys()
+            .filter(|issuer| !next.contains_key(*issuer))
+            .cloned()
+            .collect();
+        for issuer in &changed.removed {
+            crate::metrics::forget_key_set(issuer);
+        }
+        let any = next.values().any(|provider| provider.keys.is_loaded());
+        *self.providers_mut() = next;
+        self.any_loaded.set(any);
+        changed
+    }
+
+    /// Whether some provider's keys are loaded, so tokens can be validated.
     pub fn ready(&self) -> bool {
         // Asked on every call: an atomic load, not a clone of the shared flag.
-        self.keys.is_loaded()
+        self.any_loaded.is_up()
     }
 
-    /// Whether a key set has loaded, and who to tell when it first does: what the readiness of
-    /// the APIs that validate tokens depends on.
+    /// Whether some provider's keys have loaded, and who to tell when that changes: what the
+    /// readiness of the APIs that validate tokens depends on.
     pub fn keys_loaded(&self) -> Availability {
-        self.keys.loaded()
+        self.any_loaded.clone()
     }
 
-    /// Where the keys come from, for log lines.
-    pub fn key_location(&self) -> String {
-        self.keys.location()
+    /// Each provider's issuer and how its keys are found, sorted by issuer, for log lines.
+    pub fn describe_providers(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .providers()
+            .values()
+            .map(|p| format!("{} ({})", p.options.issuer, p.options.keys_description()))
+            .collect();
+        lines.sort();
+        lines
     }
 
-    /// Loads the key set again, in the background (SIGHUP).
+    /// Loads every provider's keys again, in the background (SIGHUP).
     pub fn reload_keys(&self) {
-        self.keys.reload();
+        for provider in self.providers().values() {
+            provider.keys.reload();
+        }
     }
 
-    /// Checks `token` now. A token naming a kid that is not loaded may ask for the key set to
-    /// be loaded again; then the answer comes from [`TokenVerifier::check_after_reload`].
+    /// Checks `token` now. A token naming a kid that is not loaded may ask for its provider's
+    /// keys to be loaded again; then the answer comes from [`TokenVerifier::check_after_reload`].
     pub fn check(&self, token: &str) -> Check {
         let check = self.check_at(token, unix_now(), true);
         if let Check::Done(outcome) = &check {
@@ -155,35 +269,33 @@ impl TokenVerifier {
             // Refused before hashing or caching anything about it.
             return Check::Done(Err(jws::too_long(token.len())));
         }
-        let Some(keys) = self.keys.current() else {
-            return Check::Done(Err(Refusal::new(
-                Verdict::UnknownKey,
-                "no signing keys have been loaded yet",
-            )));
-        };
+        let providers = self.providers();
         let digest = self
             .cache
             .as_ref()
             .map(|_| openssl::sha::sha256(token.as_bytes()));
         if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
-            let hit = cache
-                .get(digest)
-                .filter(|hit| hit.generation == keys.generation);
+            let hit = cache.get(digest).and_then(|hit| {
+                let provider = providers.get(&hit.token.issuer)?;
+                let current =
+                    provider.id == hit.provider && provider.keys.generation() == hit.generation;
+                current.then(|| (hit, provider.rules.leeway))
+            });
             metrics::token_cache(hit.is_some());
-            if let Some(hit) = hit {
-                if now > hit.token.expires_at.saturating_add(self.rules.leeway) {
+            if let Some((hit, leeway)) = hit {
+                if now > hit.token.expires_at.saturating_add(leeway) {
                     cache.remove(digest);
                     return Check::Done(Err(claims::expired(hit.token.expires_at)));
                 }
                 return Check::Done(self.not_revoked(hit.token, now));
             }
         }
-        let valid = match self.verify(token, &keys, now) {
-            Ok(valid) => Arc::new(valid),
+        let (valid, provider, generation) = match verify(token, &providers, now) {
+            Ok(verified) => verified,
             Err(Unverified::Refused(refusal)) => return Check::Done(Err(refusal)),
-            Err(Unverified::UnknownKid(refusal)) => {
+            Err(Unverified::UnknownKid(refusal, provider)) => {
                 let reload = if may_reload {
-                    self.keys.reload_for_unknown_kid()
+                    provider.keys.reload_for_unknown_kid()
                 } else {
                     None
                 };
@@ -193,63 +305,16 @@ impl TokenVerifier {
                 };
             }
         };
+        let valid = Arc::new(valid);
         if let (Some(cache), Some(digest)) = (&self.cache, digest) {
             let cached = Cached {
                 token: Arc::clone(&valid),
-                generation: keys.generation,
+                provider,
+                generation,
             };
             cache.insert(digest, cached);
         }
         Check::Done(self.not_revoked(valid, now))
-    }
-
-    /// Everything but revocation: shape, algorithm, key, signature, claims.
-    fn verify(&self, token: &str, keys: &KeySet, now: i64) -> Result<ValidToken, Unverified> {
-        let jws = jws::parse(token)?;
-        let key = keys.find(jws.kid.as_deref()).map_err(|why| match jws.kid {
-            Some(_) => Unverified::UnknownKid(Refusal::new(Verdict::UnknownKey, why)),
-            None => Unverified::Refused(Refusal::new(Verdict::UnknownKey, why)),
-        })?;
-        if !key.algorithms.contains(&jws.alg) {
-            return Err(Unverified::Refused(Refusal::new(
-                Verdict::UnsupportedAlgorithm,
-                format!(
-                    "{} is {}, which verifies {}, not {:?}",
-                    key.name(),
-                    key.key_type,
-                    algorithm_list(&key.algorithms),
-                    jws.alg
-                ),
-            )));
-        }
-        let verified = jsonwebtoken::crypto::verify(
-            jws.signature,
-            jws.signing_input.as_bytes(),
-            &key.decoding,
-            jws.alg,
-        );
-        match verified {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(Unverified::Refused(Refusal::new(
-                    Verdict::BadSignature,
-                    format!("the signature does not verify with {}", key.name()),
-                )))
-            }
-            Err(e) => {
-                let refusal = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::Base64(_) => {
-                        Refusal::new(Verdict::Malformed, "the token's signature is not base64url")
-                    }
-                    _ => Refusal::new(
-                        Verdict::BadSignature,
-                        format!("the signature cannot be checked with {}", key.name()),
-                    ),
-                };
-                return Err(Unverified::Refused(refusal));
-            }
-        }
-        Ok(claims::check(jws.payload, &self.rules, now)?)
     }
 
     fn not_revoked(&self, valid: Arc<ValidToken>, now: i64) -> Outcome {
@@ -310,16 +375,90 @@ impl TokenVerifier {
     }
 }
 
-/// Why a token was not verified: refused, or naming a kid a key set load might bring.
+/// Why a token was not verified: refused, or naming a kid that a load of its provider's keys
+/// might bring.
 enum Unverified {
     Refused(Refusal),
-    UnknownKid(Refusal),
+    UnknownKid(Refusal, Arc<Provider>),
 }
 
 impl From<Refusal> for Unverified {
     fn from(refusal: Refusal) -> Self {
         Self::Refused(refusal)
     }
+}
+
+/// Everything but revocation: shape, issuer, algorithm, key, signature, claims. The key is
+/// looked up only among the keys of the provider the token's `iss` names. The valid token comes
+/// with the id of that provider and the generation of the key set that verified it.
+fn verify(
+    token: &str,
+    providers: &Providers,
+    now: i64,
+) -> Result<(ValidToken, u64, u64), Unverified> {
+    let jws = jws::parse(token)?;
+    let claims = claims::read(jws.payload)?;
+    let issuer = claims::issuer(&claims)?;
+    let provider = providers
+        .get(issuer)
+        .ok_or_else(|| claims::unknown_issuer(issuer))?;
+    let Some(keys) = provider.keys.current() else {
+        return Err(Unverified::Refused(Refusal::new(
+            Verdict::Unavailable,
+            format!(
+                "the signing keys of {issuer} have not loaded yet (its identity provider is down \
+                 or has not answered); ask again later"
+            ),
+        )));
+    };
+    let key = keys.find(jws.kid.as_deref()).map_err(|why| {
+        let refusal = Refusal::new(Verdict::UnknownKey, format!("{why} of {issuer}"));
+        match jws.kid {
+            Some(_) => Unverified::UnknownKid(refusal, Arc::clone(provider)),
+            None => Unverified::Refused(refusal),
+        }
+    })?;
+    if !key.algorithms.contains(&jws.alg) {
+        return Err(Unverified::Refused(Refusal::new(
+            Verdict::UnsupportedAlgorithm,
+            format!(
+                "{} is {}, which verifies {}, not {:?}",
+                key.name(),
+                key.key_type,
+                algorithm_list(&key.algorithms),
+                jws.alg
+            ),
+        )));
+    }
+    let verified = jsonwebtoken::crypto::verify(
+        jws.signature,
+        jws.signing_input.as_bytes(),
+        &key.decoding,
+        jws.alg,
+    );
+    match verified {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Unverified::Refused(Refusal::new(
+                Verdict::BadSignature,
+                format!("the signature does not verify with {}", key.name()),
+            )))
+        }
+        Err(e) => {
+            let refusal = match e.kind() {
+                jsonwebtoken::errors::ErrorKind::Base64(_) => {
+                    Refusal::new(Verdict::Malformed, "the token's signature is not base64url")
+                }
+                _ => Refusal::new(
+                    Verdict::BadSignature,
+                    format!("the signature cannot be checked with {}", key.name()),
+                ),
+            };
+            return Err(Unverified::Refused(refusal));
+        }
+    }
+    let valid = claims::check(claims, &provider.rules, now)?;
+    Ok((valid, provider.id, keys.generation))
 }
 
 /// Counts the verdict of a validation that is done.
@@ -348,7 +487,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::tokens::Stored;
+    use crate::tokens::{KeysFrom, Stored};
 
     const ISSUER: &str = "https://id.example";
     const LEEWAY: i64 = 30;
@@ -370,45 +509,73 @@ mod tests {
         }
     }
 
-    /// A verifier of one Ed25519 key, and what signs with it.
-    struct Fixture {
-        verifier: TokenVerifier,
-        signer: EncodingKey,
-        _dir: tempfile::TempDir,
+    /// An Ed25519 key with kid `k`, in a key set file of its own.
+    struct Signer {
+        key: EncodingKey,
+        path: std::path::PathBuf,
     }
 
-    impl Fixture {
-        fn new(cache_entries: usize) -> Self {
+    impl Signer {
+        fn new(dir: &std::path::Path, name: &str) -> Self {
             let key = PKey::generate_ed25519().expect("an Ed25519 key");
             let raw = key.raw_public_key().expect("its public half");
             let jwks = json!({"keys": [{
                 "kty": "OKP", "crv": "Ed25519", "kid": "k", "x": URL_SAFE_NO_PAD.encode(raw)
             }]});
-            let dir = tempfile::tempdir().expect("a temporary directory");
-            let path = dir.path().join("jwks.json");
+            let path = dir.join(format!("{name}.json"));
             std::fs::write(&path, jwks.to_string()).expect("write the key set");
-            let options = TokenOptions {
-                keys: Some(KeysFrom::File(path)),
-                issuers: vec![ISSUER.to_owned()],
-                leeway_seconds: LEEWAY as u32,
-                cache_entries,
-                ..TokenOptions::default()
-            };
-            let verifier = TokenVerifier::start(&options, Arc::new(Revocations::default()))
-                .expect("starts")
-                .expect("a key set is configured");
             let pkcs8 = key.private_key_to_pkcs8().expect("PKCS#8");
             Self {
-                verifier,
-                signer: EncodingKey::from_ed_der(&pkcs8),
-                _dir: dir,
+                key: EncodingKey::from_ed_der(&pkcs8),
+                path,
+            }
+        }
+
+        fn provider(&self, issuer: &str) -> ProviderOptions {
+            ProviderOptions {
+                leeway_seconds: LEEWAY as u32,
+                ..ProviderOptions::new(issuer, KeysFrom::File(self.path.clone()))
             }
         }
 
         fn token(&self, claims: Value) -> String {
             let mut header = Header::new(Algorithm::EdDSA);
             header.kid = Some("k".to_owned());
-            jsonwebtoken::encode(&header, &claims, &self.signer).expect("signs")
+            jsonwebtoken::encode(&header, &claims, &self.key).expect("signs")
+        }
+    }
+
+    fn verifier(providers: Vec<ProviderOptions>, cache_entries: usize) -> TokenVerifier {
+        let options = TokenOptions {
+            providers,
+            cache_entries,
+            ..TokenOptions::default()
+        };
+        TokenVerifier::start(&options, Arc::new(Revocations::default()))
+            .expect("starts")
+            .expect("a provider is configured")
+    }
+
+    /// A verifier of one provider with one Ed25519 key, and what signs with it.
+    struct Fixture {
+        verifier: TokenVerifier,
+        signer: Signer,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new(cache_entries: usize) -> Self {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let signer = Signer::new(dir.path(), "jwks");
+            Self {
+                verifier: verifier(vec![signer.provider(ISSUER)], cache_entries),
+                signer,
+                _dir: dir,
+            }
+        }
+
+        fn token(&self, claims: Value) -> String {
+            self.signer.token(claims)
         }
 
         /// The verdict for `token` at `now`.
@@ -489,5 +656,81 @@ mod tests {
         let fixture = Fixture::new(0);
         let token = fixture.token(json!({"iss": "https://elsewhere.example", "exp": 9_000}));
         assert_eq!(fixture.verdict_at(&token, 1_000), Verdict::WrongIssuer);
+    }
+
+    fn verdict(verifier: &TokenVerifier, token: &str, now: i64) -> Verdict {
+        match verifier.check_at(token, now, false) {
+            Check::Done(Ok(_)) => Verdict::Valid,
+            Check::Done(Err(refusal)) => refusal.verdict,
+            Check::AfterKeyReload(_) => panic!("no reload was allowed"),
+        }
+    }
+
+    #[test]
+    fn each_providers_keys_verify_its_own_tokens_only_even_with_the_same_kid() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (a, b) = (Signer::new(dir.path(), "a"), Signer::new(dir.path(), "b"));
+        let (issuer_a, issuer_b) = ("https://a.example", "https://b.example");
+        for cache in [0, 100] {
+            let verifier = verifier(vec![a.provider(issuer_a), b.provider(issuer_b)], cache);
+            let own_a = a.token(json!({"iss": issuer_a, "exp": 9_000}));
+            let own_b = b.token(json!({"iss": issuer_b, "exp": 9_000}));
+            assert_eq!(verdict(&verifier, &own_a, 1_000), Verdict::Valid);
+            assert_eq!(verdict(&verifier, &own_b, 1_000), Verdict::Valid);
+            // B's key, B's kid `k`, A's name: A's `k` is asked, and does not verify it.
+            let forged = b.token(json!({"iss": issuer_a, "exp": 9_000}));
+            assert_eq!(
+                verdict(&verifier, &forged, 1_000),
+                Verdict::BadSignature,
+                "cache {cache}"
+            );
+            let nobody = a.token(json!({"iss": "https://c.example", "exp": 9_000}));
+            assert_eq!(verdict(&verifier, &nobody, 1_000), Verdict::WrongIssuer);
+        }
+    }
+
+    #[test]
+    fn a_valid_token_keeps_every_claim_as_the_token_has_it() {
+        let fixture = Fixture::new(100);
+        let claims = json!({
+            "iss": ISSUER, "exp": 9_000, "email": "a@example.com", "admin": true,
+            "groups": ["ops", "dev"], "n": 1.5, "tenant": {"id": 7, "tags": [null]}
+        });
+        let token = fixture.token(claims.clone());
+        for _ in 0..2 {
+            let Check::Done(Ok(valid)) = fixture.verifier.check_at(&token, 1_000, false) else {
+                panic!("valid");
+            };
+            assert_eq!(Value::Object(valid.claims.clone()), claims, "cached or not");
+        }
+    }
+
+    #[test]
+    fn replacing_the_providers_keeps_the_unchanged_and_drops_the_cache_of_the_changed() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (a, b) = (Signer::new(dir.path(), "a"), Signer::new(dir.path(), "b"));
+        let (issuer_a, issuer_b) = ("https://a.example", "https://b.example");
+        let verifier = verifier(vec![a.provider(issuer_a)], 100);
+        let token_a = a.token(json!({"iss": issuer_a, "aud": "x", "exp": 9_000}));
+        let token_b = b.token(json!({"iss": issuer_b, "exp": 9_000}));
+        assert_eq!(verdict(&verifier, &token_a, 1_000), Verdict::Valid);
+        assert_eq!(verdict(&verifier, &token_b, 1_000), Verdict::WrongIssuer);
+
+        let changed = verifier.replace_providers(&[a.provider(issuer_a), b.provider(issuer_b)]);
+        assert_eq!(changed.added, [issuer_b]);
+        assert!(changed.changed.is_empty() && changed.removed.is_empty());
+        assert_eq!(verdict(&verifier, &token_b, 1_000), Verdict::Valid);
+
+        // A now wants audience `y`: its cached answer for audience `x` must not be used.
+        let strict = ProviderOptions {
+            audiences: vec!["y".to_owned()],
+            ..a.provider(issuer_a)
+        };
+        let changed = verifier.replace_providers(&[strict]);
+        assert_eq!(changed.changed, [issuer_a]);
+        assert_eq!(changed.removed, [issuer_b]);
+        assert_eq!(verdict(&verifier, &token_a, 1_000), Verdict::WrongAudience);
+        assert_eq!(verdict(&verifier, &token_b, 1_000), Verdict::WrongIssuer);
+        assert!(verifier.ready());
     }
 }

@@ -333,10 +333,13 @@ fn the_token_service_is_served_only_with_a_key_set_and_the_start_up_line_says_wh
         .expect("the server runs");
     let log = common::OutputLines::read(child.stderr.take().expect("piped"));
     let tokens = log
-        .line_containing("tokens: keys from", Duration::from_secs(20))
+        .line_containing("tokens: providers", Duration::from_secs(20))
         .expect("the token settings are logged");
+    let file = keys.path().display().to_string();
     assert!(
-        tokens.contains("issuers [https://a.example, https://b.example]"),
+        tokens.contains(&format!(
+            "providers [https://a.example (jwks_file {file}), https://b.example (jwks_file {file})]"
+        )),
         "{tokens}"
     );
     let listening = log
@@ -378,7 +381,24 @@ fn token_settings_that_cannot_work_stop_the_server_with_one_line_before_it_liste
         ),
         (
             vec!["--jwks-url", "ftp://id.example/jwks.json"],
-            vec!["only http and https"],
+            vec!["only https URLs are fetched"],
+        ),
+        (
+            vec!["--jwks-url", "http://id.example/jwks.json"],
+            vec!["https only", "loopback"],
+        ),
+        (
+            vec!["--oidc-issuer", "https://id.example", "--token-issuer", "x"],
+            vec!["--token-issuer", "--jwks-file or --jwks-url"],
+        ),
+        (
+            vec![
+                "--jwks-url",
+                "https://id.example/jwks",
+                "--jwks-ca-cert",
+                "no.pem",
+            ],
+            vec!["no.pem"],
         ),
         (
             vec!["--jwks-file", empty, "--token-admin", "ops"],
@@ -416,7 +436,6 @@ fn token_flags_that_do_not_go_together_are_usage_errors() {
             ],
             "--jwks-url",
         ),
-        (&["--jwks-ca-cert", "ca.pem"], "--jwks-url"),
         (&["--keepalive-time", "0"], "--keepalive-time"),
         (&["--token-leeway=-1"], "--token-leeway"),
     ] {

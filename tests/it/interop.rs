@@ -8,62 +8,14 @@ use crate::common;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::pki::Pki;
+use common::python::{interop_dir, python};
 use common::{spawn_server, spawn_server_with, test_config, OutputLines, ServerProcess};
 use mrmat_rust_api_grpc::server::{ServerConfig, TlsConfig};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-/// The venv's python, created with the pinned requirements when missing or outdated.
-/// A missing python3 fails the test: it is never skipped silently.
-fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let requirements = std::fs::read_to_string(interop_dir().join("requirements.txt"))
-            .expect("read tests/interop/requirements.txt");
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-venv");
-        let python = venv.join("bin/python");
-        let marker = venv.join("requirements.installed");
-        if std::fs::read_to_string(&marker).ok().as_deref() == Some(requirements.as_str()) {
-            return python;
-        }
-        let _ = std::fs::remove_dir_all(&venv);
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "create the interop venv with python3 -m venv (ci/setup installs python3 and venv)",
-        );
-        run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
-                .arg(interop_dir().join("requirements.txt")),
-            "install tests/interop/requirements.txt into the interop venv",
-        );
-        std::fs::write(&marker, &requirements).expect("mark the venv as installed");
-        python
-    })
-}
-
-fn run(command: &mut Command, what: &str) {
-    match command.status() {
-        Ok(status) if status.success() => {}
-        Ok(status) => panic!("cannot {what}: {command:?} exited with {status}"),
-        Err(e) => panic!("cannot {what}: {command:?}: {e}"),
-    }
-}
 
 /// The Python interop server, killed when dropped.
 struct PythonServer {
@@ -367,13 +319,7 @@ fn python_keys() -> tempfile::TempDir {
 }
 
 fn python_token_config(keys: &Path) -> ServerConfig {
-    let mut config = test_config();
-    config.tokens.keys = Some(mrmat_rust_api_grpc::tokens::KeysFrom::File(
-        keys.join("jwks.json"),
-    ));
-    config.tokens.issuers = vec![common::jwt::ISSUER.to_owned()];
-    config.tokens.audiences = vec![common::jwt::AUDIENCE.to_owned()];
-    config
+    common::jwt::file_provider_config(keys.join("jwks.json"))
 }
 
 #[test]

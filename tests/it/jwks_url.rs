@@ -70,10 +70,7 @@ impl Drop for Provider {
 
 fn url_config(keys: &KeyFile, url: &str) -> ServerConfig {
     let mut config = token_config(keys);
-    config.tokens.keys = Some(KeysFrom::Url {
-        url: url.to_owned(),
-        ca_cert: None,
-    });
+    config.tokens.providers[0].keys = KeysFrom::Url(url.to_owned());
     config
 }
 
@@ -163,7 +160,7 @@ fn with_the_provider_down_at_start_the_service_is_not_serving_until_the_keys_loa
     assert!(
         status
             .message()
-            .contains("no signing keys have been loaded yet")
+            .contains("no identity provider's signing keys have loaded yet")
             && status.message().contains(&url),
         "{}",
         status.message()
@@ -195,10 +192,7 @@ fn https_is_verified_against_the_given_ca_and_refused_without_it() {
     let url = provider.url("https");
 
     let mut trusted = url_config(&keys, &url);
-    trusted.tokens.keys = Some(KeysFrom::Url {
-        url: url.clone(),
-        ca_cert: Some(pki.path("ca.pem")),
-    });
+    trusted.tokens.providers[0].ca_cert = Some(pki.path("ca.pem"));
     let server = spawn_server_with(trusted);
     assert_eq!(health(&server), ServingStatus::SERVING);
     let client = TokenV1ProtoClient::new(server.channel());

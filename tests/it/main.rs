@@ -23,6 +23,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod netns;
+mod providers;
 mod reflection;
 mod registry;
 mod replicas;

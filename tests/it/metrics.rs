@@ -263,7 +263,8 @@ fn tokens_by_verdict(key: &SigningKey) -> Vec<(&'static str, String)> {
     let valid = sign(json!({}));
     let (signed, signature) = valid.rsplit_once('.').expect("three parts");
     let (head, _) = signed.split_once('.').expect("three parts");
-    let forged = format!("{head}.{}.{signature}", jwt::b64(br#"{"sub":"root"}"#));
+    let payload = json!({"sub": "root", "iss": jwt::ISSUER}).to_string();
+    let forged = format!("{head}.{}.{signature}", jwt::b64(payload.as_bytes()));
     let now = jwt::now();
     vec![
         ("valid", valid.clone()),
@@ -521,12 +522,23 @@ fn counters_move_by_exactly_the_calls_made_and_the_text_passes_promtool() {
     // The revoked token's first time and `not-a-token` (any token is looked up).
     assert_eq!(misses, 2.0, "cache misses of tokens never seen");
     assert!(
-        after.sum("mrmat_token_key_set_loads_total", &[("outcome", "loaded")]) >= 1.0,
+        after.sum(
+            "mrmat_token_key_set_loads_total",
+            &[("issuer", common::jwt::ISSUER), ("outcome", "loaded")]
+        ) >= 1.0,
         "the key set loaded"
     );
-    let age = after
-        .single("mrmat_token_key_set_age_seconds")
-        .expect("the key set's age");
+    let age = after.sum(
+        "mrmat_token_key_set_age_seconds",
+        &[("issuer", common::jwt::ISSUER)],
+    );
+    assert!(
+        after.samples.keys().any(|series| {
+            series.name == "mrmat_token_key_set_age_seconds"
+                && series.labels.get("issuer").map(String::as_str) == Some(common::jwt::ISSUER)
+        }),
+        "the key set's age, by issuer"
+    );
     assert!(age.is_finite() && age >= 0.0, "key set age {age}");
     assert_eq!(
         after

@@ -127,7 +127,14 @@ fn a_symbol_comes_with_its_file_and_the_files_it_imports() {
 
     let contract = files(&answers[0]);
     let names: Vec<&str> = contract.iter().map(|f| f.name()).collect();
-    assert_eq!(names, ["grpc-api.proto", "google/protobuf/empty.proto"]);
+    assert_eq!(
+        names,
+        [
+            "grpc-api.proto",
+            "google/protobuf/empty.proto",
+            "google/protobuf/struct.proto"
+        ]
+    );
     let service = contract[0]
         .service
         .iter()

@@ -82,7 +82,7 @@ fn sighup_loads_the_key_set_again_and_unknown_kids_do_not_make_it_reload_more_th
         .log
         .line_containing("signing keys loaded", Duration::from_secs(10))
         .expect("SIGHUP loads the key set");
-    assert!(line.contains("kids [new, old]"), "{line}");
+    assert!(line.contains(r#"kids ["new", "old"]"#), "{line}");
     assert_eq!(validate(&client, &token), TokenV1Verdict::TOKEN_V1_VALID);
 
     // A key set that breaks on reload keeps the one loaded before, and says so.

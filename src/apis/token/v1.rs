@@ -21,6 +21,7 @@ use crate::time::rfc3339;
 use crate::tokens::{
     Check, Outcome, RevocationError, RevokeError, Revoked, TokenVerifier, Verdict,
 };
+use protobuf::well_known_types::struct_::{value, ListValue, NullValue, Struct, Value};
 
 /// The name health checking and reflection know the service by.
 pub const NAME: &str = service_names::TOKEN_V1_PROTO;
@@ -83,6 +84,7 @@ fn wire_verdict(verdict: Verdict) -> TokenV1Verdict {
         Verdict::WrongIssuer => TokenV1Verdict::TOKEN_V1_WRONG_ISSUER,
         Verdict::WrongAudience => TokenV1Verdict::TOKEN_V1_WRONG_AUDIENCE,
         Verdict::Revoked => TokenV1Verdict::TOKEN_V1_REVOKED,
+        Verdict::Unavailable => TokenV1Verdict::TOKEN_V1_UNAVAILABLE,
     }
 }
 
@@ -100,13 +102,61 @@ fn output(request_id: u64, outcome: &Outcome) -> TokenV1Output {
             answer.expires_at = valid.expires_at;
             answer.scopes.clone_from(&valid.scopes);
             answer.token_id.clone_from(&valid.token_id);
+            answer.claims = Some(claims_struct(&valid.claims)).into();
         }
         Err(refusal) => {
-            answer.status = Some(status(401, &refusal.reason)).into();
+            // 503: not a judgement of the token; the same question may be valid later.
+            let code = if refusal.verdict == Verdict::Unavailable {
+                503
+            } else {
+                401
+            };
+            answer.status = Some(status(code, &refusal.reason)).into();
             answer.verdict = wire_verdict(refusal.verdict).into();
         }
     }
     answer
+}
+
+/// A JSON object as a `google.protobuf.Struct`: numbers become doubles, as Struct holds them
+/// (and as JSON readers take them).
+fn claims_struct(claims: &serde_json::Map<String, serde_json::Value>) -> Struct {
+    let mut object = Struct::new();
+    object.fields = claims
+        .iter()
+        .map(|(name, value)| (name.clone(), struct_value(value)))
+        .collect();
+    object
+}
+
+fn struct_value(value: &serde_json::Value) -> Value {
+    use serde_json::Value as Json;
+    let mut out = Value::new();
+    out.kind = Some(match value {
+        Json::Null => value::Kind::NullValue(NullValue::NULL_VALUE.into()),
+        Json::Bool(b) => value::Kind::BoolValue(*b),
+        Json::Number(n) => value::Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => value::Kind::StringValue(s.clone()),
+        Json::Array(items) => {
+            let mut list = ListValue::new();
+            list.values = items.iter().map(struct_value).collect();
+            value::Kind::ListValue(list)
+        }
+        Json::Object(fields) => value::Kind::StructValue(claims_struct(fields)),
+    });
+    out
+}
+
+/// A unary answer: a refusal that is not a judgement of the token (its provider's keys have not
+/// loaded) is the gRPC status UNAVAILABLE, which a client retries (elsewhere, with replicas).
+fn unary_answer(request_id: u64, outcome: &Outcome) -> Result<TokenV1Output, RpcStatus> {
+    match outcome {
+        Err(refusal) if refusal.verdict == Verdict::Unavailable => Err(RpcStatus::with_message(
+            RpcStatusCode::UNAVAILABLE,
+            refusal.reason.clone(),
+        )),
+        _ => Ok(output(request_id, outcome)),
+    }
 }
 
 /// The answer to `input`, after waiting for a key set load when the token asks for one.
@@ -126,9 +176,9 @@ impl TokenV1Api {
     fn not_ready(&self) -> Option<String> {
         (!self.validator.ready()).then(|| {
             format!(
-                "no signing keys have been loaded yet from {}; health checking reports {NAME} \
-                 NOT_SERVING until they are",
-                self.validator.key_location()
+                "no identity provider's signing keys have loaded yet ({}); health checking \
+                 reports {NAME} NOT_SERVING until one has",
+                self.validator.describe_providers().join(", ")
             )
         })
     }
@@ -178,12 +228,15 @@ impl TokenV1Proto for TokenV1Api {
             return call.fail(&ctx, sink, RpcStatusCode::UNAVAILABLE, why);
         }
         match self.validator.check(&req.token) {
-            Check::Done(outcome) => call.reply(&ctx, sink, output(req.request_id, &outcome)),
+            Check::Done(outcome) => match unary_answer(req.request_id, &outcome) {
+                Ok(answer) => call.reply(&ctx, sink, answer),
+                Err(status) => call.fail(&ctx, sink, status.code(), status.message().to_owned()),
+            },
             Check::AfterKeyReload(reload) => {
                 let validator = Arc::clone(&self.validator);
-                call.reply_later(&ctx, sink, async move {
+                call.answer_later(&ctx, sink, async move {
                     reload.await;
-                    output(req.request_id, &validator.check_after_reload(&req.token))
+                    unary_answer(req.request_id, &validator.check_after_reload(&req.token))
                 });
             }
         }

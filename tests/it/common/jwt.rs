@@ -233,13 +233,21 @@ impl KeyFile {
 }
 
 /// The test configuration (see `super::test_config`) with the token service on: keys from
-/// `keys`, issuer [`ISSUER`], audience [`AUDIENCE`].
-pub fn token_config(keys: &KeyFile) -> mrmat_rust_api_grpc::server::ServerConfig {
+/// `path`, issuer [`ISSUER`], audience [`AUDIENCE`].
+pub fn file_provider_config(path: std::path::PathBuf) -> mrmat_rust_api_grpc::server::ServerConfig {
+    use mrmat_rust_api_grpc::tokens::{KeysFrom, ProviderOptions};
     let mut config = super::test_config();
-    config.tokens.keys = Some(mrmat_rust_api_grpc::tokens::KeysFrom::File(keys.path()));
-    config.tokens.issuers = vec![ISSUER.to_owned()];
-    config.tokens.audiences = vec![AUDIENCE.to_owned()];
+    config.tokens.providers = vec![ProviderOptions {
+        audiences: vec![AUDIENCE.to_owned()],
+        ..ProviderOptions::new(ISSUER, KeysFrom::File(path))
+    }];
     config
+}
+
+/// The test configuration with the token service on: keys from `keys`, issuer [`ISSUER`],
+/// audience [`AUDIENCE`].
+pub fn token_config(keys: &KeyFile) -> mrmat_rust_api_grpc::server::ServerConfig {
+    file_provider_config(keys.path())
 }
 
 /// The arguments that turn the server binary's token service on, as [`token_config`] does.

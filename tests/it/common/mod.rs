@@ -4,6 +4,7 @@ pub mod jwt;
 pub mod netns;
 pub mod pki;
 pub mod postgres;
+pub mod python;
 pub mod revocation;
 
 use std::path::{Path, PathBuf};
