@@ -4,9 +4,10 @@ its discovery document and key set served over HTTPS (or HTTP), and tokens minte
 JOSE implementation independent of the server's.
 
 Usage: idp.py PORT ALG KID [--cert PEM --key PEM] [--path /realms/x] [--names-issuer ISS]
+              [--jwks-uri URL]
   PORT 0 picks a free one. ALG is ES256 or RS256. The issuer is SCHEME://localhost:PORT/PATH;
   --names-issuer makes the discovery document name another issuer (a misconfigured or hostile
-  provider).
+  provider); --jwks-uri makes it name another key set URL.
 
 It prints `listening on PORT`, then `issuer ISSUER`, once it serves, and `GET PATH` per request.
 It reads commands from stdin, one JSON object a line, and answers each with one line:
@@ -76,6 +77,7 @@ def main():
     parser.add_argument("--key")
     parser.add_argument("--path", default="")
     parser.add_argument("--names-issuer")
+    parser.add_argument("--jwks-uri")
     args = parser.parse_args()
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
@@ -92,7 +94,7 @@ def main():
         state["key"] = new_key(args.alg, args.kid)
         state["discovery"] = {
             "issuer": args.names_issuer or issuer,
-            "jwks_uri": f"{issuer}/jwks",
+            "jwks_uri": args.jwks_uri or f"{issuer}/jwks",
             "id_token_signing_alg_values_supported": [args.alg],
         }
     threading.Thread(target=server.serve_forever, daemon=True).start()

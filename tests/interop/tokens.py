@@ -24,6 +24,7 @@ import uuid
 
 import grpc
 import jwt
+from google.protobuf import json_format
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -91,6 +92,10 @@ def cases(folder):
             out.append((f"{alg} valid", token, V.TOKEN_V1_VALID, claims))
             token, claims = mint(folder, kid, alg, "late", exp=now - 3600)
             out.append((f"{alg} expired", token, V.TOKEN_V1_EXPIRED, claims))
+    token, claims = mint(folder, "py-ec384", "ES384", "rich", email="rich@example.com",
+                         email_verified=True, groups=["ops", "dev"], level=3, ratio=0.25,
+                         tenant={"id": "t-1", "parent": None, "limits": {"rps": 100}})
+    out.append(("every JSON type", token, V.TOKEN_V1_VALID, claims))
     token, claims = mint(folder, "py-ec256", "ES256", "early", nbf=now + 3600)
     out.append(("not yet valid", token, V.TOKEN_V1_NOT_YET_VALID, claims))
     token, claims = mint(folder, "py-ed", "EdDSA", "x", iss="https://elsewhere.example")
@@ -120,6 +125,9 @@ def check_answer(what, answer, request_id, expected, claims):
         want = (claims["sub"], ISSUER, [AUDIENCE, "other"], claims["exp"], ["read", "admin"],
                 claims["jti"])
         check(f"{what}: claims", got, want)
+        # The whole verified payload, every JSON type as the token has it (numbers as doubles,
+        # which Python compares equal to the ints minted).
+        check(f"{what}: every claim", json_format.MessageToDict(answer.claims), claims)
     else:
         check(f"{what}: status code", answer.status.code, 401)
         check(f"{what}: a reason", bool(answer.status.message), True)

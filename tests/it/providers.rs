@@ -399,6 +399,48 @@ fn a_discovery_document_naming_another_issuer_is_never_trusted() {
     assert_eq!(verdict(&client, &fine), TokenV1Verdict::TOKEN_V1_VALID);
 }
 
+#[test]
+fn a_discovery_document_sending_keys_over_plain_http_elsewhere_is_refused() {
+    let pki = Pki::new();
+    let mut idp = Idp::start(
+        &pki,
+        0,
+        "ES256",
+        "k",
+        &["--jwks-uri", "http://keys.example/jwks"],
+    );
+    let args = binary_args(&pki, &["--oidc-issuer", &idp.issuer]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&args);
+    let warning = server
+        .log
+        .line_containing("keys.example", Duration::from_secs(20))
+        .expect("a warn line names the jwks_uri");
+    assert!(
+        warning.contains("WARN") && warning.contains("https only"),
+        "{warning}"
+    );
+    assert_eq!(
+        idp.out.count_containing("GET /jwks"),
+        0,
+        "the provider's own key set is never asked for either"
+    );
+    let client = TokenV1ProtoClient::new(server.channel());
+    let token = idp.mint(in_an_hour(json!({"sub": "x"})));
+    let refused = client
+        .validate_opt(&common::jwt::input(1, &token), call())
+        .expect_err("no keys, no service");
+    let grpcio::Error::RpcFailure(status) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(
+        status.code(),
+        RpcStatusCode::UNAVAILABLE,
+        "{}",
+        status.message()
+    );
+}
+
 fn write_providers(path: &std::path::Path, pki: &Pki, idps: &[&Idp]) {
     let text: String = idps
         .iter()
