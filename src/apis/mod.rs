@@ -74,7 +74,7 @@ pub enum Offer {
     NotServed {
         /// The service's name.
         name: &'static str,
-        /// What would have it served, e.g. `no --jwks-file or --jwks-url`.
+        /// What would have it served, e.g. `no identity provider: ...`.
         why: &'static str,
     },
 }

@@ -411,12 +411,12 @@ fn verify(
             ),
         )));
     };
-    let key = keys.find(jws.kid.as_deref()).map_err(|why| {
-        let refusal = Refusal::new(Verdict::UnknownKey, format!("{why} of {issuer}"));
-        match jws.kid {
-            Some(_) => Unverified::UnknownKid(refusal, Arc::clone(provider)),
-            None => Unverified::Refused(refusal),
-        }
+    let key = keys.find(jws.kid.as_deref()).map_err(|why| match jws.kid {
+        Some(_) => Unverified::UnknownKid(
+            Refusal::new(Verdict::UnknownKey, format!("{why} of {issuer}")),
+            Arc::clone(provider),
+        ),
+        None => Unverified::Refused(Refusal::new(Verdict::UnknownKey, why)),
     })?;
     if !key.algorithms.contains(&jws.alg) {
         return Err(Unverified::Refused(Refusal::new(

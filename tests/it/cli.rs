@@ -312,7 +312,7 @@ fn the_token_service_is_served_only_with_a_key_set_and_the_start_up_line_says_wh
     assert!(
         without
             .listening_line
-            .contains("TokenV1Proto not served (no --jwks-file or --jwks-url)"),
+            .contains("TokenV1Proto not served (no identity provider: --oidc-issuer, --jwks-file or --jwks-url, or --config)"),
         "{}",
         without.listening_line
     );

@@ -46,7 +46,7 @@ pub fn offer(serving: &Serving<'_>) -> Offer {
     let Some(validator) = serving.verifier else {
         return Offer::NotServed {
             name: NAME,
-            why: "no --jwks-file or --jwks-url",
+            why: "no identity provider: --oidc-issuer, --jwks-file or --jwks-url, or --config",
         };
     };
     let api = TokenV1Api {
