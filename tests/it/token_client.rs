@@ -302,6 +302,9 @@ fn questions_beyond_the_bound_wait_for_room_and_fail_fast_past_the_queue() {
     for (n, answer) in waiting.into_iter().enumerate() {
         let answer = futures::executor::block_on(answer).expect("queued, then answered");
         assert_eq!(answer.subject, format!("user{n}"));
+        // The app gets the whole claim set too.
+        let sub = answer.claims.fields.get("sub").map(|v| v.string_value());
+        assert_eq!(sub, Some(format!("user{n}").as_str()));
     }
 }
 
@@ -472,6 +475,10 @@ fn the_cli_validates_mints_and_prints_a_key_set_a_server_accepts() {
     let json: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
     assert_eq!(json["verdict"], "TOKEN_V1_VALID", "{json}");
     assert_eq!(json["subject"], "alice", "{json}");
+    assert_eq!(
+        json["claims"]["sub"], "alice",
+        "--output json shows every claim: {json}"
+    );
 
     let (code, _, stderr) = client(&[
         "token",
