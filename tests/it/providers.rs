@@ -342,16 +342,13 @@ fn a_key_rotated_at_the_provider_is_used_from_the_first_token_that_names_it() {
     );
 }
 
-/// The server binary's arguments for TLS trust of `pki` and quick refreshes.
-fn binary_args<'a>(pki: &'a Pki, extra: &[&'a str]) -> Vec<String> {
-    let mut args = vec![
-        "--jwks-refresh".to_owned(),
-        "1".to_owned(),
-        "--jwks-ca-cert".to_owned(),
-        pki.path("ca.pem").display().to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+/// The server binary, trusting `pki` for its providers' https and refreshing keys every second,
+/// with `extra` arguments.
+fn start_binary(pki: &Pki, extra: &[&str]) -> ServerProcess {
+    let ca = pki.path("ca.pem").display().to_string();
+    let mut args = vec!["--jwks-refresh", "1", "--jwks-ca-cert", &ca];
+    args.extend_from_slice(extra);
+    ServerProcess::start(&args)
 }
 
 #[test]
@@ -366,9 +363,7 @@ fn a_discovery_document_naming_another_issuer_is_never_trusted() {
         &["--names-issuer", "https://elsewhere.example"],
     );
     let issuers = format!("{},{}", good.issuer, liar.issuer);
-    let args = binary_args(&pki, &["--oidc-issuer", &issuers]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(&args);
+    let server = start_binary(&pki, &["--oidc-issuer", &issuers]);
     assert!(
         server.listening_line.contains(&good.issuer)
             && server.listening_line.contains(&liar.issuer),
@@ -409,9 +404,7 @@ fn a_discovery_document_sending_keys_over_plain_http_elsewhere_is_refused() {
         "k",
         &["--jwks-uri", "http://keys.example/jwks"],
     );
-    let args = binary_args(&pki, &["--oidc-issuer", &idp.issuer]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(&args);
+    let server = start_binary(&pki, &["--oidc-issuer", &idp.issuer]);
     let warning = server
         .log
         .line_containing("keys.example", Duration::from_secs(20))
@@ -598,7 +591,7 @@ fn every_providers_file_problem_exits_1_with_one_line_naming_the_file_and_the_li
 fn key_set_loads_and_age_are_labelled_by_issuer() {
     let pki = Pki::new();
     let a = Idp::start(&pki, 0, "ES256", "a", &[]);
-    let args = binary_args(
+    let server = start_binary(
         &pki,
         &[
             "--oidc-issuer",
@@ -607,8 +600,6 @@ fn key_set_loads_and_age_are_labelled_by_issuer() {
             "127.0.0.1:0",
         ],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(&args);
     let loaded = format!(
         "mrmat_token_key_set_loads_total{{issuer=\"{}\",outcome=\"loaded\"}}",
         a.issuer

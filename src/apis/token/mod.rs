@@ -1,3 +1,4 @@
-//! Token validation, by version.
+//! Token validation, by version, and the claim set as the wire carries it.
 
+mod claims;
 pub mod v1;

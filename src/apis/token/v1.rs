@@ -9,6 +9,7 @@ use grpcio::{
     DuplexSink, RequestStream, RpcContext, RpcStatus, RpcStatusCode, UnarySink, WriteFlags,
 };
 
+use super::claims::claims_struct;
 use crate::apis::call::Kind;
 use crate::apis::streams::StreamsEnd;
 use crate::apis::{status, Api, Call, DependsOn, Offer, Serving};
@@ -21,7 +22,6 @@ use crate::time::rfc3339;
 use crate::tokens::{
     Check, Outcome, RevocationError, RevokeError, Revoked, TokenVerifier, Verdict,
 };
-use protobuf::well_known_types::struct_::{value, ListValue, NullValue, Struct, Value};
 
 /// The name health checking and reflection know the service by.
 pub const NAME: &str = service_names::TOKEN_V1_PROTO;
@@ -116,35 +116,6 @@ fn output(request_id: u64, outcome: &Outcome) -> TokenV1Output {
         }
     }
     answer
-}
-
-/// A JSON object as a `google.protobuf.Struct`: numbers become doubles, as Struct holds them
-/// (and as JSON readers take them).
-fn claims_struct(claims: &serde_json::Map<String, serde_json::Value>) -> Struct {
-    let mut object = Struct::new();
-    object.fields = claims
-        .iter()
-        .map(|(name, value)| (name.clone(), struct_value(value)))
-        .collect();
-    object
-}
-
-fn struct_value(value: &serde_json::Value) -> Value {
-    use serde_json::Value as Json;
-    let mut out = Value::new();
-    out.kind = Some(match value {
-        Json::Null => value::Kind::NullValue(NullValue::NULL_VALUE.into()),
-        Json::Bool(b) => value::Kind::BoolValue(*b),
-        Json::Number(n) => value::Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        Json::String(s) => value::Kind::StringValue(s.clone()),
-        Json::Array(items) => {
-            let mut list = ListValue::new();
-            list.values = items.iter().map(struct_value).collect();
-            value::Kind::ListValue(list)
-        }
-        Json::Object(fields) => value::Kind::StructValue(claims_struct(fields)),
-    });
-    out
 }
 
 /// A unary answer: a refusal that is not a judgement of the token (its provider's keys have not
