@@ -70,6 +70,7 @@ pub(super) fn check(
         token_id: string(&claims, "jti")?.unwrap_or_default(),
         issuer: issuer(&claims)?.to_owned(),
         claims: Map::new(),
+        encoded_claims: std::sync::OnceLock::new(),
     };
 
     if now > expires_at.saturating_add(rules.leeway) {
@@ -216,6 +217,7 @@ mod tests {
                 scopes: vec!["read".into(), "write".into()],
                 token_id: "t1".into(),
                 claims: valid.claims.clone(),
+                encoded_claims: std::sync::OnceLock::new(),
             }
         );
         assert_eq!(valid.claims.len(), 6, "every claim is kept");

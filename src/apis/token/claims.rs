@@ -1,6 +1,7 @@
 //! A valid token's claims on the wire: the verified JSON payload as a `google.protobuf.Struct`.
 
 use protobuf::well_known_types::struct_::{value, ListValue, NullValue, Struct, Value};
+use protobuf::Message as _;
 use serde_json::{Map, Value as Json};
 
 /// JSON objects and lists nested deeper than this are sent as their JSON text: each level costs
@@ -9,9 +10,18 @@ use serde_json::{Map, Value as Json};
 /// stream. Real tokens nest a few levels.
 pub const MAX_CLAIM_DEPTH: usize = 16;
 
+/// The field number of `TokenV1Output.claims`.
+pub const CLAIMS_FIELD: u32 = 10;
+
+/// `claims` as the encoded Struct that [`CLAIMS_FIELD`] carries.
+pub fn encode_claims(claims: &Map<String, Json>) -> Vec<u8> {
+    // Encoding a Struct built here cannot fail: no size limit is near.
+    claims_struct(claims).write_to_bytes().unwrap_or_default()
+}
+
 /// `claims` as a Struct: numbers become doubles, as a Struct holds them (and as JSON readers take
 /// them).
-pub fn claims_struct(claims: &Map<String, Json>) -> Struct {
+fn claims_struct(claims: &Map<String, Json>) -> Struct {
     object(claims, 1)
 }
 
@@ -48,7 +58,15 @@ fn struct_value(value: &Json, depth: usize) -> Value {
 mod tests {
     use super::*;
     use crate::proto::TokenV1Output;
-    use protobuf::Message as _;
+
+    #[test]
+    fn the_field_number_is_the_contracts() {
+        use protobuf::MessageFull as _;
+        let field = TokenV1Output::descriptor()
+            .field_by_name("claims")
+            .expect("TokenV1Output.claims");
+        assert_eq!(u32::try_from(field.number()), Ok(CLAIMS_FIELD));
+    }
 
     #[test]
     fn every_json_type_becomes_its_struct_kind() {
@@ -76,7 +94,10 @@ mod tests {
         let claims: Map<String, Json> =
             serde_json::from_str(&format!(r#"{{"deep": {deep}, "flat": 1}}"#)).expect("JSON");
         let mut answer = TokenV1Output::new();
-        answer.claims = Some(claims_struct(&claims)).into();
+        answer
+            .special_fields
+            .mut_unknown_fields()
+            .add_length_delimited(CLAIMS_FIELD, encode_claims(&claims));
         let bytes = answer.write_to_bytes().expect("encodes");
         let decoded = TokenV1Output::parse_from_bytes(&bytes).expect("decodes");
         let mut value = &decoded.claims.fields["deep"];
