@@ -45,8 +45,6 @@ struct Cached {
 pub enum Revoked {
     /// The token id is refused until this time (Unix seconds).
     Until(i64),
-    /// The time given has passed: the token, expired, is refused anyway, so nothing is kept.
-    AlreadyExpired(i64),
 }
 
 /// Why a revocation was not stored.
@@ -352,7 +350,15 @@ impl TokenVerifier {
         let longest = now.saturating_add(self.max_revocation_seconds);
         let until = match expires_at {
             0 => longest,
-            at if at <= now => return future::ready(Ok(Revoked::AlreadyExpired(at))).boxed(),
+            // Never "done" for a revocation that would not take effect: the token's real `exp`
+            // may be hours away, and an admin who sent the wrong time must be told.
+            at if at <= now => {
+                return refused(format!(
+                    "expires_at {} has passed, so the revocation would not take effect: send the \
+                     token's exp, or 0 to keep it for as long as this server keeps revocations",
+                    rfc3339(at)
+                ))
+            }
             at if at > longest => {
                 return refused(format!(
                     "expires_at {} is further away than this server keeps revocations ({} s, \
@@ -649,6 +655,19 @@ mod tests {
             Verdict::Valid,
             "until it runs out"
         );
+    }
+
+    #[test]
+    fn a_revocation_that_would_not_take_effect_is_refused_not_done() {
+        let fixture = Fixture::new(100);
+        let now = unix_now();
+        for past in [now, now - 1, i64::MIN] {
+            let revoked = futures::executor::block_on(fixture.verifier.revoke("t-1", past));
+            let Err(RevokeError::InvalidArgument(why)) = revoked else {
+                panic!("{past}: {revoked:?}");
+            };
+            assert!(why.contains("send the token's exp"), "{why}");
+        }
     }
 
     #[test]

@@ -300,14 +300,6 @@ impl TokenV1Proto for TokenV1Api {
                     );
                     Ok(status(200, &format!("Revoked until {}", rfc3339(until))))
                 }
-                Ok(Revoked::AlreadyExpired(at)) => Ok(status(
-                    200,
-                    &format!(
-                        "Not stored: expires_at {} has passed, and an expired token is refused \
-                         anyway",
-                        rfc3339(at)
-                    ),
-                )),
                 Err(RevokeError::InvalidArgument(why)) => Err(RpcStatus::with_message(
                     RpcStatusCode::INVALID_ARGUMENT,
                     why,
