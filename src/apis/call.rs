@@ -71,19 +71,6 @@ impl Call {
         ctx.spawn(sent.map(move |sent| self.finish(sent.map(|()| RpcStatusCode::OK))));
     }
 
-    /// Sends the unary answer `answer` resolves to, with status OK: for an answer that waits on
-    /// something (a key set load) without holding up the completion queue meanwhile.
-    pub fn reply_later<T, F>(self, ctx: &RpcContext, sink: UnarySink<T>, answer: F)
-    where
-        T: Send + 'static,
-        F: std::future::Future<Output = T> + Send + 'static,
-    {
-        ctx.spawn(async move {
-            let sent = sink.success(answer.await).await;
-            self.finish(sent.map(|()| RpcStatusCode::OK));
-        });
-    }
-
     /// Answers with a gRPC error status: for requests the API cannot serve at all (invalid
     /// arguments, exhausted limits), as opposed to application statuses inside an answer.
     pub fn fail<T>(

@@ -34,6 +34,7 @@ use crate::availability::Availability;
 use crate::store::{self, OpenError, ResourceStore, RevocationStore, Stores};
 use crate::tls::TlsError;
 use crate::tokens::{ProviderOptions, TokenError, TokenOptions, TokenVerifier};
+use providers_file::Providers;
 use services::{Readiness, Services};
 
 /// Why a server did not start.
@@ -209,9 +210,9 @@ const CANCELLED_CALLS_END: Duration = Duration::from_millis(500);
 pub fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> {
     // The configuration and files are checked before the store is opened, and the store before
     // anything binds, so a mistake costs no half-started server.
-    let (credentials, scrape) = prepare(config)?;
+    let prepared = prepare(config)?;
     let stores = store::open(&config.store).map_err(ServerError::Store)?;
-    serve(config, credentials, stores, scrape)
+    serve(config, prepared, stores)
 }
 
 /// As [`start`], over the given resource store (a test double) and revocations in memory.
@@ -228,18 +229,28 @@ pub fn start_with_stores(
     config: &ServerConfig,
     stores: Stores,
 ) -> Result<RunningServer, ServerError> {
-    let (credentials, scrape) = prepare(config)?;
-    serve(config, credentials, stores, scrape)
+    let prepared = prepare(config)?;
+    serve(config, prepared, stores)
 }
 
-/// What is checked before a store is opened: the configuration, the TLS files, and the metrics
-/// port (one in use should cost nothing, not even a migrated database).
-fn prepare(config: &ServerConfig) -> Result<(ServerCredentials, Option<Scrape>), ServerError> {
+/// What is read and checked before a store is opened.
+struct Prepared {
+    credentials: ServerCredentials,
+    scrape: Option<Scrape>,
+    /// Where the providers come from, and every provider as read now.
+    providers: Providers,
+    wanted: Vec<ProviderOptions>,
+}
+
+/// What is checked before a store is opened: the configuration, the providers file, the TLS
+/// files, and the metrics port (one in use should cost nothing, not even a migrated database).
+fn prepare(config: &ServerConfig) -> Result<Prepared, ServerError> {
     let problems = config.problems();
     if !problems.is_empty() {
         return Err(ServerError::Config(problems));
     }
-    Providers::of(config).read().map_err(ServerError::Config)?;
+    let providers = Providers::of(config);
+    let wanted = providers.read().map_err(ServerError::Config)?;
     let credentials = transport::credentials(&config.tls).map_err(ServerError::Tls)?;
     let scrape = config
         .metrics_listen
@@ -251,22 +262,31 @@ fn prepare(config: &ServerConfig) -> Result<(ServerCredentials, Option<Scrape>),
             })
         })
         .transpose()?;
-    Ok((credentials, scrape))
+    Ok(Prepared {
+        credentials,
+        scrape,
+        providers,
+        wanted,
+    })
 }
 
 fn serve(
     config: &ServerConfig,
-    credentials: ServerCredentials,
+    prepared: Prepared,
     stores: Stores,
-    scrape: Option<Scrape>,
 ) -> Result<RunningServer, ServerError> {
+    let Prepared {
+        credentials,
+        scrape,
+        providers,
+        wanted,
+    } = prepared;
     let stores = if scrape.is_some() {
         stores.metered()
     } else {
         stores
     };
-    let providers = Providers::of(config);
-    let verifier = start_tokens(config, &providers, Arc::clone(&stores.revocations))?;
+    let verifier = start_tokens(config, wanted, Arc::clone(&stores.revocations))?;
     let (end_streams, streams_end) = streams::streams_end();
     let health = HealthRegistry::new();
     let serving = Serving {
@@ -348,40 +368,14 @@ fn bind(
     Ok((server, config.listen.with_port(port)))
 }
 
-/// Where the identity providers come from: the flags, and the providers file if there is one.
-struct Providers {
-    flags: Vec<ProviderOptions>,
-    file: Option<std::path::PathBuf>,
-}
-
-impl Providers {
-    fn of(config: &ServerConfig) -> Self {
-        Self {
-            flags: config.tokens.providers.clone(),
-            file: config.providers_file.clone(),
-        }
-    }
-
-    /// Every provider, the file read now; or its problems, one line each.
-    fn read(&self) -> Result<Vec<ProviderOptions>, Vec<String>> {
-        match &self.file {
-            None => Ok(self.flags.clone()),
-            Some(path) => {
-                let file = providers_file::read(path)?;
-                providers_file::merge(&self.flags, path, file)
-            }
-        }
-    }
-}
-
 /// The token verifier, when an identity provider is configured.
 fn start_tokens(
     config: &ServerConfig,
-    providers: &Providers,
+    providers: Vec<ProviderOptions>,
     revocations: Arc<dyn RevocationStore>,
 ) -> Result<Option<Arc<TokenVerifier>>, ServerError> {
     let options = TokenOptions {
-        providers: providers.read().map_err(ServerError::Config)?,
+        providers,
         ..config.tokens.clone()
     };
     let Some(verifier) =

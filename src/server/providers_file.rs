@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::ServerConfig;
 use crate::tokens::{KeysFrom, ProviderOptions, DEFAULT_LEEWAY_SECONDS};
 
 #[derive(Deserialize)]
@@ -118,9 +119,36 @@ pub fn read(path: &Path) -> Result<Vec<FileProvider>, Vec<String>> {
     }
 }
 
+/// Where the identity providers come from: the flags, and the providers file if there is one.
+pub struct Providers {
+    flags: Vec<ProviderOptions>,
+    /// The providers file, when there is one.
+    pub file: Option<PathBuf>,
+}
+
+impl Providers {
+    pub fn of(config: &ServerConfig) -> Self {
+        Self {
+            flags: config.tokens.providers.clone(),
+            file: config.providers_file.clone(),
+        }
+    }
+
+    /// Every provider, the file read now; or its problems, one line each.
+    pub fn read(&self) -> Result<Vec<ProviderOptions>, Vec<String>> {
+        match &self.file {
+            None => Ok(self.flags.clone()),
+            Some(path) => {
+                let file = read(path)?;
+                merge(&self.flags, path, file)
+            }
+        }
+    }
+}
+
 /// The providers given by flags and those `path` describes, together; a provider in both is
 /// a problem, one line each.
-pub fn merge(
+fn merge(
     flags: &[ProviderOptions],
     path: &Path,
     file: Vec<FileProvider>,

@@ -48,16 +48,16 @@ impl Location {
         if let Some(problem) = provider.problems().into_iter().next() {
             return Err(TokenError(problem));
         }
-        let agent = || agent(provider.ca_cert.as_deref());
+        let new_agent = || agent(provider.ca_cert.as_deref());
         Ok(match &provider.keys {
             KeysFrom::File(path) => Self::File(path.clone()),
             KeysFrom::Url(url) => Self::Url {
                 url: url.clone(),
-                agent: agent()?,
+                agent: new_agent()?,
             },
             KeysFrom::Discovery => Self::Discovery {
                 issuer: provider.issuer.clone(),
-                agent: agent()?,
+                agent: new_agent()?,
             },
         })
     }

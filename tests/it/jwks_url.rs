@@ -141,10 +141,7 @@ fn with_the_provider_down_at_start_the_service_is_not_serving_until_the_keys_loa
     let key = SigningKey::ed25519("ed");
     let keys = KeyFile::new(&[&key]);
     // A port that was free a moment ago, where nothing listens yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}/jwks.json");
     let server = spawn_server_with(url_config(&keys, &url));
     assert_eq!(health(&server), ServingStatus::NOT_SERVING);

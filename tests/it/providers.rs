@@ -103,14 +103,6 @@ impl Drop for Idp {
     }
 }
 
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn config(providers: Vec<ProviderOptions>) -> ServerConfig {
     let mut config = test_config();
     config.tokens.providers = providers;
@@ -257,7 +249,7 @@ fn a_valid_answer_carries_every_claim_of_every_json_type() {
 fn a_provider_down_at_start_is_unavailable_then_valid_without_a_restart() {
     let pki = Pki::new();
     let mut up = Idp::start(&pki, 0, "ES256", "up", &[]);
-    let port = free_port();
+    let port = common::free_port();
     let down_issuer = format!("https://localhost:{port}");
     let down = ProviderOptions {
         ca_cert: Some(pki.path("ca.pem")),

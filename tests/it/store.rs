@@ -582,7 +582,7 @@ fn a_store_that_cannot_be_used_stops_the_server_before_it_listens_sqlite_and_pos
         &[("MRMAT_GRPC_STORE_PASSWORD", "wrong-password")],
         &["cannot connect to", "password authentication failed"],
     );
-    let closed = format!("postgres://mrmat@127.0.0.1:{}/x", free_port());
+    let closed = format!("postgres://mrmat@127.0.0.1:{}/x", common::free_port());
     refused_at_start(
         &["--store", &closed, "--store-timeout", "2"],
         &[("MRMAT_GRPC_STORE_PASSWORD", PASSWORD)],
@@ -598,13 +598,6 @@ fn a_store_that_cannot_be_used_stops_the_server_before_it_listens_sqlite_and_pos
         &[],
         &["cannot read the store password file /nonexistent/password"],
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 #[test]

@@ -207,6 +207,14 @@ pub fn resource_id(id: u64) -> mrmat_rust_api_grpc::proto::ResourceV1IdInput {
     input
 }
 
+/// A port of 127.0.0.1 that nobody listens on now (for a peer started later, or none).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Every call in the tests has a deadline, so a broken server fails a test instead of hanging it.
 pub fn call() -> CallOption {
     CallOption::default().timeout(Duration::from_secs(10))

@@ -83,13 +83,6 @@ fn run(mut command: Command, what: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 impl PgCluster {
     /// Creates and starts a cluster of its own.
     pub fn start() -> Self {
@@ -140,7 +133,7 @@ impl PgCluster {
             .expect("open pg_hba.conf");
         writeln!(hba, "host all all 10.0.0.0/8 scram-sha-256").expect("write pg_hba.conf");
 
-        let port = free_port();
+        let port = super::free_port();
         let cluster = Self {
             guard: Mutex::new(Some(guard(&bin, &dir))),
             dir,
