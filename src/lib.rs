@@ -12,6 +12,8 @@
 //! - the domain, knowing nothing of gRPC: [`store`] (where resources and revoked tokens live:
 //!   memory, SQLite by default, PostgreSQL) and [`tokens`] (token validation: keys, verdicts,
 //!   cache, and the revocation port the store implements);
+//! - [`http`]: the HTTP ports' one serving layer (limits, timeouts, the connection cap), under
+//!   the server's ports on it;
 //! - below both: [`metrics`] (what the server counts, for Prometheus), [`availability`]
 //!   (whether what an API needs is there), [`proto`] (the generated code) with [`codec`]
 //!   (decoding that logs what does not decode), [`tls`] (PEM files, checked), [`time`],
@@ -23,6 +25,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod codec;
+pub mod http;
 pub mod metrics;
 // Generated code is not ours to lint; it allows lints that newer compilers have removed.
 #[allow(renamed_and_removed_lints, clippy::all, missing_docs)]

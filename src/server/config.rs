@@ -8,8 +8,11 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::RangedU64ValueParser;
+
 use super::ListenAddress;
 use crate::apis::{self, ApiOptions};
+use crate::http;
 use crate::seconds::Seconds;
 use crate::store::{self, Capacity, StoreLocation, StoreOptions};
 use crate::tokens::{self, KeysFrom, ProviderOptions, TokenOptions};
@@ -51,6 +54,8 @@ pub struct ServerConfig {
     pub reflection: bool,
     /// Where to serve Prometheus metrics, HOST:PORT; None: nowhere.
     pub metrics_listen: Option<String>,
+    /// What each HTTP port accepts of its clients.
+    pub http: http::Limits,
     /// Transport security.
     pub tls: TlsConfig,
     /// Keepalive of connections.
@@ -77,6 +82,7 @@ impl Default for ServerConfig {
             threads: None,
             reflection: true,
             metrics_listen: None,
+            http: http::Limits::default(),
             tls: TlsConfig::default(),
             keepalive: DEFAULT_KEEPALIVE,
             limits: Limits::default(),
@@ -113,6 +119,12 @@ impl ServerConfig {
                     .to_owned(),
             );
         }
+        problems.extend(
+            self.http
+                .problems()
+                .into_iter()
+                .map(|problem| format!("HTTP ports: {problem}")),
+        );
         problems
     }
 }
@@ -242,6 +254,9 @@ pub struct ServerFlags {
     pub metrics_listen: Option<String>,
 
     #[command(flatten)]
+    pub http: HttpFlags,
+
+    #[command(flatten)]
     pub store: StoreFlags,
 
     #[command(flatten)]
@@ -255,6 +270,66 @@ pub struct ServerFlags {
 
     #[command(flatten)]
     pub tokens: TokenFlags,
+}
+
+/// What the HTTP ports (--metrics-listen) accept of each client; each port counts its own.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "HTTP ports")]
+pub struct HttpFlags {
+    /// Longest request head (request line and headers) in bytes; longer is answered 431 and the
+    /// connection closed. A request line longer than 8 KiB is 414.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_HTTP_MAX_HEAD_BYTES",
+        value_name = "BYTES",
+        default_value_t = http::DEFAULT_MAX_HEAD_BYTES,
+        value_parser = RangedU64ValueParser::<usize>::new().range(http::MIN_HEAD_BYTES as u64..=1 << 30)
+    )]
+    pub http_max_head_bytes: usize,
+
+    /// Most connections open at once on one port; the next is answered 503 (Retry-After: 1)
+    /// and closed.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_HTTP_MAX_CONNECTIONS",
+        value_name = "COUNT",
+        default_value_t = http::DEFAULT_MAX_CONNECTIONS,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000)
+    )]
+    pub http_max_connections: usize,
+
+    /// How long a request's head may take to arrive from its first byte (then 408), and a
+    /// response to be taken by the client (then the connection is closed).
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_HTTP_REQUEST_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = Seconds(http::DEFAULT_REQUEST_TIMEOUT),
+        value_parser = Seconds::positive
+    )]
+    pub http_request_timeout: Seconds,
+
+    /// How long a connection may wait for its next request before it is closed (longer than
+    /// the proxies and scrapers keep theirs idle).
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_HTTP_IDLE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = Seconds(http::DEFAULT_IDLE_TIMEOUT),
+        value_parser = Seconds::positive
+    )]
+    pub http_idle_timeout: Seconds,
+}
+
+impl HttpFlags {
+    fn limits(&self) -> http::Limits {
+        http::Limits {
+            max_head_bytes: self.http_max_head_bytes,
+            max_connections: self.http_max_connections,
+            request_timeout: self.http_request_timeout.into(),
+            idle_timeout: self.http_idle_timeout.into(),
+        }
+    }
 }
 
 /// Where resources and revocations are kept.
@@ -567,6 +642,7 @@ impl ServerFlags {
             threads: self.threads,
             reflection: !self.no_reflection,
             metrics_listen: self.metrics_listen,
+            http: self.http.limits(),
             tls: self.tls.config(),
             keepalive: self.keepalive.config(),
             limits: Limits {

@@ -256,7 +256,7 @@ fn prepare(config: &ServerConfig) -> Result<Prepared, ServerError> {
         .metrics_listen
         .as_ref()
         .map(|address| {
-            Scrape::start(address).map_err(|reason| ServerError::Metrics {
+            Scrape::start(address, config.http).map_err(|reason| ServerError::Metrics {
                 address: address.clone(),
                 reason,
             })

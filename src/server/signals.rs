@@ -12,6 +12,11 @@ use super::{start, RunningServer, ServerConfig, ServerError};
 /// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully. SIGHUP loads the
 /// token service's key set again.
 pub fn run(config: &ServerConfig) -> Result<(), ServerError> {
+    // The process's whole allowance of open files, as Go's runtime takes it: the soft limit
+    // (1,024 on Debian) is below what the HTTP ports' connection cap and the gRPC port hold.
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        log::warn!("cannot raise the limit on open files: {error}");
+    }
     // Installed before the server starts, so a signal sent as soon as it answers is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(ServerError::Signals)?;

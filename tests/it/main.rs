@@ -16,6 +16,7 @@ mod greeting;
 mod health;
 mod healthz;
 mod hostile_input;
+mod http_ports;
 mod interop;
 mod jwks_url;
 mod layers;

@@ -1,5 +1,6 @@
 //! Shared by the test files: a real server on a free port, and clients connected to it.
 
+pub mod hostile;
 pub mod jwt;
 pub mod netns;
 pub mod pki;

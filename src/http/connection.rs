@@ -1,0 +1,178 @@
+//! Accepting connections up to the cap, and serving each: hyper over [`Guarded`], then the
+//! answer to a refused request, if one is due.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{sleep, timeout};
+
+use super::guard::{Guarded, Refusal};
+use super::{text, Handler, Limits, Request, Response, StatusCode};
+
+/// Connections over the cap being answered 503 at once, at most; beyond, they are closed.
+const MAX_TURNED_AWAY: usize = 256;
+
+/// How long a connection being closed after an answer is drained, so that the client reads the
+/// answer rather than a reset.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Accepts connections for as long as the runtime runs.
+pub(super) async fn accept(listener: TcpListener, limits: Limits, handler: Handler) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let turning_away = Arc::new(AtomicUsize::new(0));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, most likely: wait for some to close.
+                log::warn!("HTTP port cannot accept a connection: {error}");
+                sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // A response goes out in one segment as soon as it is written, not 40 ms later.
+        let _ = stream.set_nodelay(true);
+        if let Some(slot) = Slot::take(&open, limits.max_connections) {
+            tokio::spawn(serve(stream, limits, Arc::clone(&handler), slot));
+        } else if let Some(slot) = Slot::take(&turning_away, MAX_TURNED_AWAY) {
+            tokio::spawn(turn_away(stream, limits, slot));
+        }
+    }
+}
+
+/// One of a bounded number of places, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(count: &Arc<AtomicUsize>, most: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < most).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(Arc::clone(count)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn serve(stream: TcpStream, limits: Limits, handler: Handler, _slot: Slot) {
+    let service = service_fn(move |request| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Infallible>(answer(&handler, request).map(Full::new)) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        // Guarded hands on only whole heads of at most max_head_bytes: this is a backstop.
+        .max_buf_size(limits.max_head_bytes.max(8 * 1024) * 2)
+        // Guarded times heads and idle connections itself.
+        .header_read_timeout(None)
+        // The end of the stream while a request is answered is not an error: Guarded ends it
+        // after the last head it hands on, and that request is still answered.
+        .half_close(true)
+        .serve_connection(TokioIo::new(Guarded::new(stream, &limits)), service)
+        .without_shutdown()
+        .await;
+    let Ok(parts) = served else {
+        return;
+    };
+    let guarded = parts.io.into_inner();
+    let Some(refusal) = guarded.refusal() else {
+        return;
+    };
+    let (status, reason) = match refusal {
+        Refusal::LineTooLong => (
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "the request line is longer than {} bytes\n",
+                super::MAX_REQUEST_LINE_BYTES.min(limits.max_head_bytes)
+            ),
+        ),
+        Refusal::HeadTooLarge => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request's head (request line and headers) is longer than {} bytes\n",
+                limits.max_head_bytes
+            ),
+        ),
+        Refusal::HeadTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request's head did not arrive within {} s\n",
+                limits.request_timeout.as_secs_f64()
+            ),
+        ),
+    };
+    close_with(guarded.into_stream(), status, &reason, &limits).await;
+}
+
+/// The connection cap is reached: says so, and closes.
+async fn turn_away(stream: TcpStream, limits: Limits, _slot: Slot) {
+    let reason = format!(
+        "this port has its {} connections open; try again\n",
+        limits.max_connections
+    );
+    close_with(stream, StatusCode::SERVICE_UNAVAILABLE, &reason, &limits).await;
+}
+
+/// Writes a last response (within the request timeout), then drains what the client still sends
+/// for a moment before closing, so that it reads the response instead of a reset.
+async fn close_with(mut stream: TcpStream, status: StatusCode, reason: &str, limits: &Limits) {
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
+         connection: close\r\n{}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default(),
+        reason.len(),
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            "retry-after: 1\r\n"
+        } else {
+            ""
+        },
+    );
+    let response = [head.as_bytes(), reason.as_bytes()].concat();
+    let written = timeout(limits.request_timeout, stream.write_all(&response)).await;
+    if !matches!(written, Ok(Ok(()))) {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = timeout(LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// A request's answer: the handler's, unless it has a body (no port here reads one).
+fn answer(handler: &Handler, request: hyper::Request<Incoming>) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
+    if has_body {
+        let mut response = text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Bytes::from_static(b"this port reads no request body; send the request without one\n"),
+        );
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    let (parts, _) = request.into_parts();
+    handler(&Request::from_parts(parts, ()))
+}

@@ -1,0 +1,204 @@
+//! The HTTP serving layer against a hostile client, through the server binary's metrics port
+//! (the forward-auth port is served by the same layer): every attack is answered with a status
+//! that says what was wrong, is bounded in what it costs, and never delays another client.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::hostile::{self, eventually, Raw};
+use common::{rss_kib, ServerProcess};
+
+fn metrics_server(extra: &[&str]) -> (ServerProcess, String) {
+    let mut args = vec!["--store", "memory", "--metrics-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let server = ServerProcess::start(&args);
+    let address = server.metrics_address().expect("a metrics address");
+    (server, address)
+}
+
+/// Another client, meanwhile, is answered at once.
+fn still_serves(address: &str) {
+    let answer = hostile::get(address, "/metrics").expect("an answer to a second client");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.body.contains("process_"), "{answer:?}");
+}
+
+#[test]
+fn a_head_over_the_limit_is_431_and_a_long_request_line_414_after_the_answers_before_them() {
+    let (_server, address) = metrics_server(&["--http-max-head-bytes", "4096"]);
+    // Within the limit, pipelined: answered in order.
+    let mut raw = Raw::connect(&address);
+    let header = format!("X-Filler: {}\r\n", "f".repeat(3000));
+    let ok = format!("GET /metrics HTTP/1.1\r\nHost: t\r\n{header}\r\n");
+    let too_large = format!("GET /metrics HTTP/1.1\r\nHost: t\r\n{header}{header}\r\n");
+    assert!(raw.send(format!("{ok}{ok}{too_large}").as_bytes()));
+    for _ in 0..2 {
+        assert_eq!(raw.answer().expect("an answer").status, 200);
+    }
+    let refused = raw.answer().expect("the refusal");
+    assert_eq!(refused.status, 431, "{refused:?}");
+    assert!(
+        refused.body.contains("longer than 4096 bytes"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert!(raw.closed_within(Duration::from_secs(5)));
+
+    let mut raw = Raw::connect(&address);
+    assert!(raw.get(&format!("/metrics?{}", "q".repeat(5000))));
+    let refused = raw.answer().expect("the refusal");
+    assert_eq!(refused.status, 414, "{refused:?}");
+    assert!(
+        refused.body.contains("request line is longer than 4096"),
+        "{refused:?}"
+    );
+    still_serves(&address);
+}
+
+#[test]
+fn a_header_that_never_ends_costs_no_more_memory_than_the_limit() {
+    let (server, address) = metrics_server(&[]);
+    still_serves(&address);
+    let before = rss_kib(server.pid());
+    // 256 MiB offered; once past the 32 KiB limit the server stops reading and answers.
+    let (sent, answer) = hostile::endless_header(&address, 256 << 20);
+    let after = rss_kib(server.pid());
+    let answer = answer.expect("an answer to the endless header");
+    assert_eq!(answer.status, 431, "{answer:?}");
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB after {sent} bytes of one header"
+    );
+    still_serves(&address);
+}
+
+#[test]
+fn a_head_that_does_not_arrive_in_time_is_408_and_an_idle_connection_is_closed() {
+    let (_server, address) =
+        metrics_server(&["--http-request-timeout", "0.5", "--http-idle-timeout", "1"]);
+    let mut slow = Raw::connect(&address);
+    assert!(slow.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n"));
+    let refused = slow.answer().expect("the timeout's answer");
+    assert_eq!(refused.status, 408, "{refused:?}");
+    assert!(refused.body.contains("within 0.5 s"), "{refused:?}");
+
+    // Idle: answered, then left alone; the server closes it, without an answer.
+    let mut idle = Raw::connect(&address);
+    assert!(idle.get("/metrics"));
+    assert_eq!(idle.answer().expect("an answer").status, 200);
+    assert!(idle.closed_within(Duration::from_secs(5)));
+    still_serves(&address);
+}
+
+#[test]
+fn a_client_that_pipelines_and_never_reads_delays_no_other_and_is_let_go() {
+    let (server, address) = metrics_server(&["--http-request-timeout", "1"]);
+    still_serves(&address);
+    let before = rss_kib(server.pid());
+    let files = hostile::open_files(server.pid());
+    let attacker = hostile::pipeline_without_reading(&address, "/metrics", 20_000);
+    for _ in 0..4 {
+        still_serves(&address);
+    }
+    // Its answers back up in its own socket; once one has not been taken for the request
+    // timeout, the server closes its end (the attacker, who reads nothing, holds its own).
+    assert!(
+        eventually(Duration::from_secs(30), || hostile::open_files(
+            server.pid()
+        ) <= files),
+        "the non-reading connection is closed by the server"
+    );
+    drop(attacker);
+    let after = rss_kib(server.pid());
+    assert!(
+        after < before + 32 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    still_serves(&address);
+}
+
+#[test]
+fn a_thousand_idle_connections_are_held_on_a_fixed_number_of_threads() {
+    let (server, address) = metrics_server(&[]);
+    still_serves(&address);
+    let before = hostile::threads(server.pid());
+    let idle = hostile::idle_connections(&address, 1000);
+    still_serves(&address);
+    let during = hostile::threads(server.pid());
+    assert!(
+        during <= before + 1,
+        "{during} threads with 1,000 idle connections, {before} before"
+    );
+    // Held, not dropped: each still gets its answer.
+    let mut last = Raw::from(idle.into_iter().last().expect("a connection"));
+    assert!(last.get("/metrics"));
+    assert_eq!(last.answer().expect("an answer").status, 200);
+}
+
+#[test]
+fn beyond_the_connection_cap_a_new_client_is_told_503_and_served_once_one_closes() {
+    let (_server, address) = metrics_server(&["--http-max-connections", "8"]);
+    let mut held = hostile::idle_connections(&address, 8);
+    // All 8 are accepted once the first of them is answered.
+    let mut first = Raw::from(held.remove(0));
+    assert!(first.get("/metrics"));
+    assert_eq!(first.answer().expect("an answer").status, 200);
+    let turned_away = eventually(Duration::from_secs(10), || {
+        hostile::get(&address, "/metrics").is_some_and(|answer| answer.status == 503)
+    });
+    assert!(turned_away, "the ninth connection is answered 503");
+    let answer = hostile::get(&address, "/metrics").expect("an answer");
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.header("retry-after"), Some("1"), "{answer:?}");
+    assert!(answer.body.contains("8 connections open"), "{answer:?}");
+    drop(first);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            hostile::get(&address, "/metrics").is_some_and(|answer| answer.status == 200)
+        }),
+        "served again once a connection closed"
+    );
+}
+
+#[test]
+fn a_body_is_413_a_malformed_request_400_and_the_port_keeps_serving() {
+    let (_server, address) = metrics_server(&[]);
+    let mut raw = Raw::connect(&address);
+    assert!(raw.send(b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"));
+    let refused = raw.answer().expect("an answer");
+    assert_eq!(refused.status, 413, "{refused:?}");
+    assert!(refused.body.contains("no request body"), "{refused:?}");
+    assert!(raw.closed_within(Duration::from_secs(5)));
+
+    let mut raw = Raw::connect(&address);
+    assert!(raw.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n"));
+    let refused = raw.answer().expect("an answer");
+    assert_eq!(refused.status, 400, "{refused:?}");
+
+    let mut raw = Raw::connect(&address);
+    assert!(raw.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"));
+    let refused = raw.answer().expect("an answer to a TLS hello");
+    assert_eq!(refused.status, 400, "{refused:?}");
+
+    let answer = hostile::get(&address, "/nothing").expect("an answer");
+    assert_eq!(answer.status, 404, "{answer:?}");
+    let mut raw = Raw::connect(&address);
+    assert!(raw.send(b"DELETE /metrics HTTP/1.1\r\nHost: t\r\n\r\n"));
+    let refused = raw.answer().expect("an answer");
+    assert_eq!(refused.status, 405, "{refused:?}");
+    assert_eq!(refused.header("allow"), Some("GET, HEAD"));
+    still_serves(&address);
+}
+
+#[test]
+fn http_limits_out_of_range_stop_the_server_with_one_line() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
+        .args(["--store", "memory", "--http-max-head-bytes", "100"])
+        .output()
+        .expect("the server runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--http-max-head-bytes"), "{stderr}");
+    assert!(stderr.contains("1024"), "{stderr}");
+}
