@@ -12,7 +12,7 @@ use protobuf::reflect::FileDescriptor;
 use protobuf::{Message, MessageFull};
 
 use crate::apis::call::Kind;
-use crate::apis::{Api, Call, DependsOn};
+use crate::apis::{streams, Api, Call, DependsOn};
 use crate::proto::reflection::{v1, v1alpha};
 
 /// The fully qualified names of the two versions of the service.
@@ -249,7 +249,7 @@ impl ReflectionApi {
         let descriptors = Arc::clone(&self.descriptors);
         let (mut requests, mut sink) = (requests, sink);
         ctx.spawn(async move {
-            let served: grpcio::Result<()> = async {
+            let served: grpcio::Result<RpcStatusCode> = async {
                 while let Some(request) = requests.try_next().await? {
                     call.received();
                     let request: v1::ServerReflectionRequest = transcode(&request)?;
@@ -257,10 +257,20 @@ impl ReflectionApi {
                     sink.send((response, WriteFlags::default())).await?;
                     call.sent();
                 }
-                sink.close().await
+                sink.close().await.map(|()| RpcStatusCode::OK)
             }
             .await;
-            call.finish(served.map(|()| RpcStatusCode::OK));
+            let served = match served {
+                Err(error) => match streams::read_failure(&error) {
+                    Some(status) => {
+                        let code = status.code();
+                        sink.fail(status).await.map(|()| code)
+                    }
+                    None => Err(error),
+                },
+                served => served,
+            };
+            call.finish(served);
         });
     }
 }

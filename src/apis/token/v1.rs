@@ -11,7 +11,7 @@ use grpcio::{
 
 use super::claims::{encode_claims, CLAIMS_FIELD};
 use crate::apis::call::Kind;
-use crate::apis::streams::StreamsEnd;
+use crate::apis::streams::{self, StreamsEnd};
 use crate::apis::{status, Api, Call, DependsOn, Offer, Serving};
 use crate::proto::{
     create_token_v1_proto, grpc_api, service_names, StatusOutput, TokenV1Input, TokenV1Output,
@@ -245,10 +245,23 @@ impl TokenV1Proto for TokenV1Api {
             let served: grpcio::Result<RpcStatusCode> = async {
                 loop {
                     let next = match inputs.try_next().now_or_never() {
-                        Some(next) => next?,
+                        Some(next) => next,
                         None => {
                             sink.flush().await?;
-                            inputs.try_next().await?
+                            inputs.try_next().await
+                        }
+                    };
+                    let next = match next {
+                        Ok(next) => next,
+                        Err(error) => {
+                            let Some(status) = streams::read_failure(&error) else {
+                                return Err(error);
+                            };
+                            // Every answer due goes out before the status.
+                            sink.flush().await?;
+                            let code = status.code();
+                            sink.fail(status).await?;
+                            return Ok(code);
                         }
                     };
                     let Some(input) = next else { break };
