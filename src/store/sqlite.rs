@@ -215,7 +215,11 @@ impl ResourceStore for SqliteStore {
     fn page(&self, query: PageQuery) -> Pending<Vec<Resource>> {
         self.read(move |connection| {
             let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-            let from = query.from_id as i64;
+            // Ids are signed 64-bit here: a position past them all (a forged page token's) has
+            // nothing, and must not wrap to a negative id, which would list from the start.
+            let Ok(from) = i64::try_from(query.from_id) else {
+                return Ok(Vec::new());
+            };
             let rows = match query.owner_id {
                 Some(owner) => connection
                     .prepare_cached(&format!(

@@ -245,6 +245,61 @@ fn a_page_token_forged_with_an_issued_at_at_either_end_of_time_is_stale() {
 }
 
 #[test]
+fn a_page_token_forged_with_any_position_or_owner_gets_the_true_page_or_invalid_argument() {
+    use base64::Engine as _;
+    let encode = |text: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    for (store, config) in [
+        ("memory", {
+            let mut config = test_config();
+            config.store = mrmat_rust_api_grpc::store::StoreOptions::memory();
+            config
+        }),
+        ("sqlite", test_config()),
+    ] {
+        let server = spawn_server_with(config);
+        let client = client(&server);
+        let first = create(&client, "", 1, "r").expect("created");
+        // Past every id (2^63 and more were read as negative ids on SQLite): an empty last page.
+        for from_id in [1u64 << 63, u64::MAX] {
+            for owner in [None, Some(1), Some(u64::MAX)] {
+                let text = owner.map_or(String::new(), |o| o.to_string());
+                let forged = encode(format!("p1.{from_id}.{text}.{now}"));
+                let (page, next) = list(&client, 10, &forged, owner)
+                    .unwrap_or_else(|e| panic!("{store}: from {from_id}, owner {owner:?}: {e}"));
+                assert!(
+                    page.is_empty() && next.is_empty(),
+                    "{store}: {page:?} {next:?}"
+                );
+            }
+        }
+        // A position itself, exactly: the page from there.
+        let forged = encode(format!("p1.{}..{now}", first.id));
+        let (page, _) = list(&client, 10, &forged, None).expect("listed");
+        assert_eq!(page.len(), 1, "{store}");
+        // Not a u64 (too large, negative, spaced, a float, empty): not a token this API gave.
+        for from_id in ["18446744073709551616", "-1", " 1", "1e3", ""] {
+            let forged = encode(format!("p1.{from_id}..{now}"));
+            let (code, message) = refused(list(&client, 10, &forged, None));
+            assert_eq!(code, RpcStatusCode::INVALID_ARGUMENT, "{store} {from_id:?}");
+            assert!(message.contains("not one this API gave"), "{message}");
+        }
+        for owner in ["18446744073709551616", "-1"] {
+            let forged = encode(format!("p1.0.{owner}.{now}"));
+            let (code, _) = refused(list(&client, 10, &forged, None));
+            assert_eq!(
+                code,
+                RpcStatusCode::INVALID_ARGUMENT,
+                "{store} owner {owner:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn v1_and_v2_serve_the_same_resources() {
     let server = spawn_server_with(test_config());
     let v1 = ResourceV1ProtoClient::new(server.channel());

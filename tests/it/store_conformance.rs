@@ -200,6 +200,24 @@ fn pages_follow_id_owner_and_limit(open: Open<'_>) {
     assert_eq!(page(0, Some(5), 100), Vec::<u64>::new());
     assert_eq!(page(ids[9] + 1, None, 100), Vec::<u64>::new());
     assert_eq!(page(0, None, 0), Vec::<u64>::new());
+    // Positions a forged page token can carry: past every id, on every store (a database keeps
+    // ids as signed 64-bit integers, and 2^63 must not read as a negative id, from the start).
+    for from_id in [1 << 63, (1 << 63) + 1, u64::MAX] {
+        assert_eq!(
+            page(from_id, None, 100),
+            Vec::<u64>::new(),
+            "from {from_id}"
+        );
+        assert_eq!(
+            page(from_id, Some(1), 100),
+            Vec::<u64>::new(),
+            "from {from_id}"
+        );
+    }
+    // Owners a request can name: any u64 lists only that owner's resources, on every store.
+    let far = create(store, u64::MAX, "far").id;
+    assert_eq!(page(0, Some(u64::MAX), 100), [far]);
+    assert_eq!(page(0, Some(1 << 63), 100), Vec::<u64>::new());
 }
 
 fn a_retried_create_answers_the_first(open: Open<'_>) {

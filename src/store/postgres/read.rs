@@ -213,7 +213,10 @@ fn serve_gets(
 /// One page, by its own statement when it is one owner's.
 fn page(pool: &r2d2::Pool<Readers>, query: PageQuery) -> Result<Vec<postgres::Row>, String> {
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-    let from = query.from_id as i64;
+    // As in SQLite: a position past every signed 64-bit id has nothing (it must not wrap).
+    let Ok(from) = i64::try_from(query.from_id) else {
+        return Ok(Vec::new());
+    };
     with_reader(pool, |reader| match query.owner_id {
         Some(owner) => reader
             .client
