@@ -3,9 +3,10 @@
 use clap::Parser;
 use mrmat_rust_api_grpc::cli::{self, Cli};
 
-/// Warnings of ours only: the gRPC core's own messages repeat what our one-line error already
-/// says (RUST_LOG=grpcio=debug shows them).
-const LOG_DEFAULT: &str = "warn,grpcio=off";
+/// Warnings of ours only: the gRPC core's own messages, and the token validator's reconnection
+/// warnings (for apps that run for long), repeat what our one-line error already says
+/// (RUST_LOG=warn,grpcio=debug shows them all).
+const LOG_DEFAULT: &str = "warn,grpcio=off,mrmat_rust_api_grpc::client::validator=error";
 
 fn main() {
     let cli = Cli::parse();

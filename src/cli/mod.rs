@@ -34,7 +34,13 @@ pub struct Cli {
     /// Server to call, HOST:PORT; or several replicas, comma separated (or one name that
     /// resolves to several), which calls are spread over, round robin, avoiding any whose health
     /// says NOT_SERVING and retrying Get, List and Validate on another.
-    #[arg(long, env = "MRMAT_GRPC_SERVER", value_name = "HOST:PORT[,...]", default_value = DEFAULT_SERVER)]
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_SERVER",
+        value_name = "HOST:PORT[,...]",
+        default_value = DEFAULT_SERVER,
+        value_parser = crate::client::check_servers
+    )]
     pub server: String,
 
     /// Deadline of each call; an unreachable or slow server is reported once it passes.

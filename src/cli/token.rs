@@ -12,12 +12,13 @@ use serde_json::json;
 
 use super::signing::SigningKey;
 use crate::client::{
-    to_json, write_answer, ClientError, Connection, OutputFormat, PendingValidation, Target,
-    TokenValidator, ValidateError, ValidatorConfig,
+    malformed, to_json, too_long, write_answer, ClientError, Connection, OutputFormat,
+    PendingValidation, Target, TokenValidator, ValidateError, ValidatorConfig,
 };
 use crate::proto::{TokenV1Output, TokenV1ProtoClient, TokenV1RevokeInput, TokenV1Verdict};
 use crate::seconds::parse_seconds;
 use crate::time::rfc3339;
+use crate::tokens::MAX_TOKEN_BYTES;
 
 /// Validations a `--stream` keeps outstanding: enough to fill the pipe to the server, few
 /// enough that memory stays small whatever the input's length.
@@ -252,27 +253,77 @@ fn validate_lines(
         let answer = answer.map_err(|e| failed(target, &format!("line {line}"), e))?;
         print(out, target.output, &answer)
     };
-    let mut line = String::new();
+    let mut line = Vec::with_capacity(MAX_TOKEN_BYTES + 1);
     let mut number = 0;
     loop {
-        line.clear();
-        let read = input
-            .read_line(&mut line)
-            .map_err(|e| ClientError::Input(format!("stdin, line {}: {e}", number + 1)))?;
-        if read == 0 {
+        let Some(length) = read_line_at_most(input, MAX_TOKEN_BYTES, &mut line)
+            .map_err(|e| ClientError::Input(format!("stdin, line {}: {e}", number + 1)))?
+        else {
             break;
-        }
+        };
         number += 1;
         if window.len() == STREAM_WINDOW {
             next(&mut window, &mut out)?;
         }
-        window.push_back((number, validator.validate_async(line.trim())));
+        // Refused here, in place, what cannot be a token: the answers due still all print.
+        let pending = if length > MAX_TOKEN_BYTES {
+            PendingValidation::answered(too_long(length))
+        } else {
+            match std::str::from_utf8(&line) {
+                Ok(token) => validator.validate_async(token.trim()),
+                Err(_) => PendingValidation::answered(malformed(
+                    "the line is not UTF-8; a token is base64url parts joined by dots".to_owned(),
+                )),
+            }
+        };
+        window.push_back((number, pending));
     }
     while !window.is_empty() {
         next(&mut window, &mut out)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// Reads one line of `input` (its end of line left out) into `line`, keeping at most `max` + 1
+/// of its bytes however long it is, so that memory stays bounded; returns its whole length, or
+/// None at the end of the input.
+fn read_line_at_most(
+    input: &mut dyn BufRead,
+    max: usize,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<usize>> {
+    line.clear();
+    let mut length = 0usize;
+    let mut any = false;
+    let mut last = None;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(any.then_some(length));
+        }
+        any = true;
+        let (part, used, ended) = match available.iter().position(|&b| b == b'\n') {
+            Some(at) => (&available[..at], at + 1, true),
+            None => (available, available.len(), false),
+        };
+        let room = (max + 1).saturating_sub(line.len());
+        line.extend_from_slice(&part[..part.len().min(room)]);
+        length = length.saturating_add(part.len());
+        last = part.last().copied().or(last);
+        input.consume(used);
+        if ended {
+            if last == Some(b'\r') {
+                length -= 1;
+                line.truncate(length.min(line.len()));
+            }
+            return Ok(Some(length));
+        }
+    }
 }
 
 /// `token v1 revoke`: prints the server's status line.
@@ -337,4 +388,29 @@ pub(super) fn mint(args: &MintArgs, out: &mut dyn Write) -> Result<(), ClientErr
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_line_at_most;
+
+    #[test]
+    fn a_line_is_read_whole_or_cut_at_the_limit_with_its_whole_length() {
+        let long = "a".repeat(100);
+        let input = [format!("abc\r\n\n{long}\r\n").as_bytes(), b"x\xff\nlast"].concat();
+        let mut input = std::io::BufReader::with_capacity(7, input.as_slice());
+        let mut line = Vec::new();
+        let mut lines = Vec::new();
+        while let Some(length) = read_line_at_most(&mut input, 10, &mut line).expect("reads") {
+            lines.push((length, line.clone()));
+        }
+        let expected: Vec<(usize, Vec<u8>)> = vec![
+            (3, b"abc".to_vec()),
+            (0, Vec::new()),
+            (100, vec![b'a'; 11]),
+            (2, b"x\xff".to_vec()),
+            (4, b"last".to_vec()),
+        ];
+        assert_eq!(lines, expected);
+    }
 }

@@ -11,10 +11,10 @@ pub(crate) use connection::Connection;
 pub use connection::{LoadedTls, Target, TlsOptions};
 pub(crate) use output::write_answer;
 pub use output::{to_json, OutputFormat};
-pub use servers::{service_config, Servers, RETRIED};
+pub use servers::{check as check_servers, service_config, Servers, RETRIED};
 pub use validator::{
-    PendingValidation, TokenValidator, ValidateError, Validation, ValidatorConfig, ValidatorStats,
-    RECENT_FAILURES,
+    malformed, too_long, PendingValidation, TokenValidator, ValidateError, Validation,
+    ValidatorConfig, ValidatorStats, RECENT_FAILURES,
 };
 
 use std::fmt;

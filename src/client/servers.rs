@@ -151,6 +151,35 @@ impl Servers {
 }
 
 /// The host of `HOST:PORT` (`[v6]:PORT` too).
+/// `list` as `--server` takes it, or why it names no server a client may call: a port that is
+/// not a number from 0 to 65535 (the core would take 116437 as port 50901: a client must never
+/// call a server other than the one it was given). A clap value parser.
+pub fn check(list: &str) -> Result<String, String> {
+    if list.starts_with("unix:") || list.starts_with("unix-abstract:") || list.starts_with("vsock:")
+    {
+        return Ok(list.to_owned());
+    }
+    let addresses = ["dns:///", "dns:", "ipv4:", "ipv6:"]
+        .iter()
+        .find_map(|scheme| list.strip_prefix(scheme))
+        .unwrap_or(list);
+    for entry in addresses.split(',').map(str::trim) {
+        let Some((_, port)) = entry.rsplit_once(':') else {
+            continue;
+        };
+        // A colon inside brackets is an IPv6 address's, not a port's.
+        if port.ends_with(']') {
+            continue;
+        }
+        if port.parse::<u16>().is_err() {
+            return Err(format!(
+                "`{entry}`: the port must be a number from 0 to 65535"
+            ));
+        }
+    }
+    Ok(list.to_owned())
+}
+
 fn split_host(entry: &str) -> &str {
     let host = entry.rsplit_once(':').map_or(entry, |(host, _)| host);
     host.trim_start_matches('[').trim_end_matches(']')
@@ -220,6 +249,26 @@ mod tests {
 
     #[test]
     fn one_server_is_called_as_given() {
+        for bad in [
+            "127.0.0.1:116437",
+            "127.0.0.1:1,127.0.0.1:65536",
+            "[::1]:99999",
+            "localhost:-1",
+            "localhost:http",
+            "ipv4:127.0.0.1:70000",
+            "dns:///localhost:1000000",
+        ] {
+            let why = check(bad).expect_err(bad);
+            assert!(why.contains("from 0 to 65535"), "{bad}: {why}");
+        }
+        for good in [
+            "localhost:50051",
+            "[::1]:1,127.0.0.1:65535",
+            "unix:/tmp/s:1",
+            "[::1]",
+        ] {
+            assert_eq!(check(good).as_deref(), Ok(good));
+        }
         let servers = Servers::new("localhost:50051");
         assert!(!servers.balanced());
         assert_eq!(servers.target(), "localhost:50051");

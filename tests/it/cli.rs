@@ -480,3 +480,27 @@ fn server_binary_documents_the_token_and_stream_flags() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn a_port_above_65535_is_refused_in_one_line_wherever_a_server_is_named() {
+    for (server, args) in [
+        ("127.0.0.1:116437", vec!["healthz"]),
+        ("127.0.0.1:1,127.0.0.1:65536", vec!["healthz"]),
+        ("[::1]:99999", vec!["token", "v1", "validate", "abc"]),
+        ("127.0.0.1:116437", vec!["bench", "--calls", "1"]),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"))
+            .args(["--server", server])
+            .args(&args)
+            .output()
+            .expect("the client runs");
+        assert_eq!(out.status.code(), Some(2), "{server} {args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(
+            errors[0].contains("the port must be a number from 0 to 65535"),
+            "{stderr}"
+        );
+    }
+}

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::jwt::{claims, token_args, KeyFile, SigningKey};
-use common::{OutputLines, ServerProcess};
+use common::{rss_kib, OutputLines, ServerProcess};
 use mrmat_rust_api_grpc::client::{TlsOptions, TokenValidator, ValidatorConfig};
 use mrmat_rust_api_grpc::proto::TokenV1Verdict;
 
@@ -363,6 +363,83 @@ fn the_stream_pipe_keeps_every_line_in_order_across_a_server_restart() {
         };
         assert!(line.starts_with(&expected), "line {}: {line}", n + 1);
     }
+}
+
+#[test]
+fn the_stream_pipe_answers_a_line_not_utf8_or_over_long_in_place_and_every_other_line() {
+    let key = SigningKey::p256("k1");
+    let (_keys, tokens, server) = serve(&key, 700, &[]);
+    let mut input = Vec::new();
+    for token in &tokens[..600] {
+        input.extend_from_slice(format!("{token}\n").as_bytes());
+    }
+    input.extend_from_slice(b"eyJ\xff\xfe.not.utf8\n");
+    // 64 MiB on one line: read up to the limit and counted, never held.
+    input.extend(std::iter::repeat_n(b'a', 64 << 20));
+    input.push(b'\n');
+    for token in &tokens[600..] {
+        input.extend_from_slice(format!("{token}\n").as_bytes());
+    }
+    let mut cli = Command::new(CLIENT)
+        .args(["--server", &server.address, "--timeout", "30"])
+        .args(["token", "v1", "validate", "--stream"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client runs");
+    let mut stdin = cli.stdin.take().expect("piped");
+    let mut stdout = cli.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
+    });
+    let pid = cli.id();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    // Sampled while it runs (not a wait for readiness: the loop ends when the client does).
+    let mut peak = 0;
+    while cli.try_wait().expect("wait").is_none() {
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writer
+        .join()
+        .expect("the writer")
+        .expect("stdin taken whole");
+    let out = cli.wait_with_output().expect("the client ends");
+    let stdout = reader.join().expect("the reader").expect("UTF-8 answers");
+    let got: Vec<&str> = stdout.lines().collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(got.len(), tokens.len() + 2, "one line out per line in");
+    for (n, line) in got.iter().enumerate() {
+        let expected = match n {
+            600 => "[401] Malformed: the line is not UTF-8".to_owned(),
+            601 => format!("[401] Malformed: the token is {} bytes long", 64 << 20),
+            n if n < 600 => format!("[200] Valid: sub=user{n} "),
+            n => format!("[200] Valid: sub=user{} ", n - 2),
+        };
+        assert!(line.starts_with(&expected), "line {}: {line}", n + 1);
+    }
+    assert!(peak < 48 * 1024, "the client peaked at {peak} KiB");
+}
+
+#[test]
+fn the_cli_against_a_refused_port_says_so_in_one_line() {
+    let port = common::free_port();
+    let out = Command::new(CLIENT)
+        .args(["--server", &format!("127.0.0.1:{port}"), "--timeout", "2"])
+        .args(["token", "v1", "validate", "abc"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the client runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot reach the server"), "{stderr}");
 }
 
 #[test]

@@ -272,11 +272,17 @@ impl Drop for TokenValidator {
 }
 
 /// The refusal of a token over the size the server reads, in the server's own words.
-fn too_long(len: usize) -> TokenV1Output {
+pub fn too_long(len: usize) -> TokenV1Output {
+    malformed(tokens::too_long(len).reason)
+}
+
+/// A MALFORMED answer, in the shape of the server's, for input that cannot be a token at all and
+/// so is never sent (over the size the server reads; not UTF-8, which a string field cannot hold).
+pub fn malformed(reason: String) -> TokenV1Output {
     let mut answer = TokenV1Output::new();
     let mut status = StatusOutput::new();
     status.code = 401;
-    status.message = tokens::too_long(len).reason;
+    status.message = reason;
     answer.status = Some(status).into();
     answer.verdict = TokenV1Verdict::TOKEN_V1_MALFORMED.into();
     answer
