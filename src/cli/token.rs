@@ -255,12 +255,9 @@ fn validate_lines(
     };
     let mut line = Vec::with_capacity(MAX_TOKEN_BYTES + 1);
     let mut number = 0;
-    loop {
-        let Some(length) = read_line_at_most(input, MAX_TOKEN_BYTES, &mut line)
-            .map_err(|e| ClientError::Input(format!("stdin, line {}: {e}", number + 1)))?
-        else {
-            break;
-        };
+    while let Some(length) = read_line_at_most(input, MAX_TOKEN_BYTES, &mut line)
+        .map_err(|e| ClientError::Input(format!("stdin, line {}: {e}", number + 1)))?
+    {
         number += 1;
         if window.len() == STREAM_WINDOW {
             next(&mut window, &mut out)?;

@@ -126,7 +126,7 @@ impl KeySet {
             let why = if skipped.is_empty() {
                 "it holds no signing key".to_owned()
             } else {
-                format!("no usable signing key in it ({})", skipped.join("; "))
+                format!("no usable signing key in it ({})", first_reasons(&skipped))
             };
             return Err(why);
         }
@@ -304,6 +304,17 @@ fn bit_length(bytes: &[u8]) -> usize {
     match bytes.iter().position(|&b| b != 0) {
         None => 0,
         Some(first) => (bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize,
+    }
+}
+
+/// The first few of a key set's reasons, then how many more: a key set chose how many keys it
+/// holds, and a log line must not grow with it.
+pub(super) fn first_reasons(reasons: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let shown = reasons[..reasons.len().min(SHOWN)].join("; ");
+    match reasons.len().saturating_sub(SHOWN) {
+        0 => shown,
+        more => format!("{shown}; and {more} more"),
     }
 }
 

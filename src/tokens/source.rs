@@ -279,11 +279,12 @@ impl Shared {
                 keys.len(),
                 kids.join(", ")
             );
-            for reason in skipped {
+            if !skipped.is_empty() {
                 log::warn!(
-                    "signing key of {} left out of {}: {reason}",
+                    "signing keys of {} left out of {}: {}",
                     self.issuer,
-                    self.location
+                    self.location,
+                    super::keys::first_reasons(&skipped)
                 );
             }
         } else {
