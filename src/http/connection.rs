@@ -18,6 +18,7 @@ use tokio::time::{sleep, timeout};
 
 use super::guard::{Guarded, Refusal};
 use super::{text, Handler, Limits, Request, Response, StatusCode};
+use crate::metrics;
 
 /// Connections over the cap being answered 503 at once, at most; beyond, they are closed.
 const MAX_TURNED_AWAY: usize = 256;
@@ -27,7 +28,12 @@ const MAX_TURNED_AWAY: usize = 256;
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Accepts connections for as long as the runtime runs.
-pub(super) async fn accept(listener: TcpListener, limits: Limits, handler: Handler) {
+pub(super) async fn accept(
+    listener: TcpListener,
+    port: Arc<str>,
+    limits: Limits,
+    handler: Handler,
+) {
     let open = Arc::new(AtomicUsize::new(0));
     let turning_away = Arc::new(AtomicUsize::new(0));
     loop {
@@ -43,9 +49,13 @@ pub(super) async fn accept(listener: TcpListener, limits: Limits, handler: Handl
         // A response goes out in one segment as soon as it is written, not 40 ms later.
         let _ = stream.set_nodelay(true);
         if let Some(slot) = Slot::take(&open, limits.max_connections) {
-            tokio::spawn(serve(stream, limits, Arc::clone(&handler), slot));
-        } else if let Some(slot) = Slot::take(&turning_away, MAX_TURNED_AWAY) {
-            tokio::spawn(turn_away(stream, limits, slot));
+            let counted = Counted::open(Arc::clone(&port));
+            tokio::spawn(serve(stream, limits, Arc::clone(&handler), (slot, counted)));
+        } else {
+            metrics::http_refused(&port, "too_many_connections");
+            if let Some(slot) = Slot::take(&turning_away, MAX_TURNED_AWAY) {
+                tokio::spawn(turn_away(stream, limits, slot));
+            }
         }
     }
 }
@@ -70,11 +80,30 @@ impl Drop for Slot {
     }
 }
 
-async fn serve(stream: TcpStream, limits: Limits, handler: Handler, _slot: Slot) {
+/// An open connection, counted on its port's gauge while it lives.
+struct Counted(Arc<str>);
+
+impl Counted {
+    fn open(port: Arc<str>) -> Self {
+        metrics::http_connections(&port, 1);
+        Self(port)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        metrics::http_connections(&self.0, -1);
+    }
+}
+
+async fn serve(stream: TcpStream, limits: Limits, handler: Handler, held: (Slot, Counted)) {
+    let port = Arc::clone(&held.1 .0);
     let service = service_fn(move |request| {
         let handler = Arc::clone(&handler);
-        async move { Ok::<_, Infallible>(answer(&handler, request).map(Full::new)) }
+        let port = Arc::clone(&port);
+        async move { Ok::<_, Infallible>(answer(&handler, &port, request).map(Full::new)) }
     });
+    let port = &held.1 .0;
     let served = hyper::server::conn::http1::Builder::new()
         // Guarded hands on only whole heads of at most max_head_bytes: this is a backstop.
         .max_buf_size(limits.max_head_bytes.max(8 * 1024) * 2)
@@ -86,13 +115,27 @@ async fn serve(stream: TcpStream, limits: Limits, handler: Handler, _slot: Slot)
         .serve_connection(TokioIo::new(Guarded::new(stream, &limits)), service)
         .without_shutdown()
         .await;
-    let Ok(parts) = served else {
-        return;
+    let parts = match served {
+        Ok(parts) => parts,
+        Err(error) => {
+            if timed_out(&error) {
+                metrics::http_refused(port, "write_timeout");
+            }
+            return;
+        }
     };
     let guarded = parts.io.into_inner();
     let Some(refusal) = guarded.refusal() else {
         return;
     };
+    metrics::http_refused(
+        port,
+        match refusal {
+            Refusal::LineTooLong => "request_line_too_long",
+            Refusal::HeadTooLarge => "head_too_large",
+            Refusal::HeadTimeout => "head_timeout",
+        },
+    );
     let (status, reason) = match refusal {
         Refusal::LineTooLong => (
             StatusCode::URI_TOO_LONG,
@@ -156,14 +199,27 @@ async fn close_with(mut stream: TcpStream, status: StatusCode, reason: &str, lim
     .await;
 }
 
+/// Whether a connection ended because the client took no response bytes in time.
+fn timed_out(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// A request's answer: the handler's, unless it has a body (no port here reads one).
-fn answer(handler: &Handler, request: hyper::Request<Incoming>) -> Response {
+fn answer(handler: &Handler, port: &str, request: hyper::Request<Incoming>) -> Response {
     let headers = request.headers();
     let has_body = headers.contains_key(TRANSFER_ENCODING)
         || headers
             .get(CONTENT_LENGTH)
             .is_some_and(|length| length.as_bytes() != b"0");
     if has_body {
+        metrics::http_refused(port, "body");
         let mut response = text(
             StatusCode::PAYLOAD_TOO_LARGE,
             Bytes::from_static(b"this port reads no request body; send the request without one\n"),

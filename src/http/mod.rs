@@ -128,7 +128,7 @@ impl Server {
             let _entered = runtime.enter();
             tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?
         };
-        runtime.spawn(connection::accept(listener, limits, handler));
+        runtime.spawn(connection::accept(listener, name.into(), limits, handler));
         Ok(Self {
             runtime: Some(runtime),
             address: bound,

@@ -9,6 +9,7 @@
 //! availability are rare and always kept.
 
 mod calls;
+mod http;
 mod store;
 mod tokens;
 
@@ -22,6 +23,7 @@ use prometheus::{
 };
 
 pub use calls::{CallMeter, Kind};
+pub use http::{http_connections, http_refused};
 pub use store::{store_operation, store_up};
 pub use tokens::{forget_key_set, key_set_load, revocations_held, token_cache, validation};
 
@@ -73,6 +75,10 @@ pub struct Metrics {
     /// Store operation latency by kind.
     store_seconds: HistogramVec,
     store_up: IntGauge,
+    /// Connections open on each HTTP port.
+    http_connections: IntGaugeVec,
+    /// What each HTTP port refused, by reason.
+    http_refusals: IntCounterVec,
 }
 
 /// When each issuer's key set last loaded, in Unix milliseconds; absent before its first load.
@@ -173,6 +179,21 @@ impl Metrics {
                 "Whether the store's database answers (1) or not (0).",
             )
             .expect("a valid metric"),
+            http_connections: IntGaugeVec::new(
+                Opts::new(
+                    "mrmat_http_connections",
+                    "Connections open on an HTTP port (metrics, ...), by port.",
+                ),
+                &["port"],
+            )
+            .expect("a valid metric"),
+            http_refusals: counters(
+                "mrmat_http_refusals_total",
+                "Requests and connections an HTTP port refused, by port and reason \
+                 (request_line_too_long, head_too_large, head_timeout, write_timeout, body, \
+                 too_many_connections).",
+                &["port", "reason"],
+            ),
         };
         metrics.store_up.set(1);
         let r = &metrics.registry;
@@ -191,6 +212,8 @@ impl Metrics {
             Box::new(metrics.store_operations.clone()),
             Box::new(metrics.store_seconds.clone()),
             Box::new(metrics.store_up.clone()),
+            Box::new(metrics.http_connections.clone()),
+            Box::new(metrics.http_refusals.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for family in families {

@@ -17,6 +17,31 @@ fn metrics_server(extra: &[&str]) -> (ServerProcess, String) {
     (server, address)
 }
 
+/// `mrmat_http_refusals_total` of the metrics port for `reason` (0 before the first); None
+/// when the scrape is not answered 200 (the connection cap, say).
+fn refusals_now(server: &ServerProcess, reason: &str) -> Option<f64> {
+    let address = server.metrics_address().expect("a metrics address");
+    let scrape = hostile::get(&address, "/metrics").filter(|scrape| scrape.status == 200)?;
+    let series = format!(r#"mrmat_http_refusals_total{{port="metrics",reason="{reason}"}} "#);
+    Some(
+        scrape
+            .body
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0.0, |value| value.parse().expect("a number")),
+    )
+}
+
+/// As [`refusals_now`], once a scrape is answered (connections close asynchronously).
+fn refusals(server: &ServerProcess, reason: &str) -> f64 {
+    let mut found = None;
+    eventually(Duration::from_secs(10), || {
+        found = refusals_now(server, reason);
+        found.is_some()
+    });
+    found.expect("a scrape answered within 10 s")
+}
+
 /// Another client, meanwhile, is answered at once.
 fn still_serves(address: &str) {
     let answer = hostile::get(address, "/metrics").expect("an answer to a second client");
@@ -26,7 +51,7 @@ fn still_serves(address: &str) {
 
 #[test]
 fn a_head_over_the_limit_is_431_and_a_long_request_line_414_after_the_answers_before_them() {
-    let (_server, address) = metrics_server(&["--http-max-head-bytes", "4096"]);
+    let (server, address) = metrics_server(&["--http-max-head-bytes", "4096"]);
     // Within the limit, pipelined: answered in order.
     let mut raw = Raw::connect(&address);
     let header = format!("X-Filler: {}\r\n", "f".repeat(3000));
@@ -54,6 +79,8 @@ fn a_head_over_the_limit_is_431_and_a_long_request_line_414_after_the_answers_be
         "{refused:?}"
     );
     still_serves(&address);
+    assert_eq!(refusals(&server, "head_too_large"), 1.0);
+    assert_eq!(refusals(&server, "request_line_too_long"), 1.0);
 }
 
 #[test]
@@ -75,7 +102,7 @@ fn a_header_that_never_ends_costs_no_more_memory_than_the_limit() {
 
 #[test]
 fn a_head_that_does_not_arrive_in_time_is_408_and_an_idle_connection_is_closed() {
-    let (_server, address) =
+    let (server, address) =
         metrics_server(&["--http-request-timeout", "0.5", "--http-idle-timeout", "1"]);
     let mut slow = Raw::connect(&address);
     assert!(slow.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n"));
@@ -89,6 +116,7 @@ fn a_head_that_does_not_arrive_in_time_is_408_and_an_idle_connection_is_closed()
     assert_eq!(idle.answer().expect("an answer").status, 200);
     assert!(idle.closed_within(Duration::from_secs(5)));
     still_serves(&address);
+    assert_eq!(refusals(&server, "head_timeout"), 1.0);
 }
 
 #[test]
@@ -96,18 +124,17 @@ fn a_client_that_pipelines_and_never_reads_delays_no_other_and_is_let_go() {
     let (server, address) = metrics_server(&["--http-request-timeout", "1"]);
     still_serves(&address);
     let before = rss_kib(server.pid());
-    let files = hostile::open_files(server.pid());
     let attacker = hostile::pipeline_without_reading(&address, "/metrics", 20_000);
     for _ in 0..4 {
         still_serves(&address);
     }
     // Its answers back up in its own socket; once one has not been taken for the request
-    // timeout, the server closes its end (the attacker, who reads nothing, holds its own).
+    // timeout, the server closes its end (the attacker, who reads nothing, still holds its own).
     assert!(
-        eventually(Duration::from_secs(30), || hostile::open_files(
-            server.pid()
-        ) <= files),
-        "the non-reading connection is closed by the server"
+        eventually(Duration::from_secs(30), || {
+            refusals_now(&server, "write_timeout") == Some(1.0)
+        }),
+        "the non-reading connection is closed for its write timeout"
     );
     drop(attacker);
     let after = rss_kib(server.pid());
@@ -126,6 +153,10 @@ fn a_thousand_idle_connections_are_held_on_a_fixed_number_of_threads() {
     let idle = hostile::idle_connections(&address, 1000);
     still_serves(&address);
     let during = hostile::threads(server.pid());
+    let open = server
+        .metric(r#"mrmat_http_connections{port="metrics"}"#)
+        .expect("the connections gauge");
+    assert!(open >= 1000.0, "{open} connections counted");
     assert!(
         during <= before + 1,
         "{during} threads with 1,000 idle connections, {before} before"
@@ -138,7 +169,7 @@ fn a_thousand_idle_connections_are_held_on_a_fixed_number_of_threads() {
 
 #[test]
 fn beyond_the_connection_cap_a_new_client_is_told_503_and_served_once_one_closes() {
-    let (_server, address) = metrics_server(&["--http-max-connections", "8"]);
+    let (server, address) = metrics_server(&["--http-max-connections", "8"]);
     let mut held = hostile::idle_connections(&address, 8);
     // All 8 are accepted once the first of them is answered.
     let mut first = Raw::from(held.remove(0));
@@ -159,11 +190,12 @@ fn beyond_the_connection_cap_a_new_client_is_told_503_and_served_once_one_closes
         }),
         "served again once a connection closed"
     );
+    assert!(refusals(&server, "too_many_connections") >= 2.0);
 }
 
 #[test]
 fn a_body_is_413_a_malformed_request_400_and_the_port_keeps_serving() {
-    let (_server, address) = metrics_server(&[]);
+    let (server, address) = metrics_server(&[]);
     let mut raw = Raw::connect(&address);
     assert!(raw.send(b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"));
     let refused = raw.answer().expect("an answer");
@@ -189,6 +221,7 @@ fn a_body_is_413_a_malformed_request_400_and_the_port_keeps_serving() {
     assert_eq!(refused.status, 405, "{refused:?}");
     assert_eq!(refused.header("allow"), Some("GET, HEAD"));
     still_serves(&address);
+    assert_eq!(refusals(&server, "body"), 1.0);
 }
 
 #[test]

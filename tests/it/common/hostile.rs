@@ -48,14 +48,7 @@ pub struct Raw {
 impl Raw {
     /// Connects to `address` (HOST:PORT); reads wait at most 10 s.
     pub fn connect(address: &str) -> Self {
-        let stream = TcpStream::connect(address).expect("connect to the HTTP port");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("a read timeout");
-        Self {
-            stream,
-            pending: Vec::new(),
-        }
+        Self::from(TcpStream::connect(address).expect("connect to the HTTP port"))
     }
 
     /// Sends `bytes` as they are; false when the server no longer takes them.
@@ -197,13 +190,6 @@ pub fn threads(pid: u32) -> u64 {
         .find_map(|line| line.strip_prefix("Threads:"))
         .and_then(|value| value.trim().parse().ok())
         .expect("a Threads line")
-}
-
-/// How many files (sockets among them) process `pid` has open now.
-pub fn open_files(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("list its open files")
-        .count()
 }
 
 /// Polls `check` until it holds or `timeout` passes; whether it held.
