@@ -36,16 +36,25 @@ pub(super) async fn accept(
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     let turning_away = Arc::new(AtomicUsize::new(0));
+    // Whether accepting is failing now: said once when it starts, not every 100 ms.
+    let mut failing = false;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
                 // Out of file descriptors, most likely: wait for some to close.
-                log::warn!("HTTP port cannot accept a connection: {error}");
+                if !failing {
+                    log::warn!("HTTP port {port} cannot accept connections: {error}");
+                    failing = true;
+                }
                 sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        if failing {
+            log::info!("HTTP port {port} accepts connections again");
+            failing = false;
+        }
         // A response goes out in one segment as soon as it is written, not 40 ms later.
         let _ = stream.set_nodelay(true);
         if let Some(slot) = Slot::take(&open, limits.max_connections) {

@@ -235,3 +235,43 @@ fn http_limits_out_of_range_stop_the_server_with_one_line() {
     assert!(stderr.contains("--http-max-head-bytes"), "{stderr}");
     assert!(stderr.contains("1024"), "{stderr}");
 }
+
+#[test]
+fn out_of_file_descriptors_the_port_says_so_once_and_serves_again_when_some_close() {
+    // The hard limit is the server's whole allowance: it cannot raise its soft limit past it.
+    let prefix: Vec<String> = ["sh", "-c", r#"ulimit -n 128 && exec "$0" "$@""#]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let server = ServerProcess::start_under(
+        &prefix,
+        &["--store", "memory", "--metrics-listen", "127.0.0.1:0"],
+        "info",
+    );
+    let address = server.metrics_address().expect("a metrics address");
+    still_serves(&address);
+    // More connections than the process may have files: the port runs out of them.
+    // (200: past the 128 files, within what the listen backlog holds beyond them.)
+    let idle = hostile::idle_connections(&address, 200);
+    let said = server
+        .log
+        .line_containing("cannot accept connections", Duration::from_secs(10))
+        .expect("the port says it cannot accept");
+    assert!(said.contains("WARN"), "{said}");
+    drop(idle);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            hostile::get(&address, "/metrics").is_some_and(|answer| answer.status == 200)
+        }),
+        "served again once connections closed"
+    );
+    let again = server
+        .log
+        .line_containing("accepts connections again", Duration::from_secs(10));
+    assert!(again.is_some(), "it says it accepts again");
+    assert_eq!(
+        server.log.count_containing("cannot accept connections"),
+        0,
+        "said once, not every 100 ms"
+    );
+}
