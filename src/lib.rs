@@ -9,6 +9,8 @@
 //! - [`apis`]: one module per API and version, each implementing a generated service trait over
 //!   the domain, and the registry of them; [`client`]: what the CLI, `bench` and apps share
 //!   (channels, TLS options, output, errors, the [`client::TokenValidator`] apps embed);
+//! - [`authz`]: what a proxy asks (may this request through?) decided from a token's
+//!   verification, for Envoy's ext_authz and the forward-auth port alike;
 //! - the domain, knowing nothing of gRPC: [`store`] (where resources and revoked tokens live:
 //!   memory, SQLite by default, PostgreSQL) and [`tokens`] (token validation: keys, verdicts,
 //!   cache, and the revocation port the store implements);
@@ -20,6 +22,7 @@
 //!   [`quote`], [`seconds`] and [`status`].
 
 pub mod apis;
+pub mod authz;
 pub mod availability;
 pub mod bench;
 pub mod cli;

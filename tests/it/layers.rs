@@ -12,6 +12,18 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &["apis", "server", "client", "cli", "bench", "store"],
     ),
     ("store", &["apis", "server", "client", "cli", "bench"]),
+    // Decides for both proxy transports (ext_authz over gRPC, forward auth over HTTP): neither.
+    (
+        "authz",
+        &["apis", "server", "client", "cli", "bench", "http", "store"],
+    ),
+    // The HTTP ports' layer serves handlers; it knows none of them.
+    (
+        "http",
+        &[
+            "apis", "server", "client", "cli", "bench", "authz", "tokens",
+        ],
+    ),
     ("client", &["apis", "server", "cli", "bench"]),
     ("apis", &["server", "client", "cli", "bench"]),
     ("bench", &["server", "cli"]),

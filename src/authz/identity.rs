@@ -1,0 +1,133 @@
+//! The identity an allowed request carries to the app: `x-auth-subject` and one header per
+//! `--claim-header CLAIM=HEADER`.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::Decision;
+use crate::tokens::ValidToken;
+
+/// The header that always carries the token's `sub`.
+pub const SUBJECT_HEADER: &str = "x-auth-subject";
+
+/// Headers a claim may never be put in: the request's own framing, routing and credentials.
+const RESERVED: &[&str] = &[
+    "authorization",
+    "connection",
+    "content-length",
+    "cookie",
+    "host",
+    "keep-alive",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    SUBJECT_HEADER,
+];
+
+/// One claim to pass on, as `--claim-header CLAIM=HEADER` says: a dotted path reaches a nested
+/// claim (`realm_access.roles`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimHeader {
+    /// The path, one claim name per step.
+    pub path: Vec<String>,
+    /// The header's name, lower case.
+    pub header: String,
+}
+
+impl ClaimHeader {
+    /// Parses `CLAIM=HEADER`, or says in one line why it cannot be one.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid = |why: &str| format!("--claim-header `{text}`: {why}");
+        let (claim, header) = text
+            .split_once('=')
+            .ok_or_else(|| invalid("expected CLAIM=HEADER, e.g. email=x-auth-email"))?;
+        let path: Vec<String> = claim.split('.').map(str::to_owned).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(invalid("a claim path has a name between each dot"));
+        }
+        let header = header.to_ascii_lowercase();
+        // A header name is an RFC 9110 token.
+        let token = !header.is_empty()
+            && header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(invalid("the header name is not a valid HTTP field name"));
+        }
+        if RESERVED.contains(&header.as_str()) {
+            return Err(invalid("that header is the request's own; name another"));
+        }
+        Ok(Self { path, header })
+    }
+}
+
+/// The allow decision for `token`: every identity header it has a value for set, the others
+/// removed.
+pub(super) fn headers(claim_headers: &[ClaimHeader], token: &ValidToken) -> Decision {
+    let mut set = Vec::with_capacity(claim_headers.len() + 1);
+    let mut left_out = 0;
+    let mut offer = |header: &str, value: Option<String>| match value {
+        Some(value) if valid_value(&value) => set.push((header.to_owned(), value)),
+        Some(_) => left_out += 1,
+        None => {}
+    };
+    offer(SUBJECT_HEADER, Some(token.subject.clone()));
+    for claim in claim_headers {
+        offer(
+            &claim.header,
+            lookup(&token.claims, &claim.path).and_then(text),
+        );
+    }
+    let given: BTreeSet<&str> = set.iter().map(|(name, _)| name.as_str()).collect();
+    // Never a header also set: a proxy applies removals after additions.
+    let remove: Vec<String> = std::iter::once(SUBJECT_HEADER)
+        .chain(claim_headers.iter().map(|claim| claim.header.as_str()))
+        .filter(|header| !given.contains(header))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    Decision::Allow {
+        set,
+        remove,
+        left_out,
+    }
+}
+
+fn lookup<'a>(claims: &'a serde_json::Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    rest.iter()
+        .try_fold(claims.get(first)?, |value, name| value.get(name))
+}
+
+/// A claim as header text: a string as it is, a number or boolean as JSON writes it, a list
+/// joined with `,`, an object as JSON; null as nothing.
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|item| match item {
+                    Value::String(text) => Some(text.clone()),
+                    Value::Null => None,
+                    other => Some(other.to_string()),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Whether `value` can be a field value (RFC 9110 section 5.5): no control character but tab;
+/// so never CR, LF or NUL, which would split or end the header.
+fn valid_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
