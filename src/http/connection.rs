@@ -110,7 +110,7 @@ async fn serve(stream: TcpStream, limits: Limits, handler: Handler, held: (Slot,
     let service = service_fn(move |request| {
         let handler = Arc::clone(&handler);
         let port = Arc::clone(&port);
-        async move { Ok::<_, Infallible>(answer(&handler, &port, request).map(Full::new)) }
+        async move { Ok::<_, Infallible>(answer(&handler, &port, request).await.map(Full::new)) }
     });
     let port = &held.1 .0;
     let served = hyper::server::conn::http1::Builder::new()
@@ -221,7 +221,7 @@ fn timed_out(error: &hyper::Error) -> bool {
 }
 
 /// A request's answer: the handler's, unless it has a body (no port here reads one).
-fn answer(handler: &Handler, port: &str, request: hyper::Request<Incoming>) -> Response {
+async fn answer(handler: &Handler, port: &str, request: hyper::Request<Incoming>) -> Response {
     let headers = request.headers();
     let has_body = headers.contains_key(TRANSFER_ENCODING)
         || headers
@@ -239,5 +239,5 @@ fn answer(handler: &Handler, port: &str, request: hyper::Request<Incoming>) -> R
         return response;
     }
     let (parts, _) = request.into_parts();
-    handler(&Request::from_parts(parts, ()))
+    handler(Request::from_parts(parts, ())).await
 }

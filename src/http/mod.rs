@@ -16,8 +16,10 @@
 mod connection;
 mod guard;
 
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,9 +33,21 @@ pub type Request = hyper::Request<()>;
 /// A port's answer.
 pub type Response = hyper::Response<Bytes>;
 
+/// An answer on its way: a handler that must wait (for a key set to load, say) waits here,
+/// without holding a thread.
+pub type Answer = Pin<Box<dyn Future<Output = Response> + Send>>;
+
 /// What a port does with each request. Called on the port's runtime threads: it must not block
-/// for long (it computes an answer; it does not wait for one).
-pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+/// for long; what it waits for, it waits for in its [`Answer`].
+pub type Handler = Arc<dyn Fn(Request) -> Answer + Send + Sync>;
+
+/// A handler that answers at once, from the request head alone.
+pub fn answer_at_once(answer: fn(&Request) -> Response) -> Handler {
+    Arc::new(move |request| {
+        let response = answer(&request);
+        Box::pin(std::future::ready(response))
+    })
+}
 
 /// The longest request line (method, target, version) accepted, as nginx's default buffer;
 /// longer is 414. A port's targets are short (`/metrics`, `/auth?scope=admin`).

@@ -12,10 +12,14 @@ use clap::builder::RangedU64ValueParser;
 
 use super::ListenAddress;
 use crate::apis::{self, ApiOptions};
+use crate::authz::{ClaimHeader, Gate};
 use crate::http;
 use crate::seconds::Seconds;
 use crate::store::{self, Capacity, StoreLocation, StoreOptions};
 use crate::tokens::{self, KeysFrom, ProviderOptions, TokenOptions};
+
+/// The realm of the challenges proxies pass back to clients unless told otherwise: the service.
+pub const DEFAULT_REALM: &str = "mrmat-rust-api-grpc";
 
 /// Where the server listens unless told otherwise, as the original did.
 pub const DEFAULT_LISTEN: &str = "localhost:50051";
@@ -56,6 +60,10 @@ pub struct ServerConfig {
     pub metrics_listen: Option<String>,
     /// What each HTTP port accepts of its clients.
     pub http: http::Limits,
+    /// Where to answer proxies' forward-auth requests, HOST:PORT; None: nowhere.
+    pub forward_auth_listen: Option<String>,
+    /// How proxies' requests are judged (the realm, the identity headers).
+    pub gate: Gate,
     /// Transport security.
     pub tls: TlsConfig,
     /// Keepalive of connections.
@@ -83,6 +91,11 @@ impl Default for ServerConfig {
             reflection: true,
             metrics_listen: None,
             http: http::Limits::default(),
+            forward_auth_listen: None,
+            gate: Gate {
+                realm: DEFAULT_REALM.to_owned(),
+                claim_headers: Vec::new(),
+            },
             tls: TlsConfig::default(),
             keepalive: DEFAULT_KEEPALIVE,
             limits: Limits::default(),
@@ -116,6 +129,16 @@ impl ServerConfig {
             problems.push(
                 "--token-admin needs mutual TLS (--tls-cert, --tls-key and --tls-client-ca): \
                  admins are recognised by their client certificates"
+                    .to_owned(),
+            );
+        }
+        if self.forward_auth_listen.is_some()
+            && !self.tokens.enabled()
+            && self.providers_file.is_none()
+        {
+            problems.push(
+                "--forward-auth-listen needs an identity provider (--oidc-issuer, --jwks-file or \
+                 --jwks-url, or --config): it judges tokens"
                     .to_owned(),
             );
         }
@@ -257,6 +280,9 @@ pub struct ServerFlags {
     pub http: HttpFlags,
 
     #[command(flatten)]
+    pub proxies: ProxyFlags,
+
+    #[command(flatten)]
     pub store: StoreFlags,
 
     #[command(flatten)]
@@ -330,6 +356,33 @@ impl HttpFlags {
             idle_timeout: self.http_idle_timeout.into(),
         }
     }
+}
+
+/// How proxies ask this service whether a request may through.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Behind a proxy (forward auth)")]
+pub struct ProxyFlags {
+    /// Answer forward-auth requests (nginx auth_request, Caddy forward_auth, Traefik
+    /// ForwardAuth) at http://HOST:PORT/ (any path): 200 with the identity headers, 401 or 403
+    /// with WWW-Authenticate, 503 when the token cannot be judged; `?scope=NAME` requires a scope.
+    /// Plain HTTP, for the proxies only: keep it internal. Off unless given.
+    #[arg(long, env = "MRMAT_GRPC_FORWARD_AUTH_LISTEN", value_name = "HOST:PORT")]
+    pub forward_auth_listen: Option<String>,
+
+    /// Pass a claim to the app in a header, besides x-auth-subject (the `sub`): a dotted path
+    /// reaches a nested claim, a list is joined with commas. Repeat it for more.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_CLAIM_HEADER",
+        value_name = "CLAIM=HEADER",
+        value_delimiter = ',',
+        value_parser = ClaimHeader::parse
+    )]
+    pub claim_header: Vec<ClaimHeader>,
+
+    /// The realm the WWW-Authenticate challenges name.
+    #[arg(long, env = "MRMAT_GRPC_AUTH_REALM", value_name = "REALM", default_value = DEFAULT_REALM)]
+    pub auth_realm: String,
 }
 
 /// Where resources and revocations are kept.
@@ -643,6 +696,11 @@ impl ServerFlags {
             reflection: !self.no_reflection,
             metrics_listen: self.metrics_listen,
             http: self.http.limits(),
+            forward_auth_listen: self.proxies.forward_auth_listen,
+            gate: Gate {
+                realm: self.proxies.auth_realm,
+                claim_headers: self.proxies.claim_header,
+            },
             tls: self.tls.config(),
             keepalive: self.keepalive.config(),
             limits: Limits {

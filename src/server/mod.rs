@@ -5,6 +5,7 @@
 
 mod address;
 mod config;
+mod forward_auth;
 mod providers_file;
 mod scrape;
 mod services;
@@ -24,6 +25,7 @@ pub use config::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_SHUTDOWN_GRACE,
 };
+pub use forward_auth::ForwardAuth;
 pub use scrape::Scrape;
 pub use signals::run;
 
@@ -56,6 +58,8 @@ pub enum ServerError {
     Store(OpenError),
     /// The metrics endpoint cannot listen where it was told to.
     Metrics { address: String, reason: String },
+    /// The forward-auth port cannot listen where it was told to.
+    ForwardAuth { address: String, reason: String },
 }
 
 impl ServerError {
@@ -84,6 +88,12 @@ impl fmt::Display for ServerError {
                     "cannot serve metrics on {address} (--metrics-listen): {reason}"
                 )
             }
+            Self::ForwardAuth { address, reason } => {
+                write!(
+                    f,
+                    "cannot answer forward auth on {address} (--forward-auth-listen): {reason}"
+                )
+            }
         }
     }
 }
@@ -101,6 +111,7 @@ pub struct RunningServer {
     providers: Providers,
     end_streams: Option<EndStreams>,
     scrape: Option<Scrape>,
+    forward_auth: Option<ForwardAuth>,
     served: Vec<(&'static str, DependsOn)>,
 }
 
@@ -114,6 +125,11 @@ impl RunningServer {
     /// Where the metrics endpoint listens, HOST:PORT, when it was asked for.
     pub fn metrics_address(&self) -> Option<&str> {
         self.scrape.as_ref().map(Scrape::address)
+    }
+
+    /// Where the forward-auth port listens, HOST:PORT, when it was asked for.
+    pub fn forward_auth_address(&self) -> Option<&str> {
+        self.forward_auth.as_ref().map(ForwardAuth::address)
     }
 
     /// The port the server listens on (the one picked when asked for port 0).
@@ -312,9 +328,27 @@ fn serve(
     );
     let served = services.served();
     let names = services.names();
+    let forward_auth = match (&config.forward_auth_listen, &verifier) {
+        (Some(address), Some(verifier)) => Some(
+            ForwardAuth::start(
+                address,
+                config.http,
+                Arc::clone(verifier),
+                config.gate.clone(),
+            )
+            .map_err(|reason| ServerError::ForwardAuth {
+                address: address.clone(),
+                reason,
+            })?,
+        ),
+        _ => None,
+    };
     let (server, address) = bind(config, services, credentials)?;
     let metrics = scrape.as_ref().map_or(String::new(), |scrape| {
         format!("; metrics at http://{}/metrics", scrape.address())
+    });
+    let forwarded = forward_auth.as_ref().map_or(String::new(), |port| {
+        format!("; forward auth at http://{}/auth", port.address())
     });
     let identity = verifier.as_ref().map_or(String::new(), |verifier| {
         format!(
@@ -323,7 +357,7 @@ fn serve(
         )
     });
     log::info!(
-        "listening on {address} ({}), serving {}{}; store: {}{identity}{metrics}",
+        "listening on {address} ({}), serving {}{}; store: {}{identity}{metrics}{forwarded}",
         config.tls.mode(),
         names.join(", "),
         not_served,
@@ -337,6 +371,7 @@ fn serve(
         providers,
         end_streams: Some(end_streams),
         scrape,
+        forward_auth,
         served,
     })
 }

@@ -1,8 +1,6 @@
 //! The metrics endpoint: `GET /metrics` in the Prometheus text format, on a port of its own
 //! (`--metrics-listen`), on the HTTP serving layer. Any other path is 404.
 
-use std::sync::Arc;
-
 use crate::http::{self, header, Method, Request, Response, StatusCode};
 use crate::metrics;
 
@@ -16,7 +14,7 @@ pub struct Scrape {
 impl Scrape {
     /// Listens on `address` (HOST:PORT) and serves there from now on; turns recording on.
     pub fn start(address: &str, limits: http::Limits) -> Result<Self, String> {
-        let server = http::Server::start("metrics", address, limits, Arc::new(answer))?;
+        let server = http::Server::start("metrics", address, limits, http::answer_at_once(answer))?;
         metrics::enable();
         Ok(Self {
             address: server.address().to_string(),

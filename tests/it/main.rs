@@ -12,6 +12,7 @@ mod common;
 mod bench;
 mod cli;
 mod faults;
+mod forward_auth;
 mod greeting;
 mod health;
 mod healthz;
