@@ -23,11 +23,9 @@ fn forward_auth(extra: &[&str]) -> Port {
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = ServerProcess::start(&args);
-    let (_, rest) = server
-        .listening_line
-        .split_once("forward auth at http://")
+    let address = server
+        .forward_auth_address()
         .expect("the start-up line says where forward auth is");
-    let address = rest.split('/').next().expect("an address").to_owned();
     Port {
         server,
         address,
@@ -172,11 +170,8 @@ fn a_token_of_a_provider_without_keys_is_503_and_the_port_needs_a_provider() {
         "--forward-auth-listen",
         "127.0.0.1:0",
     ]);
-    let (_, rest) = server
-        .listening_line
-        .split_once("forward auth at http://")
-        .expect("announced");
-    let address = rest.split('/').next().expect("an address");
+    let address = server.forward_auth_address().expect("announced");
+    let address = address.as_str();
     let key = SigningKey::p256("k");
     let mut claims = claims("erin");
     claims["iss"] = dead.clone().into();

@@ -343,7 +343,17 @@ impl ServerProcess {
 
     /// HOST:PORT of its `/metrics`, from the `metrics at http://...` of its start-up line.
     pub fn metrics_address(&self) -> Option<String> {
-        let (_, rest) = self.listening_line.split_once("metrics at http://")?;
+        self.announced_http("metrics at http://")
+    }
+
+    /// HOST:PORT of its forward-auth port, from `forward auth at http://...` of its start-up
+    /// line.
+    pub fn forward_auth_address(&self) -> Option<String> {
+        self.announced_http("forward auth at http://")
+    }
+
+    fn announced_http(&self, prefix: &str) -> Option<String> {
+        let (_, rest) = self.listening_line.split_once(prefix)?;
         rest.split('/').next().map(str::to_owned)
     }
 
