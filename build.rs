@@ -23,6 +23,17 @@ const PROTO_SETS: &[(&str, &[&str])] = &[
         "reflection_v1alpha",
         &["proto/grpc/reflection/v1alpha/reflection.proto"],
     ),
+    // One folder, since the generated code names each imported file's module as a sibling.
+    (
+        "ext_authz_v3",
+        &[
+            "proto/envoy/service/auth/v3/external_auth.proto",
+            "proto/envoy/service/auth/v3/attribute_context.proto",
+            "proto/envoy/config/core/v3/base.proto",
+            "proto/envoy/type/v3/http_status.proto",
+            "proto/google/rpc/status.proto",
+        ],
+    ),
 ];
 
 /// The decoder grpcio-compiler writes into every method descriptor, and the one we use instead.

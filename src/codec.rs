@@ -12,22 +12,32 @@ use protobuf::{CodedInputStream, MessageFull};
 ///
 /// On a server, grpcio answers a request that fails here with INTERNAL, with this error's text in
 /// the status message; the server goes on serving.
-pub fn decode<T: MessageFull>(mut reader: MessageReader) -> grpcio::Result<T> {
+pub fn decode<T: MessageFull>(reader: MessageReader) -> grpcio::Result<T> {
+    decode_with(reader, T::descriptor().name(), |input| {
+        let mut message = T::new();
+        message.merge_from(input).map(|()| message)
+    })
+}
+
+/// Decodes one message of the type named `message_type` with `read`, which takes from the
+/// stream only what it needs (a view of the message rather than all of it), and logs a message
+/// that does not decode as [`decode`] does.
+pub fn decode_with<T>(
+    mut reader: MessageReader,
+    message_type: &str,
+    read: impl FnOnce(&mut CodedInputStream<'_>) -> protobuf::Result<T>,
+) -> grpcio::Result<T> {
     let size = reader.len();
-    let mut message = T::new();
-    let decoded = message.merge_from(&mut CodedInputStream::from_buf_read(&mut reader));
-    match decoded {
-        Ok(()) => Ok(message),
-        Err(e) => {
-            let error = Undecodable {
-                message_type: T::descriptor().name().to_owned(),
-                size,
-                reason: e.to_string(),
-            };
-            log::warn!("{error}");
-            Err(grpcio::Error::Codec(Box::new(error)))
-        }
-    }
+    let decoded = read(&mut CodedInputStream::from_buf_read(&mut reader));
+    decoded.map_err(|e| {
+        let error = Undecodable {
+            message_type: message_type.to_owned(),
+            size,
+            reason: e.to_string(),
+        };
+        log::warn!("{error}");
+        grpcio::Error::Codec(Box::new(error))
+    })
 }
 
 /// A message that is not a valid encoding of its type.

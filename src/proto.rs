@@ -40,3 +40,19 @@ pub mod reflection {
         pub use self::reflection_grpc::*;
     }
 }
+
+/// Envoy's external authorization service, `envoy.service.auth.v3` (the subset this server reads
+/// and writes), with the types of `envoy.config.core.v3`, `envoy.type.v3` and `google.rpc` it
+/// uses.
+pub mod ext_authz {
+    /// `envoy.service.auth.v3`.
+    pub mod v3 {
+        include!(concat!(env!("OUT_DIR"), "/ext_authz_v3/mod.rs"));
+        pub use self::attribute_context::AttributeContext;
+        pub use self::base::{header_value_option, HeaderMap, HeaderValue, HeaderValueOption};
+        pub use self::external_auth::*;
+        pub use self::external_auth_grpc::*;
+        pub use self::http_status::{HttpStatus, StatusCode};
+        pub use self::status::Status;
+    }
+}

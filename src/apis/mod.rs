@@ -10,6 +10,7 @@
 //! checking, reflection, the start-up line and the metrics follow from that list.
 
 pub mod call;
+pub mod ext_authz;
 pub mod greeting;
 pub mod health;
 pub mod healthz;
@@ -26,11 +27,13 @@ use protobuf::reflect::FileDescriptor;
 pub use call::Call;
 pub use streams::StreamsEnd;
 
+use crate::authz::Gate;
 use crate::proto::StatusOutput;
 use crate::store::ResourceStore;
 use crate::tokens::TokenVerifier;
 
-/// Every API of the contract, in the order the server registers them and reflection lists them.
+/// Every API, in the order the server registers them and reflection lists them: the contract's,
+/// then Envoy's external authorization.
 /// A new API is its module and one more line here.
 pub const CONTRACT: &[fn(&Serving<'_>) -> Offer] = &[
     greeting::v1::offer,
@@ -39,6 +42,7 @@ pub const CONTRACT: &[fn(&Serving<'_>) -> Offer] = &[
     resource::v1::offer,
     resource::v2::offer,
     token::v1::offer,
+    ext_authz::v3::offer,
 ];
 
 /// What an API's readiness, as health checking reports it, depends on.
@@ -86,6 +90,8 @@ pub struct Serving<'a> {
     pub resources: &'a Arc<dyn ResourceStore>,
     /// The token verifier, when a key set is configured.
     pub verifier: Option<&'a Arc<TokenVerifier>>,
+    /// How proxies' questions are judged (the realm, the identity headers).
+    pub gate: &'a Gate,
     /// What the APIs are told.
     pub options: &'a ApiOptions,
     /// Resolves when the server shuts down.

@@ -2,19 +2,51 @@
 //! 2.1: `Bearer` then one or more spaces then the token; the scheme is case-insensitive, as
 //! RFC 9110 section 11.1 says of every scheme).
 
-/// The Bearer token of an `Authorization` header value, or None when it carries none (another
-/// scheme, no credential, or characters a token cannot have).
-pub fn bearer_token(authorization: &str) -> Option<&str> {
-    let (scheme, rest) = authorization.trim().split_once(' ')?;
+/// What a request's `Authorization` headers carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// One Bearer token.
+    Bearer(&'a str),
+    /// No Bearer credential: no header, or another scheme (the client may not know it needs one).
+    Absent,
+    /// A Bearer credential that cannot be a token, or several headers: the request is malformed
+    /// (RFC 6750 section 3.1, `invalid_request`); the sentence says how.
+    Malformed(&'static str),
+}
+
+/// The credential of a request whose `Authorization` headers have these values, as sent.
+pub fn credential<'a>(authorization: &[&'a [u8]]) -> Credential<'a> {
+    match authorization {
+        [] => Credential::Absent,
+        [value] => match std::str::from_utf8(value) {
+            Ok(value) => bearer_credential(value),
+            Err(_) => Credential::Malformed("the Authorization header is not ASCII text"),
+        },
+        _ => Credential::Malformed("the request has several Authorization headers; send one"),
+    }
+}
+
+fn bearer_credential(authorization: &str) -> Credential<'_> {
+    let value = authorization.trim_matches(|c| c == ' ' || c == '\t');
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
+        return Credential::Absent;
     }
     let token = rest.trim_start_matches(' ');
+    if token.is_empty() {
+        return Credential::Malformed("the Bearer credential has no token");
+    }
     // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     let body = token.trim_end_matches('=');
     let valid = !body.is_empty()
         && body
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
-    valid.then_some(token)
+    if valid {
+        Credential::Bearer(token)
+    } else {
+        Credential::Malformed(
+            "the Bearer token has characters a token cannot have (RFC 6750 section 2.1)",
+        )
+    }
 }

@@ -6,6 +6,8 @@
 pub enum Challenge<'a> {
     /// No token at all: the realm only, no error code (section 3.1).
     NoToken,
+    /// A malformed credential, with the sentence why (`invalid_request`).
+    InvalidRequest(&'a str),
     /// A token refused, with the sentence why (`invalid_token`).
     InvalidToken(&'a str),
     /// A valid token without a required scope (`insufficient_scope`), with the scopes required.
@@ -17,6 +19,10 @@ pub fn challenge(realm: &str, why: &Challenge<'_>) -> String {
     let realm = quoted_string(realm);
     match why {
         Challenge::NoToken => format!("Bearer realm=\"{realm}\""),
+        Challenge::InvalidRequest(reason) => format!(
+            "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
+            description(reason)
+        ),
         Challenge::InvalidToken(reason) => format!(
             "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
             description(reason)

@@ -2,7 +2,8 @@
 //! verification: the decision Envoy's `ext_authz` and the HTTP forward-auth port both give, so
 //! that the two transports only carry it. Knows nothing of gRPC or of an HTTP server:
 //! - the token is the `Authorization` header's Bearer credential, and nothing else
-//!   ([`bearer_token`], RFC 6750 section 2.1);
+//!   ([`credential`], RFC 6750 section 2.1); several, or one that cannot be a token, is a
+//!   malformed request (400);
 //! - allowed: the identity as headers for the app, `x-auth-subject` always and one per
 //!   configured claim ([`ClaimHeader`]), and every configured identity header this answer does not
 //!   set listed for removal, so that a value a client sent itself never reaches the app;
@@ -14,11 +15,15 @@ mod bearer;
 mod challenge;
 mod identity;
 
-use crate::tokens::{Outcome, Verdict};
+use crate::tokens::{Check, KeyReload, Outcome, TokenVerifier, Verdict};
 
-pub use bearer::bearer_token;
+pub use bearer::{credential, Credential};
 pub use challenge::{challenge, Challenge};
 pub use identity::{ClaimHeader, SUBJECT_HEADER};
+
+/// Most scopes a route may require: a longer list is a misconfiguration, refused in one sentence
+/// rather than echoed back in a header no proxy would take.
+pub const MAX_REQUIRED_SCOPES: usize = 64;
 
 /// What the proxy is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,15 +36,62 @@ pub enum Decision {
         /// Claims left out because their value cannot be a header value (CR, LF, NUL, ...).
         left_out: usize,
     },
-    /// Refuse it: HTTP 401 (no token, or a token refused) or 403 (a scope is missing), with the
-    /// `WWW-Authenticate` value and one sentence saying why.
+    /// Refuse it, with the `WWW-Authenticate` value and one sentence saying why.
     Deny {
-        status: u16,
+        denial: Denial,
         www_authenticate: String,
         reason: String,
     },
     /// The token cannot be judged now (its provider's keys have not loaded).
     CannotJudge { reason: String },
+}
+
+/// Why a request is refused, each with its HTTP status (RFC 6750 section 3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// No Bearer credential: 401, no error code.
+    NoToken,
+    /// A credential that cannot be a token, or several: 400, `invalid_request`.
+    Malformed,
+    /// A token refused (its verdict's sentence says why): 401, `invalid_token`.
+    InvalidToken,
+    /// A valid token without a scope the route requires: 403, `insufficient_scope`.
+    InsufficientScope,
+}
+
+impl Denial {
+    /// The HTTP status the client gets.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::NoToken | Self::InvalidToken => 401,
+            Self::Malformed => 400,
+            Self::InsufficientScope => 403,
+        }
+    }
+}
+
+impl Decision {
+    /// A short name for counting decisions: `allowed`, `no_token`, `malformed`,
+    /// `invalid_token`, `insufficient_scope` or `cannot_judge`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Allow { .. } => "allowed",
+            Self::Deny { denial, .. } => match denial {
+                Denial::NoToken => "no_token",
+                Denial::Malformed => "malformed",
+                Denial::InvalidToken => "invalid_token",
+                Denial::InsufficientScope => "insufficient_scope",
+            },
+            Self::CannotJudge { .. } => "cannot_judge",
+        }
+    }
+}
+
+/// A decision now, or once the token's provider has reloaded its keys (the token names a key it
+/// does not have yet): await `reload`, then ask [`Gate::after_reload`] of `token`.
+pub enum Judged<'a> {
+    Now(Decision),
+    AfterKeyReload { reload: KeyReload, token: &'a str },
 }
 
 /// How requests are judged: the realm the challenges name, and the identity headers.
@@ -50,12 +102,49 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// The decision for a request carrying `credential` on a route that requires every scope of
+    /// `required`, its token checked by `verifier`.
+    pub fn judge<'a>(
+        &self,
+        verifier: &TokenVerifier,
+        credential: Credential<'a>,
+        required: &[&str],
+    ) -> Judged<'a> {
+        match credential {
+            Credential::Absent => Judged::Now(self.no_token()),
+            Credential::Malformed(why) => Judged::Now(self.malformed(why)),
+            Credential::Bearer(token) => match verifier.check(token) {
+                Check::Done(outcome) => Judged::Now(self.decide(&outcome, required)),
+                Check::AfterKeyReload(reload) => Judged::AfterKeyReload { reload, token },
+            },
+        }
+    }
+
+    /// The decision for `token` once the reload [`Gate::judge`] asked for is done.
+    pub fn after_reload(
+        &self,
+        verifier: &TokenVerifier,
+        token: &str,
+        required: &[&str],
+    ) -> Decision {
+        self.decide(&verifier.check_after_reload(token), required)
+    }
+
     /// The decision for a request without a Bearer token.
     pub fn no_token(&self) -> Decision {
         Decision::Deny {
-            status: 401,
+            denial: Denial::NoToken,
             www_authenticate: challenge(&self.realm, &Challenge::NoToken),
             reason: "no bearer token in the Authorization header".to_owned(),
+        }
+    }
+
+    /// The decision for a request whose credential is malformed, as `why` says.
+    pub fn malformed(&self, why: &str) -> Decision {
+        Decision::Deny {
+            denial: Denial::Malformed,
+            www_authenticate: challenge(&self.realm, &Challenge::InvalidRequest(why)),
+            reason: why.to_owned(),
         }
     }
 
@@ -71,7 +160,7 @@ impl Gate {
             }
             Err(refusal) => {
                 return Decision::Deny {
-                    status: 401,
+                    denial: Denial::InvalidToken,
                     www_authenticate: challenge(
                         &self.realm,
                         &Challenge::InvalidToken(&refusal.reason),
@@ -88,7 +177,7 @@ impl Gate {
         if !missing.is_empty() {
             let scope = required.join(" ");
             return Decision::Deny {
-                status: 403,
+                denial: Denial::InsufficientScope,
                 www_authenticate: challenge(&self.realm, &Challenge::InsufficientScope(&scope)),
                 reason: format!(
                     "the token lacks the scope{} {} this route requires",
@@ -101,13 +190,29 @@ impl Gate {
     }
 
     /// The scopes a route requires, from its `scope` setting: space separated, possibly repeated
-    /// (`?scope=a&scope=b c`); empty parts ignored.
-    pub fn required_scopes<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-        values
+    /// (`?scope=a&scope=b c`); empty parts ignored, each scope once. More than
+    /// [`MAX_REQUIRED_SCOPES`] is refused with the sentence why.
+    pub fn required_scopes<'a>(
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<&'a str>, String> {
+        let mut scopes: Vec<&str> = Vec::new();
+        for scope in values
             .into_iter()
             .flat_map(|value| value.split(' '))
             .filter(|scope| !scope.is_empty())
-            .collect()
+        {
+            if scopes.contains(&scope) {
+                continue;
+            }
+            if scopes.len() == MAX_REQUIRED_SCOPES {
+                return Err(format!(
+                    "the route requires more than {MAX_REQUIRED_SCOPES} scopes; a route's `scope` \
+                     setting names at most {MAX_REQUIRED_SCOPES}"
+                ));
+            }
+            scopes.push(scope);
+        }
+        Ok(scopes)
     }
 }
 

@@ -35,20 +35,73 @@ fn gate(claims: &[&str]) -> Gate {
 
 #[test]
 fn the_bearer_token_is_the_only_credential_read() {
-    assert_eq!(bearer_token("Bearer abc.def-_~+/="), Some("abc.def-_~+/="));
-    assert_eq!(bearer_token("bEaReR   abc"), Some("abc"));
-    for none in [
-        "Basic dXNlcjpwdw==",
+    fn one(value: &str) -> Credential<'_> {
+        credential(&[value.as_bytes()])
+    }
+    assert_eq!(
+        one("Bearer abc.def-_~+/="),
+        Credential::Bearer("abc.def-_~+/=")
+    );
+    assert_eq!(one("bEaReR   abc"), Credential::Bearer("abc"));
+    for absent in ["Basic dXNlcjpwdw==", "Bearerabc", "", "Negotiate"] {
+        assert_eq!(one(absent), Credential::Absent, "{absent:?}");
+    }
+    assert_eq!(credential(&[]), Credential::Absent);
+    for malformed in [
         "Bearer",
         "Bearer ",
         "Bearer a b",
         "Bearer a\"b",
-        "Bearerabc",
-        "",
         "Bearer ===",
     ] {
-        assert_eq!(bearer_token(none), None, "{none:?}");
+        assert!(
+            matches!(one(malformed), Credential::Malformed(_)),
+            "{malformed:?}"
+        );
     }
+    assert!(matches!(
+        credential(&[b"Bearer \xff\xfe"]),
+        Credential::Malformed(why) if why.contains("not ASCII")
+    ));
+    assert!(matches!(
+        credential(&[b"Bearer a", b"Bearer b"]),
+        Credential::Malformed(why) if why.contains("several")
+    ));
+}
+
+#[test]
+fn a_malformed_credential_is_a_400_invalid_request() {
+    let decision = gate(&[]).malformed("the Bearer credential has no token");
+    assert_eq!(decision.label(), "malformed");
+    let Decision::Deny {
+        denial,
+        www_authenticate,
+        ..
+    } = decision
+    else {
+        panic!("denied");
+    };
+    assert_eq!(denial.status(), 400);
+    assert_eq!(
+        www_authenticate,
+        r#"Bearer realm="mrmat", error="invalid_request", error_description="the Bearer credential has no token""#
+    );
+}
+
+#[test]
+fn a_route_requires_each_scope_once_and_at_most_a_bounded_number() {
+    assert_eq!(
+        Gate::required_scopes(["a b", "b", " a  c "]).expect("bounded"),
+        ["a", "b", "c"]
+    );
+    let many: Vec<String> = (0..10_000).map(|i| format!("s{i}")).collect();
+    let why = Gate::required_scopes(many.iter().map(String::as_str)).expect_err("too many");
+    assert!(why.contains("more than 64 scopes"), "{why}");
+    let repeated = vec!["same"; 10_000];
+    assert_eq!(
+        Gate::required_scopes(repeated).expect("one scope"),
+        ["same"]
+    );
 }
 
 #[test]
@@ -102,7 +155,7 @@ fn a_claim_that_cannot_be_a_header_value_is_left_out_counted_and_removed() {
 fn no_token_a_refused_token_and_a_missing_scope_get_the_rfc_6750_challenges() {
     let gate = gate(&[]);
     let Decision::Deny {
-        status,
+        denial,
         www_authenticate,
         ..
     } = gate.no_token()
@@ -110,7 +163,7 @@ fn no_token_a_refused_token_and_a_missing_scope_get_the_rfc_6750_challenges() {
         panic!("denied");
     };
     assert_eq!(
-        (status, www_authenticate.as_str()),
+        (denial.status(), www_authenticate.as_str()),
         (401, r#"Bearer realm="mrmat""#)
     );
 
@@ -119,31 +172,31 @@ fn no_token_a_refused_token_and_a_missing_scope_get_the_rfc_6750_challenges() {
         reason: "the token expired at \"then\"\r\n".to_owned(),
     });
     let Decision::Deny {
-        status,
+        denial,
         www_authenticate,
         ..
     } = gate.decide(&refused, &[])
     else {
         panic!("denied");
     };
-    assert_eq!(status, 401);
+    assert_eq!((denial, denial.status()), (Denial::InvalidToken, 401));
     assert_eq!(
         www_authenticate,
         r#"Bearer realm="mrmat", error="invalid_token", error_description="the token expired at 'then'??""#
     );
 
     let token = token(json!({"sub": "carol", "scope": "read"}));
-    let required = Gate::required_scopes(["read admin", "", "audit"]);
+    let required = Gate::required_scopes(["read admin", "", "audit"]).expect("bounded");
     assert_eq!(required, ["read", "admin", "audit"]);
     let Decision::Deny {
-        status,
+        denial,
         www_authenticate,
         reason,
     } = gate.decide(&Ok(Arc::clone(&token)), &required)
     else {
         panic!("denied");
     };
-    assert_eq!(status, 403);
+    assert_eq!(denial.status(), 403);
     assert_eq!(
         www_authenticate,
         r#"Bearer realm="mrmat", error="insufficient_scope", scope="read admin audit""#

@@ -8,6 +8,7 @@
 //! read them, so a server without it pays nothing. Key set loads, revocations and the store's
 //! availability are rare and always kept.
 
+mod authz;
 mod calls;
 mod http;
 mod store;
@@ -22,6 +23,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+pub use authz::{authz_decision, Transport};
 pub use calls::{CallMeter, Kind};
 pub use http::{http_connections, http_refused};
 pub use store::{store_operation, store_up};
@@ -79,6 +81,10 @@ pub struct Metrics {
     http_connections: IntGaugeVec,
     /// What each HTTP port refused, by reason.
     http_refusals: IntCounterVec,
+    /// Proxies' questions answered, by transport and decision.
+    authz_decisions: IntCounterVec,
+    /// Claims left out of an allowed request's identity, by transport.
+    authz_left_out: IntCounterVec,
 }
 
 /// When each issuer's key set last loaded, in Unix milliseconds; absent before its first load.
@@ -194,6 +200,18 @@ impl Metrics {
                  too_many_connections).",
                 &["port", "reason"],
             ),
+            authz_decisions: counters(
+                "mrmat_authz_decisions_total",
+                "Proxies' questions answered (ext_authz, forward_auth), by decision (allowed, \
+                 no_token, malformed, invalid_token, insufficient_scope, cannot_judge).",
+                &["transport", "decision"],
+            ),
+            authz_left_out: counters(
+                "mrmat_authz_claims_left_out_total",
+                "Claims left out of an allowed request's identity headers because their value \
+                 cannot be a header value (CR, LF, NUL, other controls), by transport.",
+                &["transport"],
+            ),
         };
         metrics.store_up.set(1);
         let r = &metrics.registry;
@@ -214,6 +232,8 @@ impl Metrics {
             Box::new(metrics.store_up.clone()),
             Box::new(metrics.http_connections.clone()),
             Box::new(metrics.http_refusals.clone()),
+            Box::new(metrics.authz_decisions.clone()),
+            Box::new(metrics.authz_left_out.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for family in families {

@@ -9,9 +9,10 @@
 
 use std::sync::Arc;
 
-use crate::authz::{bearer_token, Decision, Gate};
+use crate::authz::{credential, Decision, Gate, Judged};
 use crate::http::{self, header, Request, Response, StatusCode};
-use crate::tokens::{Check, TokenVerifier};
+use crate::metrics::{self, Transport};
+use crate::tokens::TokenVerifier;
 
 /// A running port; dropping it stops it.
 pub struct ForwardAuth {
@@ -56,30 +57,34 @@ async fn answer(verifier: &TokenVerifier, gate: &Gate, request: &Request) -> Res
                 .collect()
         })
         .unwrap_or_default();
-    let required = Gate::required_scopes(
+    let required = match Gate::required_scopes(
         query
             .iter()
             .filter(|(key, _)| key == "scope")
             .map(|(_, value)| value.as_str()),
-    );
-    let token = request
+    ) {
+        Ok(required) => required,
+        // The proxy's configuration, not the client, names the scopes: say so to its operator.
+        Err(why) => return http::text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+    };
+    let authorization: Vec<&[u8]> = request
         .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(bearer_token);
-    let decision = match token {
-        None => gate.no_token(),
-        Some(token) => {
-            let outcome = match verifier.check(token) {
-                Check::Done(outcome) => outcome,
-                Check::AfterKeyReload(reload) => {
-                    reload.await;
-                    verifier.check_after_reload(token)
-                }
-            };
-            gate.decide(&outcome, &required)
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .map(|value| value.as_bytes())
+        .collect();
+    let decision = match gate.judge(verifier, credential(&authorization), &required) {
+        Judged::Now(decision) => decision,
+        Judged::AfterKeyReload { reload, token } => {
+            reload.await;
+            gate.after_reload(verifier, token, &required)
         }
     };
+    let left_out = match &decision {
+        Decision::Allow { left_out, .. } => *left_out,
+        _ => 0,
+    };
+    metrics::authz_decision(Transport::ForwardAuth, decision.label(), left_out);
     respond(decision)
 }
 
@@ -99,11 +104,11 @@ fn respond(decision: Decision) -> Response {
             response
         }
         Decision::Deny {
-            status,
+            denial,
             www_authenticate,
             reason,
         } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
+            let status = StatusCode::from_u16(denial.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             let mut response = http::text(status, format!("{reason}\n"));
             if let Ok(value) = header::HeaderValue::from_str(&www_authenticate) {
                 response

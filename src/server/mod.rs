@@ -308,6 +308,7 @@ fn serve(
     let serving = Serving {
         resources: &stores.resources,
         verifier: verifier.as_ref(),
+        gate: &config.gate,
         options: &config.apis,
         streams_end: &streams_end,
     };

@@ -1,0 +1,158 @@
+//! `envoy.service.auth.v3.Authorization`: `Check` judges the request Envoy describes, by its
+//! `authorization` header's Bearer token and the route's `scope` context extension. The answer
+//! is a `CheckResponse` for every decision Envoy acts on (allow, 401, 403, 400); a token that
+//! cannot be judged now fails the call UNAVAILABLE, so that Envoy applies its own
+//! `failure_mode_allow` / `status_on_error`.
+
+use std::sync::Arc;
+
+use grpcio::{
+    GrpcSlice, Marshaller, Method, MethodType, RpcContext, RpcStatus, RpcStatusCode,
+    ServiceBuilder, UnarySink,
+};
+
+use super::question::{self, Question};
+use super::response;
+use crate::apis::{Api, Call, DependsOn, Offer, Serving};
+use crate::authz::{credential, Decision, Gate, Judged};
+use crate::metrics::{self, Transport};
+use crate::proto::ext_authz::v3::{external_auth, service_names, CheckResponse};
+use crate::tokens::TokenVerifier;
+
+/// The name health checking and reflection know the service by.
+pub const NAME: &str = service_names::AUTHORIZATION;
+
+/// `Check`, its request read by [`question::decode`] (only what the decision needs), its
+/// response encoded as generated.
+const CHECK: Method<Question, CheckResponse> = Method {
+    ty: MethodType::Unary,
+    name: "/envoy.service.auth.v3.Authorization/Check",
+    req_mar: Marshaller {
+        ser: never_sent,
+        de: question::decode,
+    },
+    resp_mar: Marshaller {
+        ser: grpcio::pb_ser,
+        de: crate::codec::decode,
+    },
+};
+
+/// A server only reads requests.
+fn never_sent(_: &Question, _: &mut GrpcSlice) -> grpcio::Result<()> {
+    Err(grpcio::Error::Codec(
+        "a server sends no CheckRequest".into(),
+    ))
+}
+
+/// The authorization service.
+#[derive(Clone)]
+struct ExtAuthzApi {
+    verifier: Arc<TokenVerifier>,
+    gate: Arc<Gate>,
+}
+
+/// Served whenever the token service is (the same verifier, cache and revocations), ready once
+/// the keys have loaded.
+pub fn offer(serving: &Serving<'_>) -> Offer {
+    let Some(verifier) = serving.verifier else {
+        return Offer::NotServed {
+            name: NAME,
+            why: "no identity provider: --oidc-issuer, --jwks-file or --jwks-url, or --config",
+        };
+    };
+    let api = ExtAuthzApi {
+        verifier: Arc::clone(verifier),
+        gate: Arc::new(serving.gate.clone()),
+    };
+    let service = ServiceBuilder::new()
+        .add_unary_handler(&CHECK, move |ctx, question, sink| {
+            api.check(&ctx, question, sink)
+        })
+        .build();
+    Offer::Served(Api {
+        name: NAME,
+        service,
+        file: external_auth::file_descriptor(),
+        depends_on: DependsOn::Keys,
+    })
+}
+
+impl ExtAuthzApi {
+    fn check(&self, ctx: &RpcContext, question: Question, sink: UnarySink<CheckResponse>) {
+        let call = Call::start(ctx);
+        if !question.http {
+            return call.fail(
+                ctx,
+                sink,
+                RpcStatusCode::INVALID_ARGUMENT,
+                "the CheckRequest has no attributes.request.http: Check judges HTTP requests"
+                    .to_owned(),
+            );
+        }
+        if !self.verifier.ready() {
+            let why = format!(
+                "no identity provider's signing keys have loaded yet ({}); health checking \
+                 reports {NAME} NOT_SERVING until one has",
+                self.verifier.describe_providers().join(", ")
+            );
+            return call.fail(ctx, sink, RpcStatusCode::UNAVAILABLE, why);
+        }
+        let scope = match question.scope.as_deref().map(std::str::from_utf8) {
+            None => "",
+            Some(Ok(scope)) => scope,
+            Some(Err(_)) => {
+                return call.fail(
+                    ctx,
+                    sink,
+                    RpcStatusCode::INVALID_ARGUMENT,
+                    "the scope context extension is not UTF-8".to_owned(),
+                )
+            }
+        };
+        let required = match Gate::required_scopes([scope]) {
+            Ok(required) => required,
+            Err(why) => return call.fail(ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why),
+        };
+        let authorization: Vec<&[u8]> = question.authorization.iter().map(Vec::as_slice).collect();
+        match self
+            .gate
+            .judge(&self.verifier, credential(&authorization), &required)
+        {
+            Judged::Now(decision) => match answer(decision) {
+                Ok(response) => call.reply(ctx, sink, response),
+                Err(status) => call.fail(ctx, sink, status.code(), status.message().to_owned()),
+            },
+            Judged::AfterKeyReload { reload, token } => {
+                let (verifier, gate) = (Arc::clone(&self.verifier), Arc::clone(&self.gate));
+                let token = token.to_owned();
+                let required: Vec<String> = required.iter().map(|s| (*s).to_owned()).collect();
+                call.answer_later(ctx, sink, async move {
+                    reload.await;
+                    let required: Vec<&str> = required.iter().map(String::as_str).collect();
+                    answer(gate.after_reload(&verifier, &token, &required))
+                });
+            }
+        }
+    }
+}
+
+/// The response to `decision`, or the status of a call that cannot be judged now.
+fn answer(decision: Decision) -> Result<CheckResponse, RpcStatus> {
+    let left_out = match &decision {
+        Decision::Allow { left_out, .. } => *left_out,
+        _ => 0,
+    };
+    metrics::authz_decision(Transport::ExtAuthz, decision.label(), left_out);
+    match decision {
+        Decision::Allow { set, remove, .. } => Ok(response::allowed(set, remove)),
+        Decision::Deny {
+            denial,
+            www_authenticate,
+            reason,
+        } => Ok(response::denied(denial, www_authenticate, reason)),
+        Decision::CannotJudge { reason } => Err(RpcStatus::with_message(
+            RpcStatusCode::UNAVAILABLE,
+            format!("cannot judge the token now: {reason}"),
+        )),
+    }
+}
