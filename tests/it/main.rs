@@ -11,6 +11,7 @@ mod common;
 
 mod bench;
 mod cli;
+mod ext_authz;
 mod faults;
 mod forward_auth;
 mod greeting;

@@ -92,6 +92,7 @@ fn the_token_service_is_listed_and_described_when_it_is_served() {
         vec![
             Ask::ListServices(String::new()),
             Ask::FileContainingSymbol("TokenV1Proto".to_owned()),
+            Ask::FileContainingSymbol("envoy.service.auth.v3.Authorization".to_owned()),
         ],
     )
     .expect("answers");
@@ -109,6 +110,27 @@ fn the_token_service_is_listed_and_described_when_it_is_served() {
         .expect("the file describes the service");
     let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
     assert_eq!(methods, ["Validate", "ValidateStream", "Revoke"]);
+    // Envoy's external authorization comes with it, with every file its messages are in.
+    assert!(
+        names.contains(&"envoy.service.auth.v3.Authorization"),
+        "{names:?}"
+    );
+    let mut envoy: Vec<String> = files(&answers[2])
+        .iter()
+        .map(|f| f.name().to_owned())
+        .collect();
+    envoy.sort();
+    assert_eq!(
+        envoy,
+        [
+            "envoy/config/core/v3/base.proto",
+            "envoy/service/auth/v3/attribute_context.proto",
+            "envoy/service/auth/v3/external_auth.proto",
+            "envoy/type/v3/http_status.proto",
+            "google/protobuf/any.proto",
+            "google/rpc/status.proto",
+        ]
+    );
 }
 
 #[test]

@@ -91,7 +91,7 @@ fn every_registered_api_is_in_health_list_reflection_and_the_start_up_line() {
 }
 
 #[test]
-fn the_apis_that_need_the_store_are_the_resource_apis_and_the_token_api_needs_its_keys() {
+fn the_apis_that_need_the_store_are_the_resource_apis_and_the_token_apis_need_their_keys() {
     let registered = common::registered_apis();
     let depending = |on: DependsOn| -> Vec<&str> {
         registered
@@ -104,5 +104,8 @@ fn the_apis_that_need_the_store_are_the_resource_apis_and_the_token_api_needs_it
         depending(DependsOn::Store),
         ["ResourceV1Proto", "ResourceV2Proto"]
     );
-    assert_eq!(depending(DependsOn::Keys), ["TokenV1Proto"]);
+    assert_eq!(
+        depending(DependsOn::Keys),
+        ["TokenV1Proto", "envoy.service.auth.v3.Authorization"]
+    );
 }
