@@ -2,11 +2,10 @@
 //! answer to a refused request, if one is due.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
@@ -17,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, timeout};
 
 use super::guard::{Guarded, Refusal};
-use super::{text, Handler, Limits, Request, Response, StatusCode};
+use super::{Handler, Limits, Request, Response, StatusCode};
 use crate::metrics;
 
 /// Connections over the cap being answered 503 at once, at most; beyond, they are closed.
@@ -107,10 +106,19 @@ impl Drop for Counted {
 
 async fn serve(stream: TcpStream, limits: Limits, handler: Handler, held: (Slot, Counted)) {
     let port = Arc::clone(&held.1 .0);
+    // Set once a request with a body is answered: the connection then ends unread.
+    let body_unread = Arc::new(AtomicBool::new(false));
+    let unread = Arc::clone(&body_unread);
     let service = service_fn(move |request| {
-        let handler = Arc::clone(&handler);
-        let port = Arc::clone(&port);
-        async move { Ok::<_, Infallible>(answer(&handler, &port, request).await.map(Full::new)) }
+        let (handler, port, unread) =
+            (Arc::clone(&handler), Arc::clone(&port), Arc::clone(&unread));
+        async move {
+            Ok::<_, Infallible>(
+                answer(&handler, &port, &unread, request)
+                    .await
+                    .map(Full::new),
+            )
+        }
     });
     let port = &held.1 .0;
     let served = hyper::server::conn::http1::Builder::new()
@@ -134,6 +142,12 @@ async fn serve(stream: TcpStream, limits: Limits, handler: Handler, held: (Slot,
         }
     };
     let guarded = parts.io.into_inner();
+    if body_unread.load(Ordering::Acquire) {
+        // What Guarded made of the body (a head too long, say) is no request: nothing more is
+        // answered.
+        linger(guarded.into_stream()).await;
+        return;
+    }
     let Some(refusal) = guarded.refusal() else {
         return;
     };
@@ -200,6 +214,13 @@ async fn close_with(mut stream: TcpStream, status: StatusCode, reason: &str, lim
     if !matches!(written, Ok(Ok(()))) {
         return;
     }
+    linger(stream).await;
+}
+
+/// Ends the connection's sending side, then drains what the client still sends for a moment:
+/// unread bytes at close would reset the connection, and a reset can destroy the answer before
+/// the client reads it.
+async fn linger(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 4096];
     let _ = timeout(LINGER, async {
@@ -220,24 +241,29 @@ fn timed_out(error: &hyper::Error) -> bool {
     false
 }
 
-/// A request's answer: the handler's, unless it has a body (no port here reads one).
-async fn answer(handler: &Handler, port: &str, request: hyper::Request<Incoming>) -> Response {
+/// A request's answer, the handler's. No port reads a body (none needs one, and holding heads
+/// depends on it): a request with one is answered by its head alone, as proxies that forward
+/// the body of the request they ask about (Caddy's `forward_auth`) need, and the connection
+/// then closes, its body unread.
+async fn answer(
+    handler: &Handler,
+    port: &str,
+    body_unread: &AtomicBool,
+    request: hyper::Request<Incoming>,
+) -> Response {
     let headers = request.headers();
     let has_body = headers.contains_key(TRANSFER_ENCODING)
         || headers
             .get(CONTENT_LENGTH)
             .is_some_and(|length| length.as_bytes() != b"0");
+    let (parts, _) = request.into_parts();
+    let mut response = handler(Request::from_parts(parts, ())).await;
     if has_body {
         metrics::http_refused(port, "body");
-        let mut response = text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Bytes::from_static(b"this port reads no request body; send the request without one\n"),
-        );
+        body_unread.store(true, Ordering::Release);
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
-        return response;
     }
-    let (parts, _) = request.into_parts();
-    handler(Request::from_parts(parts, ())).await
+    response
 }

@@ -11,7 +11,9 @@
 //!   its own connection only;
 //! - at most [`Limits::max_connections`] connections; the next is answered 503 and closed;
 //! - an idle connection is closed after [`Limits::idle_timeout`]; `TCP_NODELAY` on every one;
-//! - a request with a body is 413: no port here reads one, so none is buffered.
+//! - a request with a body is answered by its head, and the connection closed after it, the
+//!   body unread: no port here needs one, so none is buffered (Caddy's `forward_auth` sends the
+//!   body of the request it asks about).
 
 mod connection;
 mod guard;

@@ -196,8 +196,9 @@ impl Metrics {
             http_refusals: counters(
                 "mrmat_http_refusals_total",
                 "Requests and connections an HTTP port refused, by port and reason \
-                 (request_line_too_long, head_too_large, head_timeout, write_timeout, body, \
-                 too_many_connections).",
+                 (request_line_too_long, head_too_large, head_timeout, write_timeout, \
+                 too_many_connections; body: answered by its head, the connection closed with \
+                 the body unread).",
                 &["port", "reason"],
             ),
             authz_decisions: counters(

@@ -194,13 +194,31 @@ fn beyond_the_connection_cap_a_new_client_is_told_503_and_served_once_one_closes
 }
 
 #[test]
-fn a_body_is_413_a_malformed_request_400_and_the_port_keeps_serving() {
+fn a_body_is_left_unread_a_malformed_request_400_and_the_port_keeps_serving() {
     let (server, address) = metrics_server(&[]);
+    // Answered by its head, then closed: the body (here 1 MiB with no line end, which read as a
+    // head would be refused) is never read, and nothing else is answered.
+    let mut raw = Raw::connect(&address);
+    let body = vec![b'x'; 1 << 20];
+    let head = format!(
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    assert!(raw.send(head.as_bytes()));
+    let writer = raw.try_clone_stream();
+    let sending = std::thread::spawn(move || {
+        let mut writer = writer;
+        let _ = std::io::Write::write_all(&mut writer, &body);
+    });
+    let answered = raw.answer().expect("an answer");
+    assert_eq!(answered.status, 200, "{answered:?}");
+    assert_eq!(answered.header("connection"), Some("close"));
+    assert!(raw.closed_within(Duration::from_secs(5)));
+    assert!(raw.answer().is_none(), "one answer only");
+    sending.join().expect("the sender ends");
     let mut raw = Raw::connect(&address);
     assert!(raw.send(b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"));
-    let refused = raw.answer().expect("an answer");
-    assert_eq!(refused.status, 413, "{refused:?}");
-    assert!(refused.body.contains("no request body"), "{refused:?}");
+    assert_eq!(raw.answer().expect("an answer").status, 405);
     assert!(raw.closed_within(Duration::from_secs(5)));
 
     let mut raw = Raw::connect(&address);
@@ -221,7 +239,7 @@ fn a_body_is_413_a_malformed_request_400_and_the_port_keeps_serving() {
     assert_eq!(refused.status, 405, "{refused:?}");
     assert_eq!(refused.header("allow"), Some("GET, HEAD"));
     still_serves(&address);
-    assert_eq!(refusals(&server, "body"), 1.0);
+    assert_eq!(refusals(&server, "body"), 2.0);
 }
 
 #[test]

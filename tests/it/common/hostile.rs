@@ -51,6 +51,11 @@ impl Raw {
         Self::from(TcpStream::connect(address).expect("connect to the HTTP port"))
     }
 
+    /// The connection's sending side, to write from another thread while this one reads.
+    pub fn try_clone_stream(&self) -> TcpStream {
+        self.stream.try_clone().expect("clone the connection")
+    }
+
     /// Sends `bytes` as they are; false when the server no longer takes them.
     pub fn send(&mut self, bytes: &[u8]) -> bool {
         self.stream.write_all(bytes).is_ok()
