@@ -218,3 +218,49 @@ fn the_forward_auth_port_holds_against_a_hostile_client_as_the_metrics_port_does
     let answer = ask(&port.address, "/auth", &[]);
     assert_eq!(answer.status, 401, "{answer:?}");
 }
+
+#[test]
+fn malformed_credentials_are_400_invalid_request_and_too_many_scopes_a_400_for_the_operator() {
+    let port = forward_auth(&["--metrics-listen", "127.0.0.1:0"]);
+    let token = port.key.sign(&claims("frank"));
+    let bearer = format!("Authorization: Bearer {token}");
+    for (case, headers) in [
+        ("two headers", vec![bearer.clone(), bearer.clone()]),
+        ("Bearer alone", vec!["Authorization: Bearer".to_owned()]),
+        (
+            "a token with a space",
+            vec!["Authorization: Bearer a b".to_owned()],
+        ),
+    ] {
+        let answer = ask(&port.address, "/auth", &headers);
+        assert_eq!(answer.status, 400, "{case}: {answer:?}");
+        let challenge = answer.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.contains(r#"error="invalid_request""#),
+            "{case}: {answer:?}"
+        );
+    }
+    // Bytes that are not UTF-8 in the header: hyper takes them as obs-text.
+    let mut raw = Raw::connect(&port.address);
+    assert!(raw.send(b"GET /auth HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \xff\xfe\r\n\r\n"));
+    let answer = raw.answer().expect("an answer");
+    assert_eq!(answer.status, 400, "{answer:?}");
+    // An Authorization header of 1 MiB is over the head limit: 431, and the port serves on.
+    let (_, answer) = hostile::endless_header(&port.address, 1 << 20);
+    assert_eq!(answer.expect("an answer").status, 431);
+    let scopes: Vec<String> = (0..10_000).map(|i| format!("s{i}")).collect();
+    let answer = ask(
+        &port.address,
+        &format!("/auth?scope={}", scopes[..200].join("+")),
+        std::slice::from_ref(&bearer),
+    );
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(answer.body.contains("more than 64 scopes"), "{answer:?}");
+    assert_eq!(ask(&port.address, "/auth", &[bearer]).status, 200);
+    assert_eq!(
+        port.server.metric(
+            r#"mrmat_authz_decisions_total{decision="malformed",transport="forward_auth"}"#
+        ),
+        Some(4.0)
+    );
+}

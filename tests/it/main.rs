@@ -2,10 +2,11 @@
 //! test binary links the gRPC C core and SQLite, so one binary links them once. One module per
 //! behaviour; `common` starts real servers and clients for them.
 //!
-//! `ci/test --quick` leaves out the tests that start PostgreSQL, network namespaces, Prometheus
-//! or Python: their paths say so (`postgres`, `netns`, `replicas`, `interop`, `prometheus`,
-//! `promtool`, `python`, `jwks_url`, whose identity provider is Python's HTTP server), and a new
-//! test that needs one of those must keep such a word in its name.
+//! `ci/test --quick` leaves out the tests that start PostgreSQL, network namespaces, Prometheus,
+//! Python or a proxy: their paths say so (`postgres`, `netns`, `replicas`, `interop`,
+//! `prometheus`, `promtool`, `python`, `jwks_url`, whose identity provider is Python's HTTP
+//! server, and `proxies`: Envoy, nginx, Caddy, Traefik), and a new test that needs one of those
+//! must keep such a word in its name.
 
 mod common;
 
@@ -27,6 +28,7 @@ mod logs;
 mod metrics;
 mod netns;
 mod providers;
+mod proxies;
 mod reflection;
 mod registry;
 mod replicas;

@@ -5,6 +5,7 @@ pub mod jwt;
 pub mod netns;
 pub mod pki;
 pub mod postgres;
+pub mod proxies;
 pub mod python;
 pub mod revocation;
 

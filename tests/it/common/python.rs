@@ -1,5 +1,6 @@
 //! The Python peers' venv (grpcio, PyJWT, ...), created under `target/` on first use and
-//! reused while `tests/interop/requirements.txt` is unchanged.
+//! reused while `tests/interop/requirements.txt` is unchanged; and the same for any other set of
+//! PyPI peers ([`venv`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,35 +16,43 @@ pub fn interop_dir() -> PathBuf {
 pub fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let requirements = std::fs::read_to_string(interop_dir().join("requirements.txt"))
-            .expect("read tests/interop/requirements.txt");
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-venv");
-        let python = venv.join("bin/python");
-        let marker = venv.join("requirements.installed");
-        if std::fs::read_to_string(&marker).ok().as_deref() == Some(requirements.as_str()) {
-            return python;
-        }
-        let _ = std::fs::remove_dir_all(&venv);
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "create the interop venv with python3 -m venv (ci/setup installs python3 and venv)",
-        );
-        run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
-                .arg(interop_dir().join("requirements.txt")),
-            "install tests/interop/requirements.txt into the interop venv",
-        );
-        std::fs::write(&marker, &requirements).expect("mark the venv as installed");
-        python
+        venv("interop-venv", &interop_dir().join("requirements.txt")).join("bin/python")
     })
+}
+
+/// The venv `name` under `target/`, with `requirements` installed: created when missing, and
+/// again whenever the requirements change.
+pub fn venv(name: &str, requirements: &Path) -> PathBuf {
+    let pinned = std::fs::read_to_string(requirements)
+        .unwrap_or_else(|e| panic!("read {}: {e}", requirements.display()));
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let python = venv.join("bin/python");
+    let marker = venv.join("requirements.installed");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(pinned.as_str()) {
+        return venv;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        &format!(
+            "create the venv {name} with python3 -m venv (ci/setup installs python3 and venv)"
+        ),
+    );
+    run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(requirements),
+        &format!("install {} into the venv {name}", requirements.display()),
+    );
+    std::fs::write(&marker, &pinned).expect("mark the venv as installed");
+    venv
 }
 
 pub fn run(command: &mut Command, what: &str) {

@@ -1,0 +1,343 @@
+//! The real proxies in front of a real app, asking the server binary about every request, each
+//! run from its file in `deploy/` (addresses replaced by free ports): Envoy over ext_authz, nginx
+//! (`auth_request`), Caddy (`forward_auth`) and Traefik (`ForwardAuth`) over the forward-auth
+//! port. For each: allowed with the identity reaching the app, 401 with `WWW-Authenticate`
+//! reaching the client, 403 on the route that requires a scope, and identity headers the client
+//! sent itself never reaching the app. For Envoy also: SIGKILL of the server fails closed, and
+//! the same Envoy allows again within seconds of the server's restart.
+
+use std::time::{Duration, Instant};
+
+use crate::common;
+
+use common::jwt::{claims, token_args, KeyFile, SigningKey};
+use common::proxies::{debian_binary, deployed, pypi_binary, Answer, App, Proxy};
+use common::{free_port, ServerProcess};
+
+/// The server the proxies ask, on ports known in advance (a restart keeps them), and the app.
+struct Backend {
+    server: ServerProcess,
+    args: Vec<String>,
+    grpc_port: u16,
+    forward_auth_port: u16,
+    key: SigningKey,
+    app: App,
+    _keys: KeyFile,
+}
+
+impl Backend {
+    fn start() -> Self {
+        let key = SigningKey::p256("px");
+        let keys = KeyFile::new(&[&key]);
+        let (grpc_port, forward_auth_port) = (free_port(), free_port());
+        let mut args = token_args(&keys);
+        args.extend([
+            "--store".to_owned(),
+            "memory".to_owned(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{grpc_port}"),
+            "--forward-auth-listen".to_owned(),
+            format!("127.0.0.1:{forward_auth_port}"),
+            "--claim-header".to_owned(),
+            "email=x-auth-email".to_owned(),
+        ]);
+        let server = Self::run(&args);
+        Self {
+            server,
+            args,
+            grpc_port,
+            forward_auth_port,
+            key,
+            app: App::start(),
+            _keys: keys,
+        }
+    }
+
+    fn run(args: &[String]) -> ServerProcess {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ServerProcess::start(&args)
+    }
+
+    fn bearer(&self, claims: &serde_json::Value) -> String {
+        format!("Bearer {}", self.key.sign(claims))
+    }
+}
+
+/// What every proxy must do, asked through `proxy`.
+fn assert_the_proxy_gates_the_app(proxy: &Proxy, backend: &Backend) {
+    let mut alice = claims("alice");
+    alice["email"] = "alice@example.com".into();
+    let alice = backend.bearer(&alice);
+
+    // Allowed: the identity reaches the app, in place of what the client sent.
+    let answer = proxy.get(
+        "/app",
+        &[("authorization", &alice), ("x-auth-subject", "mallory")],
+    );
+    assert!(answer.reached_app(), "{answer:?}");
+    assert_eq!(answer.app_saw("x-auth-subject"), ["alice"], "{answer:?}");
+    assert_eq!(
+        answer.app_saw("x-auth-email"),
+        ["alice@example.com"],
+        "{answer:?}"
+    );
+
+    // No token: 401 and the challenge reach the client; the app sees nothing.
+    let answer = proxy.get("/app", &[]);
+    assert_denied(&answer, 401);
+    assert_eq!(
+        answer.header("www-authenticate"),
+        Some(r#"Bearer realm="mrmat-rust-api-grpc""#),
+        "{answer:?}"
+    );
+    // A refused token: 401 with invalid_token and the verdict's sentence.
+    let mut expired = claims("carol");
+    expired["exp"] = (common::jwt::now() - 60).into();
+    let answer = proxy.get("/app", &[("authorization", &backend.bearer(&expired))]);
+    assert_denied(&answer, 401);
+    let challenge = answer.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains(r#"error="invalid_token""#) && challenge.contains("expired"),
+        "{answer:?}"
+    );
+
+    // The route that requires `admin`: 403 for a token without it, through with it.
+    assert_denied(
+        &proxy.get("/admin/users", &[("authorization", &alice)]),
+        403,
+    );
+    let mut root = claims("root");
+    root["scope"] = "read admin".into();
+    let answer = proxy.get("/admin/users", &[("authorization", &backend.bearer(&root))]);
+    assert!(answer.reached_app(), "{answer:?}");
+    assert_eq!(answer.app_saw("x-auth-subject"), ["root"]);
+
+    // A token without an email: the client's own X-Auth-Email never reaches the app.
+    let answer = proxy.get(
+        "/app",
+        &[
+            ("authorization", &backend.bearer(&claims("bob"))),
+            ("x-auth-subject", "mallory"),
+            ("x-auth-email", "mallory@example.com"),
+        ],
+    );
+    assert!(answer.reached_app(), "{answer:?}");
+    assert_eq!(answer.app_saw("x-auth-subject"), ["bob"], "{answer:?}");
+    assert!(answer.app_saw("x-auth-email").is_empty(), "{answer:?}");
+}
+
+fn assert_denied(answer: &Answer, status: u16) {
+    assert_eq!(answer.status, status, "{answer:?}");
+    assert!(!answer.reached_app(), "{answer:?}");
+}
+
+fn envoy(backend: &Backend) -> Proxy {
+    let port = free_port();
+    let config = deployed(
+        "envoy/envoy.yaml",
+        &[
+            ("port_value: 8080", format!("port_value: {port}")),
+            (
+                "port_value: 3000",
+                format!("port_value: {}", backend.app.port()),
+            ),
+            (
+                "port_value: 50051",
+                format!("port_value: {}", backend.grpc_port),
+            ),
+            ("port_value: 9901", format!("port_value: {}", free_port())),
+        ],
+    );
+    Proxy::start(
+        &pypi_binary("envoy"),
+        &[
+            "-c",
+            "{dir}/envoy.yaml",
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+        ],
+        &[("envoy.yaml", config)],
+        format!("127.0.0.1:{port}"),
+        "/ready",
+    )
+}
+
+#[test]
+fn envoy_ext_authz_gates_the_app() {
+    let backend = Backend::start();
+    let proxy = envoy(&backend);
+    assert_the_proxy_gates_the_app(&proxy, &backend);
+    // Envoy asked over gRPC, on the channel it keeps.
+    assert!(
+        backend
+            .server
+            .listening_line
+            .contains("envoy.service.auth.v3.Authorization"),
+        "{}",
+        backend.server.listening_line
+    );
+}
+
+#[test]
+fn envoy_fails_closed_while_the_server_is_down_and_allows_again_after_its_restart() {
+    let mut backend = Backend::start();
+    let proxy = envoy(&backend);
+    let bearer = backend.bearer(&claims("dana"));
+    assert!(proxy
+        .get("/app", &[("authorization", &bearer)])
+        .reached_app());
+
+    backend.server.signal("KILL");
+    backend
+        .server
+        .wait_for_exit(Duration::from_secs(10))
+        .expect("SIGKILL ends the server");
+    for _ in 0..5 {
+        let answer = proxy.get("/app", &[("authorization", &bearer)]);
+        assert_denied(&answer, 503);
+    }
+
+    backend.server = Backend::run(&backend.args);
+    let restarted = Instant::now();
+    loop {
+        let answer = proxy.get("/app", &[("authorization", &bearer)]);
+        if answer.reached_app() {
+            assert_eq!(answer.app_saw("x-auth-subject"), ["dana"]);
+            break;
+        }
+        assert_denied(&answer, 503);
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "Envoy still refuses 10 s after the server's restart: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn forward_auth_replacements(backend: &Backend, port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("127.0.0.1:8080", format!("127.0.0.1:{port}")),
+        (
+            "127.0.0.1:9191",
+            format!("127.0.0.1:{}", backend.forward_auth_port),
+        ),
+        (
+            "127.0.0.1:3000",
+            format!("127.0.0.1:{}", backend.app.port()),
+        ),
+    ]
+}
+
+fn nginx(backend: &Backend) -> Proxy {
+    let port = free_port();
+    let site = deployed("nginx/app.conf", &forward_auth_replacements(backend, port));
+    // The site included as a Debian host includes conf.d, in the least nginx.conf that keeps
+    // every file in the proxy's own folder.
+    let main = "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\n\
+                error_log {dir}/proxy.log warn;\nevents { worker_connections 1024; }\n\
+                http {\n  access_log off;\n  client_body_temp_path {dir}/body;\n\
+                proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fastcgi;\n\
+                uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+                include {dir}/app.conf;\n}\n";
+    Proxy::start(
+        &debian_binary("nginx"),
+        &[
+            "-p",
+            "{dir}",
+            "-c",
+            "{dir}/nginx.conf",
+            "-e",
+            "{dir}/proxy.log",
+        ],
+        &[("app.conf", site), ("nginx.conf", main.to_owned())],
+        format!("127.0.0.1:{port}"),
+        "/ready",
+    )
+}
+
+#[test]
+fn nginx_auth_request_gates_the_app() {
+    let backend = Backend::start();
+    let proxy = nginx(&backend);
+    assert_the_proxy_gates_the_app(&proxy, &backend);
+}
+
+fn caddy(backend: &Backend) -> Proxy {
+    let port = free_port();
+    let config = deployed("caddy/Caddyfile", &forward_auth_replacements(backend, port));
+    Proxy::start(
+        &pypi_binary("caddy"),
+        &[
+            "run",
+            "--config",
+            "{dir}/Caddyfile",
+            "--adapter",
+            "caddyfile",
+        ],
+        &[("Caddyfile", config)],
+        format!("127.0.0.1:{port}"),
+        "/ready",
+    )
+}
+
+#[test]
+fn caddy_forward_auth_gates_the_app() {
+    let backend = Backend::start();
+    let proxy = caddy(&backend);
+    assert_the_proxy_gates_the_app(&proxy, &backend);
+    // A request with a body: Caddy asks without it (the port answers 413 to a body).
+    let mut alice = claims("alice");
+    alice["email"] = "alice@example.com".into();
+    let answer = proxy.post(
+        "/app",
+        &[("authorization", &backend.bearer(&alice))],
+        "a body for the app",
+    );
+    assert!(answer.reached_app(), "{answer:?}");
+}
+
+fn traefik(backend: &Backend) -> Proxy {
+    let port = free_port();
+    let replacements = forward_auth_replacements(backend, port);
+    let static_config = deployed("traefik/traefik.yml", &replacements[..1]);
+    let routes = deployed("traefik/dynamic.yml", &replacements[1..]);
+    Proxy::start(
+        &pypi_binary("traefik"),
+        &["--configFile={dir}/traefik.yml"],
+        &[("traefik.yml", static_config), ("dynamic.yml", routes)],
+        format!("127.0.0.1:{port}"),
+        "/ready",
+    )
+}
+
+#[test]
+fn traefik_forward_auth_gates_the_app() {
+    let backend = Backend::start();
+    let proxy = traefik(&backend);
+    assert_the_proxy_gates_the_app(&proxy, &backend);
+}
+
+/// Istio itself needs Kubernetes, which this machine has not: its files are held to what the
+/// server serves (the service's name and port) instead.
+#[test]
+fn the_istio_files_name_the_service_and_port_the_server_serves() {
+    let mesh = deployed("istio/mesh-config.yaml", &[]);
+    assert!(mesh.contains("envoyExtAuthzGrpc:"), "{mesh}");
+    assert!(mesh.contains("port: 50051"), "{mesh}");
+    assert!(mesh.contains("--listen 0.0.0.0:50051"), "{mesh}");
+    assert!(mesh.contains("failOpen: false"), "{mesh}");
+    let policy = deployed("istio/authorization-policy.yaml", &[]);
+    assert!(policy.contains("action: CUSTOM"), "{policy}");
+    assert!(policy.contains("name: mrmat-authz"), "{policy}");
+    assert_eq!(
+        mrmat_rust_api_grpc::apis::ext_authz::v3::NAME,
+        "envoy.service.auth.v3.Authorization"
+    );
+    assert_eq!(
+        mrmat_rust_api_grpc::server::DEFAULT_LISTEN,
+        "localhost:50051"
+    );
+}
