@@ -127,3 +127,14 @@ pub(crate) fn status(code: u32, message: &str) -> StatusOutput {
     status.message = message.to_owned();
     status
 }
+
+/// Why an API over the token verifier cannot answer yet, or None once a key set has loaded.
+pub(crate) fn keys_not_loaded(verifier: &TokenVerifier, api: &str) -> Option<String> {
+    (!verifier.ready()).then(|| {
+        format!(
+            "no identity provider's signing keys have loaded yet ({}); health checking \
+             reports {api} NOT_SERVING until one has",
+            verifier.describe_providers().join(", ")
+        )
+    })
+}

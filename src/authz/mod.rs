@@ -71,6 +71,14 @@ impl Denial {
 }
 
 impl Decision {
+    /// The claims an allow left out of the identity (none for any other decision).
+    pub fn left_out(&self) -> usize {
+        match self {
+            Self::Allow { left_out, .. } => *left_out,
+            _ => 0,
+        }
+    }
+
     /// A short name for counting decisions: `allowed`, `no_token`, `malformed`,
     /// `invalid_token`, `insufficient_scope` or `cannot_judge`.
     pub fn label(&self) -> &'static str {

@@ -80,18 +80,20 @@ async fn answer(verifier: &TokenVerifier, gate: &Gate, request: &Request) -> Res
             gate.after_reload(verifier, token, &required)
         }
     };
-    let left_out = match &decision {
-        Decision::Allow { left_out, .. } => *left_out,
-        _ => 0,
-    };
-    metrics::authz_decision(Transport::ForwardAuth, decision.label(), left_out);
+    metrics::authz_decision(
+        Transport::ForwardAuth,
+        decision.label(),
+        decision.left_out(),
+    );
     respond(decision)
 }
 
 fn respond(decision: Decision) -> Response {
     match decision {
         Decision::Allow { set, .. } => {
-            let mut response = http::text(StatusCode::OK, "allowed\n");
+            // No body: nginx's auth_request reads only the head, and keeps the connection
+            // for the next question only when there is nothing after it.
+            let mut response = http::text(StatusCode::OK, "");
             for (name, value) in set {
                 // Both checked by the gate: a token, and a value with no control character.
                 if let (Ok(name), Ok(value)) = (

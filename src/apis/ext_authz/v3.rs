@@ -13,7 +13,7 @@ use grpcio::{
 
 use super::question::{self, Question};
 use super::response;
-use crate::apis::{Api, Call, DependsOn, Offer, Serving};
+use crate::apis::{keys_not_loaded, Api, Call, DependsOn, Offer, Serving};
 use crate::authz::{credential, Decision, Gate, Judged};
 use crate::metrics::{self, Transport};
 use crate::proto::ext_authz::v3::{external_auth, service_names, CheckResponse};
@@ -89,12 +89,7 @@ impl ExtAuthzApi {
                     .to_owned(),
             );
         }
-        if !self.verifier.ready() {
-            let why = format!(
-                "no identity provider's signing keys have loaded yet ({}); health checking \
-                 reports {NAME} NOT_SERVING until one has",
-                self.verifier.describe_providers().join(", ")
-            );
+        if let Some(why) = keys_not_loaded(&self.verifier, NAME) {
             return call.fail(ctx, sink, RpcStatusCode::UNAVAILABLE, why);
         }
         let scope = match question.scope.as_deref().map(std::str::from_utf8) {
@@ -138,11 +133,7 @@ impl ExtAuthzApi {
 
 /// The response to `decision`, or the status of a call that cannot be judged now.
 fn answer(decision: Decision) -> Result<CheckResponse, RpcStatus> {
-    let left_out = match &decision {
-        Decision::Allow { left_out, .. } => *left_out,
-        _ => 0,
-    };
-    metrics::authz_decision(Transport::ExtAuthz, decision.label(), left_out);
+    metrics::authz_decision(Transport::ExtAuthz, decision.label(), decision.left_out());
     match decision {
         Decision::Allow { set, remove, .. } => Ok(response::allowed(set, remove)),
         Decision::Deny {

@@ -12,7 +12,7 @@ use grpcio::{
 use super::claims::{encode_claims, CLAIMS_FIELD};
 use crate::apis::call::Kind;
 use crate::apis::streams::{self, StreamsEnd};
-use crate::apis::{status, Api, Call, DependsOn, Offer, Serving};
+use crate::apis::{keys_not_loaded, status, Api, Call, DependsOn, Offer, Serving};
 use crate::proto::{
     create_token_v1_proto, grpc_api, service_names, StatusOutput, TokenV1Input, TokenV1Output,
     TokenV1Proto, TokenV1RevokeInput, TokenV1Verdict,
@@ -153,13 +153,7 @@ async fn answer(validator: &TokenVerifier, input: &TokenV1Input) -> TokenV1Outpu
 impl TokenV1Api {
     /// Why no token can be validated yet, if none can.
     fn not_ready(&self) -> Option<String> {
-        (!self.validator.ready()).then(|| {
-            format!(
-                "no identity provider's signing keys have loaded yet ({}); health checking \
-                 reports {NAME} NOT_SERVING until one has",
-                self.validator.describe_providers().join(", ")
-            )
-        })
+        keys_not_loaded(&self.validator, NAME)
     }
 
     /// The admin name the caller's client certificate carries, or why it may not revoke.

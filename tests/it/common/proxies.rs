@@ -149,7 +149,19 @@ impl Proxy {
 }
 
 impl Drop for Proxy {
+    /// SIGTERM first: nginx's master then stops its workers, which a SIGKILL would orphan.
     fn drop(&mut self) {
+        // Not super::signal, which fails on a process already gone: never panic in a drop.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
