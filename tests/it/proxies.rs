@@ -40,6 +40,8 @@ impl Backend {
             format!("127.0.0.1:{forward_auth_port}"),
             "--claim-header".to_owned(),
             "email=x-auth-email".to_owned(),
+            "--metrics-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
         ]);
         let server = Self::run(&args);
         Self {
@@ -259,10 +261,25 @@ fn nginx(backend: &Backend) -> Proxy {
 }
 
 #[test]
-fn nginx_auth_request_gates_the_app() {
+fn nginx_auth_request_gates_the_app_over_one_kept_connection() {
     let backend = Backend::start();
     let proxy = nginx(&backend);
     assert_the_proxy_gates_the_app(&proxy, &backend);
+    // nginx reads only the head of the answer: an allow with a body would have it close the
+    // connection after every question. Sequential requests keep reusing one.
+    let bearer = backend.bearer(&claims("erin"));
+    for _ in 0..50 {
+        assert!(proxy
+            .get("/app", &[("authorization", &bearer)])
+            .reached_app());
+    }
+    let open = backend
+        .server
+        .metric(r#"mrmat_http_connections{port="forward_auth"}"#);
+    assert!(
+        matches!(open, Some(n) if (1.0..=2.0).contains(&n)),
+        "nginx keeps its connection to the port: {open:?} open"
+    );
 }
 
 fn caddy(backend: &Backend) -> Proxy {
