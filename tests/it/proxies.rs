@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 
+use common::hostile::Answer;
 use common::jwt::{claims, token_args, KeyFile, SigningKey};
-use common::proxies::{debian_binary, deployed, pypi_binary, Answer, App, Proxy};
+use common::proxies::{debian_binary, deployed, pypi_binary, App, Proxy};
 use common::{free_port, ServerProcess};
 
 /// The server the proxies ask, on ports known in advance (a restart keeps them), and the app.

