@@ -35,6 +35,13 @@ pub use verifier::{Check, Outcome, RevokeError, Revoked, TokenVerifier};
 /// Tokens longer than this are refused unread: real ones are a few hundred bytes to a few KiB.
 pub const MAX_TOKEN_BYTES: usize = 8192;
 
+/// Most questions in one batch of `ValidateBatches`.
+pub const MAX_BATCH_QUESTIONS: usize = 1_000;
+
+/// Most bytes of tokens in one batch of `ValidateBatches`: its answers (each about its token's
+/// size at most, claims included) stay well under a client's default 4 MiB message limit.
+pub const MAX_BATCH_TOKEN_BYTES: usize = 1 << 20;
+
 /// Token ids (`jti`) longer than this cannot be revoked.
 pub const MAX_TOKEN_ID_BYTES: usize = 1024;
 

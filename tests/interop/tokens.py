@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The token service from Python, as an app would call it: keys and tokens made by PyJWT and
 `cryptography` (a JOSE implementation independent of the server's), validated over Validate
-and over ValidateStream with a request iterator.
+and over ValidateStream and ValidateBatches with a request iterator.
 
 Usage:
   tokens.py keys DIR              Writes DIR/jwks.json and the private keys beside it.
@@ -149,6 +149,27 @@ def run_checks(args):
         check("ValidateStream: one answer per input", len(answers), len(plan))
         for answer, (rid, (what, _, expected, claims)) in zip(answers, plan):
             check_answer(f"ValidateStream {what}", answer, rid, expected, claims)
+
+        # The same plan in batches of 7 (the last one shorter), and an empty batch: one batch
+        # of answers per batch, each in its batch's order.
+        batches = [plan[i:i + 7] for i in range(0, len(plan), 7)] + [[]]
+        requests = (pb.TokenV1InputBatch(inputs=[pb.TokenV1Input(request_id=rid, token=case[1])
+                                                 for rid, case in batch]) for batch in batches)
+        replies = list(stub.ValidateBatches(requests, timeout=30))
+        check("ValidateBatches: one batch of answers per batch", len(replies), len(batches))
+        for reply, batch in zip(replies, batches):
+            check("ValidateBatches: one answer per question", len(reply.outputs), len(batch))
+            for answer, (rid, (what, _, expected, claims)) in zip(reply.outputs, batch):
+                check_answer(f"ValidateBatches {what}", answer, rid, expected, claims)
+        # Beyond the bound, a clear status.
+        try:
+            too_many = pb.TokenV1InputBatch(inputs=[pb.TokenV1Input(request_id=n, token="x")
+                                                    for n in range(1001)])
+            list(stub.ValidateBatches(iter([too_many]), timeout=30))
+            check("a batch of 1001 questions", "answered", "RESOURCE_EXHAUSTED")
+        except grpc.RpcError as e:
+            check("a batch of 1001 questions", (e.code(), "at most 1000" in e.details()),
+                  (grpc.StatusCode.RESOURCE_EXHAUSTED, True))
 
         if args.cert:
             # Revoke needs mutual TLS and an admin certificate; then the token is REVOKED.

@@ -15,7 +15,7 @@ use grpcio::WriteFlags;
 use grpcio::{Client, GrpcSlice, Marshaller, MessageReader, Method, MethodType, RpcStatusCode};
 use mrmat_rust_api_grpc::proto::reflection::v1::ServerReflectionRequest;
 use mrmat_rust_api_grpc::proto::{
-    HealthzInput, HealthzProtoClient, ResourceV1Output, TokenV1Input,
+    HealthzInput, HealthzProtoClient, ResourceV1Output, TokenV1Input, TokenV1InputBatch,
 };
 use protobuf::Message as _;
 
@@ -166,6 +166,8 @@ fn streaming_rpcs() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let mut validate = TokenV1Input::new();
     validate.request_id = 1;
     validate.token = "not.a.token".to_owned();
+    let mut batch = TokenV1InputBatch::new();
+    batch.inputs.push(validate.clone());
     let mut reflect = ServerReflectionRequest::new();
     reflect.set_list_services(String::new());
     let reflect = reflect.write_to_bytes().expect("encodes");
@@ -184,6 +186,11 @@ fn streaming_rpcs() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             "/TokenV1Proto/ValidateStream",
             validate.write_to_bytes().expect("encodes"),
             "TokenV1Input",
+        ),
+        (
+            "/TokenV1Proto/ValidateBatches",
+            batch.write_to_bytes().expect("encodes"),
+            "TokenV1InputBatch",
         ),
     ]
 }

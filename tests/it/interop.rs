@@ -323,7 +323,7 @@ fn python_token_config(keys: &Path) -> ServerConfig {
 }
 
 #[test]
-fn python_validates_pyjwt_tokens_over_validate_and_a_request_iterator_stream() {
+fn python_validates_pyjwt_tokens_over_validate_a_request_iterator_stream_and_batches() {
     let keys = python_keys();
     let server = spawn_server_with(python_token_config(keys.path()));
     let out = python_tokens(&[

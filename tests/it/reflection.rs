@@ -109,7 +109,10 @@ fn the_token_service_is_listed_and_described_when_it_is_served() {
         .find(|s| s.name() == "TokenV1Proto")
         .expect("the file describes the service");
     let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
-    assert_eq!(methods, ["Validate", "ValidateStream", "Revoke"]);
+    assert_eq!(
+        methods,
+        ["Validate", "ValidateStream", "Revoke", "ValidateBatches"]
+    );
     // Envoy's external authorization comes with it, with every file its messages are in.
     assert!(
         names.contains(&"envoy.service.auth.v3.Authorization"),

@@ -17,7 +17,10 @@ use jsonwebtoken::Algorithm;
 use mrmat_rust_api_grpc::proto::health::v1::{
     health_check_response::ServingStatus, HealthCheckRequest, HealthClient,
 };
-use mrmat_rust_api_grpc::proto::{TokenV1Output, TokenV1ProtoClient, TokenV1Verdict};
+use mrmat_rust_api_grpc::proto::{
+    TokenV1Input, TokenV1InputBatch, TokenV1Output, TokenV1OutputBatch, TokenV1ProtoClient,
+    TokenV1Verdict,
+};
 
 fn start(keys: &KeyFile, extra: &[&str]) -> ServerProcess {
     let args = token_args(keys);
@@ -360,4 +363,104 @@ fn streams_beyond_the_per_connection_cap_wait_and_other_connections_do_not() {
     futures::executor::block_on(sink.close()).expect("half-close");
     drop(open);
     assert_eq!(validate(&client, &token), TokenV1Verdict::TOKEN_V1_VALID);
+}
+
+/// Sends `batches` over one ValidateBatches call, half-closes, and returns every batch of
+/// answers and how the call ended.
+fn validate_batches(
+    client: &TokenV1ProtoClient,
+    batches: Vec<TokenV1InputBatch>,
+) -> (Vec<TokenV1OutputBatch>, grpcio::Result<()>) {
+    let (mut sink, mut answers) = client
+        .validate_batches_opt(call())
+        .expect("the stream opens");
+    futures::executor::block_on(async move {
+        let send = async {
+            for batch in batches {
+                sink.send((batch, WriteFlags::default())).await?;
+            }
+            match sink.close().await {
+                Err(grpcio::Error::RpcFinished(_)) => Ok(()),
+                closed => closed,
+            }
+        };
+        let receive = async {
+            let mut got = Vec::new();
+            while let Some(answer) = answers.next().await {
+                match answer {
+                    Ok(answer) => got.push(answer),
+                    Err(e) => return (got, Err(e)),
+                }
+            }
+            (got, Ok(()))
+        };
+        let (sent, (got, ended)) = futures::join!(send, receive);
+        // A refused batch may fail the send side too; the status is the receiver's.
+        (
+            got,
+            ended.and(sent.or_else(|e| match e {
+                grpcio::Error::RpcFinished(_) => Ok(()),
+                e => Err(e),
+            })),
+        )
+    })
+}
+
+fn batch(inputs: impl IntoIterator<Item = TokenV1Input>) -> TokenV1InputBatch {
+    let mut batch = TokenV1InputBatch::new();
+    batch.inputs = inputs.into_iter().collect();
+    batch
+}
+
+#[test]
+fn each_batch_is_answered_by_one_batch_in_its_order_and_oversized_ones_get_a_clear_status() {
+    let key = SigningKey::p256("b");
+    let keys = KeyFile::new(&[&key]);
+    let server = start(&keys, &[]);
+    let client = TokenV1ProtoClient::new(server.channel());
+    let good = key.sign(&claims("alice"));
+    let batches: Vec<TokenV1InputBatch> = vec![
+        batch((0..1_000).map(|i| input(i, if i % 3 == 0 { "junk" } else { &good }))),
+        batch([]),
+        batch([input(5_000, &good)]),
+    ];
+    let (answers, ended) = validate_batches(&client, batches);
+    ended.expect("the stream ends OK");
+    let sizes: Vec<usize> = answers.iter().map(|b| b.outputs.len()).collect();
+    assert_eq!(sizes, [1_000, 0, 1]);
+    for (i, answer) in answers[0].outputs.iter().enumerate() {
+        assert_eq!(answer.request_id, i as u64);
+        let expected = if i % 3 == 0 {
+            TokenV1Verdict::TOKEN_V1_MALFORMED
+        } else {
+            TokenV1Verdict::TOKEN_V1_VALID
+        };
+        assert_eq!(verdict(answer), expected, "question {i}");
+    }
+    assert_eq!(answers[2].outputs[0].request_id, 5_000);
+
+    // Beyond either bound, the batches before are answered and the stream ends, saying which.
+    let long = "a".repeat(8_000);
+    for (oversized, needle) in [
+        (
+            batch((0..1_001).map(|i| input(i, "x"))),
+            "a batch of 1001 questions",
+        ),
+        (
+            batch((0..140).map(|i| input(i, &long))),
+            "a batch with 1120000 bytes of tokens",
+        ),
+    ] {
+        let (answers, ended) = validate_batches(&client, vec![batch([input(1, &good)]), oversized]);
+        assert_eq!(answers.len(), 1, "the batch before is answered");
+        match ended {
+            Err(grpcio::Error::RpcFailure(status)) => {
+                assert_eq!(status.code(), RpcStatusCode::RESOURCE_EXHAUSTED);
+                assert!(status.message().contains(needle), "{}", status.message());
+                assert!(status.message().contains("send smaller batches"));
+            }
+            other => panic!("RESOURCE_EXHAUSTED, not {other:?}"),
+        }
+    }
+    assert_eq!(validate(&client, &good), TokenV1Verdict::TOKEN_V1_VALID);
 }

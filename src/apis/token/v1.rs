@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+use std::future::Future;
+
+use futures::stream::TakeUntil;
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _, TryStreamExt as _};
 use grpcio::{
     DuplexSink, RequestStream, RpcContext, RpcStatus, RpcStatusCode, UnarySink, WriteFlags,
@@ -14,13 +17,14 @@ use crate::apis::call::Kind;
 use crate::apis::streams::{self, StreamsEnd};
 use crate::apis::{keys_not_loaded, status, Api, Call, DependsOn, Offer, Serving};
 use crate::proto::{
-    create_token_v1_proto, grpc_api, service_names, StatusOutput, TokenV1Input, TokenV1Output,
-    TokenV1Proto, TokenV1RevokeInput, TokenV1Verdict,
+    create_token_v1_proto, grpc_api, service_names, StatusOutput, TokenV1Input, TokenV1InputBatch,
+    TokenV1Output, TokenV1OutputBatch, TokenV1Proto, TokenV1RevokeInput, TokenV1Verdict,
 };
 use crate::quote::quoted;
 use crate::time::rfc3339;
 use crate::tokens::{
     Check, Outcome, RevocationError, RevokeError, Revoked, TokenVerifier, Verdict,
+    MAX_BATCH_QUESTIONS, MAX_BATCH_TOKEN_BYTES,
 };
 
 /// The name health checking and reflection know the service by.
@@ -150,10 +154,115 @@ async fn answer(validator: &TokenVerifier, input: &TokenV1Input) -> TokenV1Outpu
     output(input.request_id, &outcome)
 }
 
+/// Whether a batch is within the bounds, or the status that ends its stream.
+fn batch_bounds(batch: &TokenV1InputBatch) -> Result<(), RpcStatus> {
+    let questions = batch.inputs.len();
+    let bytes = batch
+        .inputs
+        .iter()
+        .try_fold(0usize, |sum, input| sum.checked_add(input.token.len()));
+    let refused = if questions > MAX_BATCH_QUESTIONS {
+        format!("a batch of {questions} questions; at most {MAX_BATCH_QUESTIONS} to a batch")
+    } else if bytes.is_none_or(|bytes| bytes > MAX_BATCH_TOKEN_BYTES) {
+        format!(
+            "a batch with {} bytes of tokens; at most {MAX_BATCH_TOKEN_BYTES} to a batch",
+            bytes.map_or_else(|| "too many".to_owned(), |b| b.to_string())
+        )
+    } else {
+        return Ok(());
+    };
+    Err(RpcStatus::with_message(
+        RpcStatusCode::RESOURCE_EXHAUSTED,
+        format!("{refused}: send smaller batches"),
+    ))
+}
+
+/// Serves one bidirectional stream: each input answered by `answer`, in order, until the client
+/// ends it (OK), the server shuts down (UNAVAILABLE, after every answer due), an input does not
+/// decode (INTERNAL, likewise) or `answer` refuses one (its status, likewise).
+async fn answer_each<I, O, F, A>(
+    call: &Call,
+    mut inputs: TakeUntil<RequestStream<I>, StreamsEnd>,
+    mut sink: DuplexSink<O>,
+    mut answer: F,
+) -> grpcio::Result<RpcStatusCode>
+where
+    F: FnMut(I) -> A,
+    A: Future<Output = Result<O, RpcStatus>>,
+{
+    // Answers to inputs that came together leave in one write; flushed below whenever no
+    // further input is waiting, so an answer never waits for the next question.
+    sink.enhance_batch(true);
+    loop {
+        let next = match inputs.try_next().now_or_never() {
+            Some(next) => next,
+            None => {
+                sink.flush().await?;
+                inputs.try_next().await
+            }
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(error) => {
+                let Some(status) = streams::read_failure(&error) else {
+                    return Err(error);
+                };
+                return end_with(sink, status).await;
+            }
+        };
+        let Some(input) = next else { break };
+        call.received();
+        let output = match answer(input).await {
+            Ok(output) => output,
+            Err(status) => return end_with(sink, status).await,
+        };
+        // Feed, not send: the write of this answer overlaps the read of the next input, and
+        // waits only for the write before it. A client that stops reading stops this loop, so
+        // the server stops reading it: flow control, never an unbounded buffer.
+        sink.feed((output, WriteFlags::default())).await?;
+        call.sent();
+    }
+    // Stopped by the server (not ended by the client): the end signal resolved.
+    if inputs.take_result().is_some() {
+        // Shutting down: every input read so far has its answer; then the end.
+        let status = RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, SHUTTING_DOWN.to_owned());
+        return end_with(sink, status).await;
+    }
+    sink.close().await?;
+    Ok(RpcStatusCode::OK)
+}
+
+/// Ends a stream with `status`, after every answer due.
+async fn end_with<O>(mut sink: DuplexSink<O>, status: RpcStatus) -> grpcio::Result<RpcStatusCode> {
+    sink.flush().await?;
+    let code = status.code();
+    sink.fail(status).await?;
+    Ok(code)
+}
+
 impl TokenV1Api {
     /// Why no token can be validated yet, if none can.
     fn not_ready(&self) -> Option<String> {
         keys_not_loaded(&self.validator, NAME)
+    }
+
+    /// The stream's call and sink to serve it, or None when it has been ended UNAVAILABLE
+    /// because no token can be validated yet.
+    fn ready_stream<O: Send + 'static>(
+        &self,
+        ctx: &RpcContext,
+        call: Call,
+        sink: DuplexSink<O>,
+    ) -> Option<(Call, DuplexSink<O>)> {
+        let Some(why) = self.not_ready() else {
+            return Some((call, sink));
+        };
+        let failed = sink.fail(RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, why));
+        ctx.spawn(async move {
+            let sent = failed.await;
+            call.finish(sent.map(|()| RpcStatusCode::UNAVAILABLE));
+        });
+        None
     }
 
     /// The admin name the caller's client certificate carries, or why it may not revoke.
@@ -219,69 +328,49 @@ impl TokenV1Proto for TokenV1Api {
         &mut self,
         ctx: RpcContext,
         requests: RequestStream<TokenV1Input>,
-        mut sink: DuplexSink<TokenV1Output>,
+        sink: DuplexSink<TokenV1Output>,
     ) {
         let call = Call::start_stream(&ctx, Kind::BidiStream);
-        if let Some(why) = self.not_ready() {
-            let failed = sink.fail(RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, why));
-            ctx.spawn(async move {
-                let sent = failed.await;
-                call.finish(sent.map(|()| RpcStatusCode::UNAVAILABLE));
-            });
+        let Some((call, sink)) = self.ready_stream(&ctx, call, sink) else {
             return;
-        }
+        };
         let validator = Arc::clone(&self.validator);
-        let mut inputs = requests.take_until(self.streams_end.clone());
-        // Answers to inputs that came together leave in one write; flushed below whenever
-        // no further input is waiting, so an answer never waits for the next question.
-        sink.enhance_batch(true);
+        let inputs = requests.take_until(self.streams_end.clone());
         ctx.spawn(async move {
-            let served: grpcio::Result<RpcStatusCode> = async {
-                loop {
-                    let next = match inputs.try_next().now_or_never() {
-                        Some(next) => next,
-                        None => {
-                            sink.flush().await?;
-                            inputs.try_next().await
-                        }
-                    };
-                    let next = match next {
-                        Ok(next) => next,
-                        Err(error) => {
-                            let Some(status) = streams::read_failure(&error) else {
-                                return Err(error);
-                            };
-                            // Every answer due goes out before the status.
-                            sink.flush().await?;
-                            let code = status.code();
-                            sink.fail(status).await?;
-                            return Ok(code);
-                        }
-                    };
-                    let Some(input) = next else { break };
-                    call.received();
-                    let answer = answer(&validator, &input).await;
-                    // Feed, not send: the write of this answer overlaps the read of the next
-                    // input, and waits only for the write before it. A client that stops
-                    // reading stops this loop, so the server stops reading it: flow control,
-                    // never an unbounded buffer.
-                    sink.feed((answer, WriteFlags::default())).await?;
-                    call.sent();
+            let served = answer_each(&call, inputs, sink, |input: TokenV1Input| {
+                let validator = Arc::clone(&validator);
+                async move { Ok(answer(&validator, &input).await) }
+            })
+            .await;
+            call.finish(served);
+        });
+    }
+
+    fn validate_batches(
+        &mut self,
+        ctx: RpcContext,
+        requests: RequestStream<TokenV1InputBatch>,
+        sink: DuplexSink<TokenV1OutputBatch>,
+    ) {
+        let call = Call::start_stream(&ctx, Kind::BidiStream);
+        let Some((call, sink)) = self.ready_stream(&ctx, call, sink) else {
+            return;
+        };
+        let validator = Arc::clone(&self.validator);
+        let inputs = requests.take_until(self.streams_end.clone());
+        ctx.spawn(async move {
+            let served = answer_each(&call, inputs, sink, |batch: TokenV1InputBatch| {
+                let validator = Arc::clone(&validator);
+                async move {
+                    batch_bounds(&batch)?;
+                    let mut answers = TokenV1OutputBatch::new();
+                    answers.outputs.reserve(batch.inputs.len());
+                    for input in &batch.inputs {
+                        answers.outputs.push(answer(&validator, input).await);
+                    }
+                    Ok(answers)
                 }
-                // Stopped by the server (not ended by the client): the end signal resolved.
-                if inputs.take_result().is_some() {
-                    // Shutting down: every input read so far has its answer; then the end.
-                    sink.flush().await?;
-                    let status = RpcStatus::with_message(
-                        RpcStatusCode::UNAVAILABLE,
-                        SHUTTING_DOWN.to_owned(),
-                    );
-                    sink.fail(status).await?;
-                    return Ok(RpcStatusCode::UNAVAILABLE);
-                }
-                sink.close().await?;
-                Ok(RpcStatusCode::OK)
-            }
+            })
             .await;
             call.finish(served);
         });
