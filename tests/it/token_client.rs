@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::jwt::{claims, token_args, KeyFile, SigningKey};
-use common::{rss_kib, OutputLines, ServerProcess};
+use common::{rss_kib_if_running, OutputLines, ServerProcess};
 use mrmat_rust_api_grpc::client::{TlsOptions, TokenValidator, ValidatorConfig};
 use mrmat_rust_api_grpc::proto::TokenV1Verdict;
 
@@ -399,7 +399,8 @@ fn the_stream_pipe_answers_a_line_not_utf8_or_over_long_in_place_and_every_other
     // Sampled while it runs (not a wait for readiness: the loop ends when the client does).
     let mut peak = 0;
     while cli.try_wait().expect("wait").is_none() {
-        peak = peak.max(rss_kib(pid));
+        // The client may end between try_wait and this sample.
+        peak = peak.max(rss_kib_if_running(pid).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(20));
     }
     writer
@@ -620,4 +621,65 @@ fn the_cli_says_why_when_no_server_answers_in_time() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
+}
+
+/// A server of an older version: `TokenV1Proto` without `ValidateBatches` (the generated
+/// default answers UNIMPLEMENTED), calling every token valid, for `sub` "older".
+#[derive(Clone)]
+struct OlderServer;
+
+impl mrmat_rust_api_grpc::proto::TokenV1Proto for OlderServer {
+    fn validate_stream(
+        &mut self,
+        ctx: grpcio::RpcContext,
+        questions: grpcio::RequestStream<mrmat_rust_api_grpc::proto::TokenV1Input>,
+        mut sink: grpcio::DuplexSink<mrmat_rust_api_grpc::proto::TokenV1Output>,
+    ) {
+        use futures::{SinkExt as _, TryStreamExt as _};
+        ctx.spawn(async move {
+            let mut questions = questions;
+            while let Ok(Some(question)) = questions.try_next().await {
+                let mut answer = mrmat_rust_api_grpc::proto::TokenV1Output::new();
+                answer.request_id = question.request_id;
+                answer.verdict = TokenV1Verdict::TOKEN_V1_VALID.into();
+                answer.subject = "older".to_owned();
+                if sink
+                    .send((answer, grpcio::WriteFlags::default()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = sink.close().await;
+        });
+    }
+}
+
+#[test]
+fn against_a_server_without_batches_the_validator_asks_over_validate_stream() {
+    let env = Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+    let mut server = grpcio::ServerBuilder::new(env)
+        .register_service(mrmat_rust_api_grpc::proto::create_token_v1_proto(
+            OlderServer,
+        ))
+        .build()
+        .expect("a server");
+    let port = server
+        .add_listening_port("127.0.0.1:0", grpcio::ServerCredentials::insecure())
+        .expect("a port");
+    server.start();
+    let validator = TokenValidator::connect(
+        &format!("127.0.0.1:{port}"),
+        &TlsOptions::default(),
+        ValidatorConfig::default(),
+    )
+    .expect("connect");
+    for _ in 0..3 {
+        let answer = validator
+            .validate("any.token.here")
+            .expect("answered over ValidateStream");
+        assert_eq!(answer.subject, "older");
+    }
+    validator.close();
 }

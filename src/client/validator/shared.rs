@@ -1,6 +1,7 @@
 //! The validator's shared state and its supervisor thread: admitting validations, taking
 //! answers, noticing a stream's end, and opening the next stream when one is due.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -16,13 +17,15 @@ use crate::status::status_name;
 /// What every caller and the supervisor share.
 pub(super) struct Shared {
     pub(super) client: TokenV1ProtoClient,
-    server: String,
+    pub(super) server: String,
     pub(super) config: ValidatorConfig,
     state: Mutex<State>,
     /// Wakes the supervisor: a stream ended, an earlier deadline, closing.
     pub(super) wake: Condvar,
     /// Tells `close` that the supervisor has answered everyone and stopped.
     pub(super) done: Condvar,
+    /// Whether to ask over `ValidateBatches`; cleared for good by a server without it.
+    pub(super) batches: AtomicBool,
 }
 
 /// Statuses after which a new stream would be refused the same way: the callers waiting are
@@ -54,6 +57,7 @@ impl Shared {
             config,
             wake: Condvar::new(),
             done: Condvar::new(),
+            batches: AtomicBool::new(true),
         }
     }
 

@@ -1,17 +1,19 @@
-//! One `ValidateBatches` call: a writer that sends the questions handed to it, and a reader that
-//! hands the answers back, until the call ends. The writer coalesces by itself, with nothing to
-//! tune: a question goes out at once when no write is in flight, and the questions that arrive
-//! while one is leave together in the next batch (Nagle's algorithm without its delay), within
-//! the server's bounds on a batch.
+//! One stream to the server: a writer that sends the questions handed to it, and a reader that
+//! hands the answers back, until the call ends. Over `ValidateBatches`, the writer coalesces by
+//! itself, with nothing to tune: a question goes out at once when no write is in flight, and the
+//! questions that arrive while one is leave together in the next batch (Nagle's algorithm
+//! without its delay), within the server's bounds on a batch. A server without it (an older
+//! version) is asked over `ValidateStream`, one question to a message, from then on.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::channel::mpsc;
-use futures::{SinkExt as _, StreamExt as _};
+use futures::{SinkExt as _, Stream, StreamExt as _};
 use grpcio::{CallOption, RpcStatusCode, WriteFlags};
 
 use super::shared::Shared;
-use crate::proto::{TokenV1Input, TokenV1InputBatch};
+use crate::proto::{TokenV1Input, TokenV1InputBatch, TokenV1Output};
 use crate::tokens::{MAX_BATCH_QUESTIONS, MAX_BATCH_TOKEN_BYTES};
 
 impl Shared {
@@ -22,22 +24,32 @@ impl Shared {
         self: &Arc<Self>,
         generation: u64,
     ) -> Option<mpsc::UnboundedSender<TokenV1Input>> {
-        // No deadline: the stream lives as long as the validator; each question has its own.
-        let (mut sink, mut answers) = match self.client.validate_batches_opt(CallOption::default())
-        {
-            Ok(call) => call,
-            Err(e) => {
-                self.stream_ended(
-                    generation,
-                    Some((
-                        RpcStatusCode::UNKNOWN,
-                        format!("cannot start the call: {e}"),
-                    )),
-                );
-                return None;
-            }
+        let (sender, questions) = mpsc::unbounded::<TokenV1Input>();
+        let opened = if self.batches.load(Ordering::Acquire) {
+            self.open_batches(generation, questions)
+        } else {
+            self.open_stream(generation, questions)
         };
-        let (sender, mut questions) = mpsc::unbounded::<TokenV1Input>();
+        if let Err(e) = opened {
+            self.stream_ended(
+                generation,
+                Some((
+                    RpcStatusCode::UNKNOWN,
+                    format!("cannot start the call: {e}"),
+                )),
+            );
+            return None;
+        }
+        Some(sender)
+    }
+
+    fn open_batches(
+        self: &Arc<Self>,
+        generation: u64,
+        mut questions: mpsc::UnboundedReceiver<TokenV1Input>,
+    ) -> grpcio::Result<()> {
+        // No deadline: the stream lives as long as the validator; each question has its own.
+        let (mut sink, answers) = self.client.validate_batches_opt(CallOption::default())?;
         self.client.spawn(async move {
             let mut carried = None;
             while let Some(batch) = next_batch(&mut questions, &mut carried).await {
@@ -50,30 +62,79 @@ impl Shared {
             }
             let _ = sink.close().await;
         });
-        let shared = Arc::clone(self);
+        let answers = answers.map(|batch| batch.map(|batch| batch.outputs));
+        self.client
+            .spawn(Arc::clone(self).read(generation, answers, true));
+        Ok(())
+    }
+
+    fn open_stream(
+        self: &Arc<Self>,
+        generation: u64,
+        questions: mpsc::UnboundedReceiver<TokenV1Input>,
+    ) -> grpcio::Result<()> {
+        let (mut sink, answers) = self.client.validate_stream_opt(CallOption::default())?;
+        // Questions queued together go out in one write, not one write each.
+        sink.enhance_batch(true);
         self.client.spawn(async move {
-            while let Some(answers) = answers.next().await {
-                match answers {
-                    Ok(batch) => {
-                        for answer in batch.outputs {
-                            shared.answered(generation, answer);
-                        }
-                    }
-                    Err(grpcio::Error::RpcFailure(status)) => {
-                        let message = status.message().to_owned();
-                        return shared.stream_ended(generation, Some((status.code(), message)));
-                    }
-                    Err(e) => {
-                        return shared.stream_ended(
-                            generation,
-                            Some((RpcStatusCode::UNKNOWN, e.to_string())),
-                        )
+            let mut questions = questions.map(|q| Ok((q, WriteFlags::default())));
+            // A failed write shows in the reader as the call's status.
+            if sink.send_all(&mut questions).await.is_ok() {
+                let _ = sink.close().await;
+            }
+        });
+        let answers = answers.map(|answer| answer.map(|answer| vec![answer]));
+        self.client
+            .spawn(Arc::clone(self).read(generation, answers, false));
+        Ok(())
+    }
+
+    /// Hands every answer of stream `generation` back until it ends, and says how it ended.
+    async fn read(
+        self: Arc<Self>,
+        generation: u64,
+        mut answers: impl Stream<Item = grpcio::Result<Vec<TokenV1Output>>> + Unpin,
+        batches: bool,
+    ) {
+        let mut answered = false;
+        while let Some(answer) = answers.next().await {
+            match answer {
+                Ok(outputs) => {
+                    answered = true;
+                    for answer in outputs {
+                        self.answered(generation, answer);
                     }
                 }
+                Err(grpcio::Error::RpcFailure(status))
+                    if batches && !answered && status.code() == RpcStatusCode::UNIMPLEMENTED =>
+                {
+                    // Not a refusal of the questions: the server predates batches.
+                    self.batches.store(false, Ordering::Release);
+                    log::info!(
+                        "{} has no ValidateBatches (an older version): asking over \
+                         ValidateStream",
+                        self.server
+                    );
+                    return self.stream_ended(
+                        generation,
+                        Some((
+                            RpcStatusCode::UNAVAILABLE,
+                            "the server has no ValidateBatches; asking again over ValidateStream"
+                                .to_owned(),
+                        )),
+                    );
+                }
+                Err(grpcio::Error::RpcFailure(status)) => {
+                    let message = status.message().to_owned();
+                    return self.stream_ended(generation, Some((status.code(), message)));
+                }
+                Err(e) => {
+                    return self
+                        .stream_ended(generation, Some((RpcStatusCode::UNKNOWN, e.to_string())))
+                }
             }
-            shared.stream_ended(generation, None);
-        });
-        Some(sender)
+        }
+        self.stream_ended(generation, None);
     }
 }
 

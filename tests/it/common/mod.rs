@@ -427,12 +427,17 @@ pub fn signal(pid: u32, name: &str) {
 
 /// The resident memory of process `pid`, in KiB (VmRSS).
 pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read its status");
+    rss_kib_if_running(pid).expect("a VmRSS line")
+}
+
+/// As [`rss_kib`], or None once the process has exited (a zombie has no VmRSS), for sampling a
+/// process that may end between two samples.
+pub fn rss_kib_if_running(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line")
 }
 
 /// Runs `bench` with `args` against `address` and returns its JSON report; no progress line is
