@@ -246,23 +246,34 @@ impl TokenV1Api {
         keys_not_loaded(&self.validator, NAME)
     }
 
-    /// The stream's call and sink to serve it, or None when it has been ended UNAVAILABLE
-    /// because no token can be validated yet.
-    fn ready_stream<O: Send + 'static>(
+    /// Serves one stream with [`answer_each`], or ends it UNAVAILABLE at once when no token
+    /// can be validated yet.
+    fn serve<I, O, F, A>(
         &self,
         ctx: &RpcContext,
-        call: Call,
+        requests: RequestStream<I>,
         sink: DuplexSink<O>,
-    ) -> Option<(Call, DuplexSink<O>)> {
-        let Some(why) = self.not_ready() else {
-            return Some((call, sink));
-        };
-        let failed = sink.fail(RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, why));
+        answer: F,
+    ) where
+        I: Send + 'static,
+        O: Send + 'static,
+        F: FnMut(I) -> A + Send + 'static,
+        A: Future<Output = Result<O, RpcStatus>> + Send,
+    {
+        let call = Call::start_stream(ctx, Kind::BidiStream);
+        if let Some(why) = self.not_ready() {
+            let failed = sink.fail(RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, why));
+            ctx.spawn(async move {
+                let sent = failed.await;
+                call.finish(sent.map(|()| RpcStatusCode::UNAVAILABLE));
+            });
+            return;
+        }
+        let inputs = requests.take_until(self.streams_end.clone());
         ctx.spawn(async move {
-            let sent = failed.await;
-            call.finish(sent.map(|()| RpcStatusCode::UNAVAILABLE));
+            let served = answer_each(&call, inputs, sink, answer).await;
+            call.finish(served);
         });
-        None
     }
 
     /// The admin name the caller's client certificate carries, or why it may not revoke.
@@ -330,19 +341,10 @@ impl TokenV1Proto for TokenV1Api {
         requests: RequestStream<TokenV1Input>,
         sink: DuplexSink<TokenV1Output>,
     ) {
-        let call = Call::start_stream(&ctx, Kind::BidiStream);
-        let Some((call, sink)) = self.ready_stream(&ctx, call, sink) else {
-            return;
-        };
         let validator = Arc::clone(&self.validator);
-        let inputs = requests.take_until(self.streams_end.clone());
-        ctx.spawn(async move {
-            let served = answer_each(&call, inputs, sink, |input: TokenV1Input| {
-                let validator = Arc::clone(&validator);
-                async move { Ok(answer(&validator, &input).await) }
-            })
-            .await;
-            call.finish(served);
+        self.serve(&ctx, requests, sink, move |input: TokenV1Input| {
+            let validator = Arc::clone(&validator);
+            async move { Ok(answer(&validator, &input).await) }
         });
     }
 
@@ -352,27 +354,18 @@ impl TokenV1Proto for TokenV1Api {
         requests: RequestStream<TokenV1InputBatch>,
         sink: DuplexSink<TokenV1OutputBatch>,
     ) {
-        let call = Call::start_stream(&ctx, Kind::BidiStream);
-        let Some((call, sink)) = self.ready_stream(&ctx, call, sink) else {
-            return;
-        };
         let validator = Arc::clone(&self.validator);
-        let inputs = requests.take_until(self.streams_end.clone());
-        ctx.spawn(async move {
-            let served = answer_each(&call, inputs, sink, |batch: TokenV1InputBatch| {
-                let validator = Arc::clone(&validator);
-                async move {
-                    batch_bounds(&batch)?;
-                    let mut answers = TokenV1OutputBatch::new();
-                    answers.outputs.reserve(batch.inputs.len());
-                    for input in &batch.inputs {
-                        answers.outputs.push(answer(&validator, input).await);
-                    }
-                    Ok(answers)
+        self.serve(&ctx, requests, sink, move |batch: TokenV1InputBatch| {
+            let validator = Arc::clone(&validator);
+            async move {
+                batch_bounds(&batch)?;
+                let mut answers = TokenV1OutputBatch::new();
+                answers.outputs.reserve(batch.inputs.len());
+                for input in &batch.inputs {
+                    answers.outputs.push(answer(&validator, input).await);
                 }
-            })
-            .await;
-            call.finish(served);
+                Ok(answers)
+            }
         });
     }
 
