@@ -365,8 +365,9 @@ fn streams_beyond_the_per_connection_cap_wait_and_other_connections_do_not() {
     assert_eq!(validate(&client, &token), TokenV1Verdict::TOKEN_V1_VALID);
 }
 
-/// Sends `batches` over one ValidateBatches call, half-closes, and returns every batch of
-/// answers and how the call ended.
+/// Sends `batches` over one ValidateBatches call, each once the one before has its answers
+/// (grpcio's client reports a failed status ahead of answers still in flight), half-closes, and
+/// returns every batch of answers and how the call ended.
 fn validate_batches(
     client: &TokenV1ProtoClient,
     batches: Vec<TokenV1InputBatch>,
@@ -375,34 +376,32 @@ fn validate_batches(
         .validate_batches_opt(call())
         .expect("the stream opens");
     futures::executor::block_on(async move {
-        let send = async {
-            for batch in batches {
-                sink.send((batch, WriteFlags::default())).await?;
-            }
-            match sink.close().await {
-                Err(grpcio::Error::RpcFinished(_)) => Ok(()),
-                closed => closed,
-            }
-        };
-        let receive = async {
-            let mut got = Vec::new();
-            while let Some(answer) = answers.next().await {
-                match answer {
-                    Ok(answer) => got.push(answer),
-                    Err(e) => return (got, Err(e)),
+        let mut got = Vec::new();
+        for batch in batches {
+            if let Err(e) = sink.send((batch, WriteFlags::default())).await {
+                // The call has ended: the receiver says how.
+                if !matches!(e, grpcio::Error::RpcFinished(_)) {
+                    return (got, Err(e));
                 }
             }
-            (got, Ok(()))
-        };
-        let (sent, (got, ended)) = futures::join!(send, receive);
-        // A refused batch may fail the send side too; the status is the receiver's.
-        (
-            got,
-            ended.and(sent.or_else(|e| match e {
-                grpcio::Error::RpcFinished(_) => Ok(()),
-                e => Err(e),
-            })),
-        )
+            match answers.next().await {
+                Some(Ok(answer)) => got.push(answer),
+                Some(Err(e)) => return (got, Err(e)),
+                None => return (got, Ok(())),
+            }
+        }
+        if let Err(e) = sink.close().await {
+            if !matches!(e, grpcio::Error::RpcFinished(_)) {
+                return (got, Err(e));
+            }
+        }
+        while let Some(answer) = answers.next().await {
+            match answer {
+                Ok(answer) => got.push(answer),
+                Err(e) => return (got, Err(e)),
+            }
+        }
+        (got, Ok(()))
     })
 }
 
