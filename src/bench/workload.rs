@@ -323,7 +323,7 @@ impl Caller {
                     .validate_async(token(rng))
                     .await
                     .map_err(validation_failed)?;
-                verdict(&answer)
+                verdict(answer.output())
             }
         }
     }

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::signing::SigningKey;
 use crate::client::{
     malformed, to_json, too_long, write_answer, ClientError, Connection, OutputFormat,
-    PendingValidation, Target, TokenValidator, ValidateError, ValidatorConfig,
+    PendingValidation, Target, TokenAnswer, TokenValidator, ValidateError, ValidatorConfig,
 };
 use crate::proto::{TokenV1Output, TokenV1ProtoClient, TokenV1RevokeInput, TokenV1Verdict};
 use crate::seconds::parse_seconds;
@@ -163,13 +163,17 @@ pub(super) fn answer_line(answer: &TokenV1Output) -> String {
 fn print(
     out: &mut dyn Write,
     format: OutputFormat,
-    answer: &TokenV1Output,
+    answer: TokenAnswer,
 ) -> Result<(), ClientError> {
     match format {
-        OutputFormat::Text => writeln!(out, "{}", answer_line(answer))?,
-        // The validator's own request id means nothing to the reader: left out.
+        OutputFormat::Text => writeln!(out, "{}", answer_line(answer.output()))?,
         OutputFormat::Json => {
-            let mut answer = answer.clone();
+            let mut answer = answer.into_output().map_err(|e| {
+                ClientError::Input(format!(
+                    "the server's answer has claims that do not decode: {e}"
+                ))
+            })?;
+            // The validator's own request id means nothing to the reader: left out.
             answer.request_id = 0;
             writeln!(out, "{}", to_json(&answer))?
         }
@@ -219,7 +223,7 @@ pub(super) fn validate(
         pending.into_iter().enumerate().try_for_each(|(n, answer)| {
             let answer = futures::executor::block_on(answer)
                 .map_err(|e| failed(target, &format!("token {}", n + 1), e))?;
-            print(out, target.output, &answer)
+            print(out, target.output, answer)
         })
     };
     validator.close_within(Duration::ZERO);
@@ -251,7 +255,7 @@ fn validate_lines(
             }
         };
         let answer = answer.map_err(|e| failed(target, &format!("line {line}"), e))?;
-        print(out, target.output, &answer)
+        print(out, target.output, answer)
     };
     let mut line = Vec::with_capacity(MAX_TOKEN_BYTES + 1);
     let mut number = 0;

@@ -13,7 +13,7 @@ pub(crate) use output::write_answer;
 pub use output::{to_json, OutputFormat};
 pub use servers::{check as check_servers, service_config, Servers, RETRIED};
 pub use validator::{
-    malformed, too_long, PendingValidation, TokenValidator, ValidateError, Validation,
+    malformed, too_long, PendingValidation, TokenAnswer, TokenValidator, ValidateError, Validation,
     ValidatorConfig, ValidatorStats, RECENT_FAILURES,
 };
 

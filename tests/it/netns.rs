@@ -228,7 +228,7 @@ fn load(
                 n += 1;
                 match validator.validate(&tokens[n % tokens.len()]) {
                     Ok(answer)
-                        if answer.verdict.enum_value_or_default()
+                        if answer.output().verdict.enum_value_or_default()
                             == TokenV1Verdict::TOKEN_V1_VALID =>
                     {
                         tally.answered.fetch_add(1, Ordering::Relaxed)

@@ -390,7 +390,7 @@ fn losing_a_replica_under_load_fails_no_get_list_or_validation() {
                 n += 1;
                 match validator.validate(&tokens[n % tokens.len()]) {
                     Ok(answer)
-                        if answer.verdict.enum_value_or_default()
+                        if answer.output().verdict.enum_value_or_default()
                             == TokenV1Verdict::TOKEN_V1_VALID =>
                     {
                         answered.fetch_add(1, Ordering::Relaxed)

@@ -80,6 +80,7 @@ impl Load {
                         let index = n % tokens.len();
                         match validator.validate(&tokens[index]) {
                             Ok(answer) => {
+                                let answer = answer.output();
                                 let valid = answer.verdict.enum_value_or_default()
                                     == TokenV1Verdict::TOKEN_V1_VALID;
                                 if !valid || answer.subject != format!("user{index}") {
@@ -301,9 +302,10 @@ fn questions_beyond_the_bound_wait_for_room_and_fail_fast_past_the_queue() {
     );
     for (n, answer) in waiting.into_iter().enumerate() {
         let answer = futures::executor::block_on(answer).expect("queued, then answered");
-        assert_eq!(answer.subject, format!("user{n}"));
-        // The app gets the whole claim set too.
-        let sub = answer.claims.fields.get("sub").map(|v| v.string_value());
+        assert_eq!(answer.output().subject, format!("user{n}"));
+        // The app gets the whole claim set too, when it asks.
+        let claims = answer.claims().expect("the claims decode");
+        let sub = claims.fields.get("sub").map(|v| v.string_value());
         assert_eq!(sub, Some(format!("user{n}").as_str()));
     }
 }
@@ -679,7 +681,7 @@ fn against_a_server_without_batches_the_validator_asks_over_validate_stream() {
         let answer = validator
             .validate("any.token.here")
             .expect("answered over ValidateStream");
-        assert_eq!(answer.subject, "older");
+        assert_eq!(answer.output().subject, "older");
     }
     validator.close();
 }

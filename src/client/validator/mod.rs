@@ -6,6 +6,7 @@
 //! wire is right; each caller still gets exactly one answer, or an error once its own deadline
 //! passes.
 
+mod answer;
 mod pending;
 mod shared;
 mod state;
@@ -18,12 +19,11 @@ use std::time::{Duration, Instant};
 
 use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode};
 
+pub use answer::TokenAnswer;
 pub use pending::PendingValidation;
 
 use super::{LoadedTls, Servers, TlsOptions};
-use crate::proto::{
-    service_names, StatusOutput, TokenV1Output, TokenV1ProtoClient, TokenV1Verdict,
-};
+use crate::proto::{service_names, StatusOutput, TokenV1Output, TokenV1Verdict};
 use crate::status::status_name;
 use crate::tls::TlsError;
 use crate::tokens::{self, MAX_TOKEN_BYTES};
@@ -109,7 +109,7 @@ impl fmt::Display for ValidateError {
 impl std::error::Error for ValidateError {}
 
 /// The answer to one validation, or why there is none.
-pub type Validation = Result<TokenV1Output, ValidateError>;
+pub type Validation = Result<TokenAnswer, ValidateError>;
 
 /// Stream failures [`ValidatorStats::recent_failures`] keeps.
 pub const RECENT_FAILURES: usize = 8;
@@ -177,7 +177,7 @@ impl TokenValidator {
         let servers = Servers::new(server);
         let channel = servers.connect(builder, tls, service_names::TOKEN_V1_PROTO);
         let shared = Arc::new(Shared::new(
-            TokenV1ProtoClient::new(channel),
+            grpcio::Client::new(channel),
             servers.describe().to_owned(),
             config,
         ));
@@ -216,7 +216,7 @@ impl TokenValidator {
         if token.len() > MAX_TOKEN_BYTES {
             // Answered here as the server would: a message the server cannot read would end the
             // stream, and every re-send would end the next one.
-            return PendingValidation::ready(Ok(too_long(token.len())));
+            return PendingValidation::ready(Ok(too_long(token.len()).into()));
         }
         self.shared.admit(token, deadline)
     }
@@ -315,8 +315,11 @@ mod tests {
         let answer = validator
             .validate(&"a".repeat(MAX_TOKEN_BYTES + 1))
             .expect("an answer");
-        assert_eq!(answer.verdict, TokenV1Verdict::TOKEN_V1_MALFORMED.into());
-        assert_eq!(answer.status.code, 401);
+        assert_eq!(
+            answer.output().verdict,
+            TokenV1Verdict::TOKEN_V1_MALFORMED.into()
+        );
+        assert_eq!(answer.output().status.code, 401);
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl PendingValidation {
     /// An answer already known, in line with answers on their way (a caller that keeps its
     /// answers in input order, and refuses some input itself).
     pub fn answered(answer: crate::proto::TokenV1Output) -> Self {
-        Self::ready(Ok(answer))
+        Self::ready(Ok(answer.into()))
     }
 }
 

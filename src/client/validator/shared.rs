@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 use grpcio::RpcStatusCode;
 
+use super::answer::TokenAnswer;
 use super::pending::{Pending, PendingValidation};
 use super::state::{Link, Request, State};
 use super::{ValidateError, ValidatorConfig, RECENT_FAILURES};
-use crate::proto::{TokenV1Output, TokenV1ProtoClient};
 use crate::status::status_name;
 
 /// What every caller and the supervisor share.
 pub(super) struct Shared {
-    pub(super) client: TokenV1ProtoClient,
+    pub(super) client: grpcio::Client,
     pub(super) server: String,
     pub(super) config: ValidatorConfig,
     state: Mutex<State>,
@@ -49,7 +49,7 @@ pub(super) fn jittered(delay: Duration) -> Duration {
 
 impl Shared {
     /// Shared state for a validator over `client`, with no stream yet (one is due at once).
-    pub(super) fn new(client: TokenV1ProtoClient, server: String, config: ValidatorConfig) -> Self {
+    pub(super) fn new(client: grpcio::Client, server: String, config: ValidatorConfig) -> Self {
         Self {
             client,
             server,
@@ -102,7 +102,7 @@ impl Shared {
     }
 
     /// Takes an answer off stream `generation`.
-    pub(super) fn answered(&self, generation: u64, answer: TokenV1Output) {
+    pub(super) fn answered(&self, generation: u64, answer: TokenAnswer) {
         let mut state = self.lock();
         if let Link::Up {
             generation: up,
@@ -114,10 +114,9 @@ impl Shared {
         }
         state.stats.answered += 1;
         // An answer to a question already answered (sent on two streams) is dropped here.
-        if let Some(request) = state.in_flight.remove(&answer.request_id) {
-            state
-                .deadlines
-                .remove(&(request.deadline, answer.request_id));
+        let id = answer.output().request_id;
+        if let Some(request) = state.in_flight.remove(&id) {
+            state.deadlines.remove(&(request.deadline, id));
             let _ = request.reply.send(Ok(answer));
             state.promote(self.config.max_in_flight);
         }

@@ -12,8 +12,9 @@ use futures::channel::mpsc;
 use futures::{SinkExt as _, Stream, StreamExt as _};
 use grpcio::{CallOption, RpcStatusCode, WriteFlags};
 
+use super::answer::{TokenAnswer, VALIDATE_BATCHES, VALIDATE_STREAM};
 use super::shared::Shared;
-use crate::proto::{TokenV1Input, TokenV1InputBatch, TokenV1Output};
+use crate::proto::{TokenV1Input, TokenV1InputBatch};
 use crate::tokens::{MAX_BATCH_QUESTIONS, MAX_BATCH_TOKEN_BYTES};
 
 impl Shared {
@@ -49,7 +50,9 @@ impl Shared {
         mut questions: mpsc::UnboundedReceiver<TokenV1Input>,
     ) -> grpcio::Result<()> {
         // No deadline: the stream lives as long as the validator; each question has its own.
-        let (mut sink, answers) = self.client.validate_batches_opt(CallOption::default())?;
+        let (mut sink, answers) = self
+            .client
+            .duplex_streaming(&VALIDATE_BATCHES, CallOption::default())?;
         self.client.spawn(async move {
             let mut carried = None;
             while let Some(batch) = next_batch(&mut questions, &mut carried).await {
@@ -62,7 +65,6 @@ impl Shared {
             }
             let _ = sink.close().await;
         });
-        let answers = answers.map(|batch| batch.map(|batch| batch.outputs));
         self.client
             .spawn(Arc::clone(self).read(generation, answers, true));
         Ok(())
@@ -73,7 +75,9 @@ impl Shared {
         generation: u64,
         questions: mpsc::UnboundedReceiver<TokenV1Input>,
     ) -> grpcio::Result<()> {
-        let (mut sink, answers) = self.client.validate_stream_opt(CallOption::default())?;
+        let (mut sink, answers) = self
+            .client
+            .duplex_streaming(&VALIDATE_STREAM, CallOption::default())?;
         // Questions queued together go out in one write, not one write each.
         sink.enhance_batch(true);
         self.client.spawn(async move {
@@ -93,7 +97,7 @@ impl Shared {
     async fn read(
         self: Arc<Self>,
         generation: u64,
-        mut answers: impl Stream<Item = grpcio::Result<Vec<TokenV1Output>>> + Unpin,
+        mut answers: impl Stream<Item = grpcio::Result<Vec<TokenAnswer>>> + Unpin,
         batches: bool,
     ) {
         let mut answered = false;
