@@ -146,7 +146,8 @@ pub fn run(target: &Target<'_>, plan: &Plan, out: &mut dyn Write) -> Result<(), 
     } else {
         load::drive(&connected.callers, &phase)
     };
-    let report = Report::new(target.server, target.tls, plan, &phase, result);
+    let mut report = Report::new(target.server, target.tls, plan, &phase, result);
+    report.questions_per_message = questions_per_message(&connected.callers);
     match target.output {
         OutputFormat::Text => write!(out, "{}", report.text())?,
         OutputFormat::Json => writeln!(out, "{}", report.json())?,
@@ -155,6 +156,19 @@ pub fn run(target: &Target<'_>, plan: &Plan, out: &mut dyn Write) -> Result<(), 
         draw(path, &report, compared)?;
     }
     Ok(())
+}
+
+/// How many questions the validators sent to a message, warm-up included; None without
+/// validators.
+fn questions_per_message(callers: &[Caller]) -> Option<f64> {
+    let (sent, messages) = callers
+        .iter()
+        .filter_map(Caller::validator)
+        .map(|validator| validator.stats())
+        .fold((0, 0), |(sent, messages), stats| {
+            (sent + stats.sent, messages + stats.messages)
+        });
+    (messages > 0).then(|| sent as f64 / messages as f64)
 }
 
 /// The tokens the workload needs (from `--tokens`), or why the plan cannot run.

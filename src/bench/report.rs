@@ -43,6 +43,8 @@ pub struct Report {
     pub fresh_connection: bool,
     /// Tokens the calls picked from (--tokens).
     pub tokens: u64,
+    /// Through the token validator: questions to a message on its streams.
+    pub questions_per_message: Option<f64>,
 }
 
 fn millis(micros: u64) -> f64 {
@@ -110,6 +112,7 @@ impl Report {
             preloaded: phase.ids.len() as u64,
             fresh_connection: args.fresh_connection,
             tokens: phase.tokens.len() as u64,
+            questions_per_message: None,
         }
     }
 
@@ -171,6 +174,9 @@ impl Report {
                 .join(", ")
         };
         let _ = writeln!(text, "errors      {errors}");
+        if let Some(together) = self.questions_per_message {
+            let _ = writeln!(text, "batches     {together:.1} questions to a message");
+        }
         text
     }
 
@@ -192,6 +198,7 @@ impl Report {
             "preloaded": self.preloaded,
             "fresh_connection": self.fresh_connection,
             "tokens": self.tokens,
+            "questions_per_message": self.questions_per_message,
             "calls": self.calls,
             "successes": self.successes,
             "errors": self.errors,

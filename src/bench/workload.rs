@@ -208,6 +208,11 @@ impl Caller {
         }
     }
 
+    /// The validator token-validator calls ask through.
+    pub fn validator(&self) -> Option<&TokenValidator> {
+        self.validator.as_deref()
+    }
+
     /// The token client of the kept connection.
     pub fn token_client(&self) -> &TokenV1ProtoClient {
         &self.kept.token

@@ -253,6 +253,48 @@ fn a_silent_server_is_caught_by_keepalive_and_nothing_is_lost_after_sigcont() {
 }
 
 #[test]
+fn a_lone_question_goes_at_once_and_questions_that_come_together_share_messages() {
+    let key = SigningKey::p256("k1");
+    let (_keys, tokens, server) = serve(&key, 50, &[]);
+    let validator = validator(&server.address);
+    let first = validator.validate(&tokens[0]).expect("answered");
+    assert_eq!(first.output().subject, "user0");
+    let before = validator.stats();
+    let started = Instant::now();
+    let alone = validator.validate(&tokens[1]).expect("answered");
+    let took = started.elapsed();
+    let after = validator.stats();
+    assert_eq!(alone.output().subject, "user1");
+    assert_eq!(
+        (after.sent - before.sent, after.messages - before.messages),
+        (1, 1),
+        "one question, one message, answered in {took:?}"
+    );
+
+    let waiting: Vec<_> = (0..1000)
+        .map(|n| {
+            (
+                n % tokens.len(),
+                validator.validate_async(&tokens[n % tokens.len()]),
+            )
+        })
+        .collect();
+    for (n, answer) in waiting {
+        let answer = futures::executor::block_on(answer).expect("answered");
+        assert_eq!(answer.output().subject, format!("user{n}"));
+    }
+    let end = validator.stats();
+    let (sent, messages) = (end.sent - after.sent, end.messages - after.messages);
+    assert_eq!(sent, 1000, "{end:?}");
+    // Asked faster than a write takes, they leave many to a message, not one each.
+    assert!(
+        messages * 4 <= sent,
+        "{sent} questions in {messages} messages"
+    );
+    validator.close();
+}
+
+#[test]
 fn close_answers_or_fails_every_waiting_caller() {
     let key = SigningKey::p256("k1");
     let (_keys, tokens, server) = serve(&key, 50, &[]);

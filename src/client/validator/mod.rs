@@ -13,6 +13,7 @@ mod state;
 mod stream;
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -128,6 +129,9 @@ pub struct ValidatorStats {
     /// Questions sent (re-sends included) and answers taken.
     pub sent: u64,
     pub answered: u64,
+    /// Messages written: batches, or single questions to a server without batches.
+    /// `sent / messages` is how many questions left together.
+    pub messages: u64,
     /// Validations waiting now: sent or to be sent, and queued for room.
     pub in_flight: usize,
     pub queued: usize,
@@ -227,6 +231,7 @@ impl TokenValidator {
         ValidatorStats {
             in_flight: state.in_flight.len(),
             queued: state.queued.len(),
+            messages: self.shared.messages.load(Ordering::Relaxed),
             ..state.stats.clone()
         }
     }

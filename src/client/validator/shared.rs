@@ -1,7 +1,7 @@
 //! The validator's shared state and its supervisor thread: admitting validations, taking
 //! answers, noticing a stream's end, and opening the next stream when one is due.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,8 @@ pub(super) struct Shared {
     pub(super) done: Condvar,
     /// Whether to ask over `ValidateBatches`; cleared for good by a server without it.
     pub(super) batches: AtomicBool,
+    /// Messages written, for [`super::ValidatorStats::messages`].
+    pub(super) messages: AtomicU64,
 }
 
 /// Statuses after which a new stream would be refused the same way: the callers waiting are
@@ -58,6 +60,7 @@ impl Shared {
             wake: Condvar::new(),
             done: Condvar::new(),
             batches: AtomicBool::new(true),
+            messages: AtomicU64::new(0),
         }
     }
 
@@ -101,27 +104,36 @@ impl Shared {
         PendingValidation(Pending::Waiting(answer))
     }
 
-    /// Takes an answer off stream `generation`.
-    pub(super) fn answered(&self, generation: u64, answer: TokenAnswer) {
-        let mut state = self.lock();
-        if let Link::Up {
-            generation: up,
-            answered,
-            ..
-        } = &mut state.link
+    /// Takes the answers of one message off stream `generation`.
+    pub(super) fn answered(&self, generation: u64, answers: Vec<TokenAnswer>) {
+        let mut replies = Vec::with_capacity(answers.len());
         {
-            *answered |= *up == generation;
-        }
-        state.stats.answered += 1;
-        // An answer to a question already answered (sent on two streams) is dropped here.
-        let id = answer.output().request_id;
-        if let Some(request) = state.in_flight.remove(&id) {
-            state.deadlines.remove(&(request.deadline, id));
-            let _ = request.reply.send(Ok(answer));
+            let mut state = self.lock();
+            if let Link::Up {
+                generation: up,
+                answered,
+                ..
+            } = &mut state.link
+            {
+                *answered |= *up == generation;
+            }
+            state.stats.answered += answers.len() as u64;
+            for answer in answers {
+                // An answer to a question already answered (sent on two streams) is dropped.
+                let id = answer.output().request_id;
+                if let Some(request) = state.in_flight.remove(&id) {
+                    state.deadlines.remove(&(request.deadline, id));
+                    replies.push((request.reply, answer));
+                }
+            }
             state.promote(self.config.max_in_flight);
+            if state.closing.is_some() && state.in_flight.is_empty() {
+                self.wake.notify_one();
+            }
         }
-        if state.closing.is_some() && state.in_flight.is_empty() {
-            self.wake.notify_one();
+        // Out of the lock: each reply may wake its caller's thread, which then wants the lock.
+        for (reply, answer) in replies {
+            let _ = reply.send(Ok(answer));
         }
     }
 

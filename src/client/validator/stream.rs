@@ -53,6 +53,7 @@ impl Shared {
         let (mut sink, answers) = self
             .client
             .duplex_streaming(&VALIDATE_BATCHES, CallOption::default())?;
+        let shared = Arc::clone(self);
         self.client.spawn(async move {
             let mut carried = None;
             while let Some(batch) = next_batch(&mut questions, &mut carried).await {
@@ -62,6 +63,7 @@ impl Shared {
                 if sink.send((batch, WriteFlags::default())).await.is_err() {
                     return;
                 }
+                shared.messages.fetch_add(1, Ordering::Relaxed);
             }
             let _ = sink.close().await;
         });
@@ -80,8 +82,12 @@ impl Shared {
             .duplex_streaming(&VALIDATE_STREAM, CallOption::default())?;
         // Questions queued together go out in one write, not one write each.
         sink.enhance_batch(true);
+        let shared = Arc::clone(self);
         self.client.spawn(async move {
-            let mut questions = questions.map(|q| Ok((q, WriteFlags::default())));
+            let mut questions = questions.map(|q| {
+                shared.messages.fetch_add(1, Ordering::Relaxed);
+                Ok((q, WriteFlags::default()))
+            });
             // A failed write shows in the reader as the call's status.
             if sink.send_all(&mut questions).await.is_ok() {
                 let _ = sink.close().await;
@@ -105,9 +111,7 @@ impl Shared {
             match answer {
                 Ok(outputs) => {
                     answered = true;
-                    for answer in outputs {
-                        self.answered(generation, answer);
-                    }
+                    self.answered(generation, outputs);
                 }
                 Err(grpcio::Error::RpcFailure(status))
                     if batches && !answered && status.code() == RpcStatusCode::UNIMPLEMENTED =>
