@@ -481,16 +481,9 @@ impl mrmat_rust_api_grpc::proto::TokenV1Proto for AnswersTwice {
 
 #[test]
 fn a_stream_that_answers_more_than_it_was_asked_is_an_error_in_the_report() {
-    let env = std::sync::Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
-    let service = mrmat_rust_api_grpc::proto::create_token_v1_proto(AnswersTwice);
-    let mut server = grpcio::ServerBuilder::new(env)
-        .register_service(service)
-        .build()
-        .expect("a server");
-    let port = server
-        .add_listening_port("127.0.0.1:0", grpcio::ServerCredentials::insecure())
-        .expect("a free port");
-    server.start();
+    let (_server, port) = common::serve_in_process(
+        mrmat_rust_api_grpc::proto::create_token_v1_proto(AnswersTwice),
+    );
     let dir = tempfile::tempdir().expect("a temporary directory");
     let tokens = dir.path().join("tokens.txt");
     std::fs::write(&tokens, "a.b.c\n").expect("write the tokens");

@@ -702,17 +702,9 @@ impl mrmat_rust_api_grpc::proto::TokenV1Proto for OlderServer {
 
 #[test]
 fn against_a_server_without_batches_the_validator_asks_over_validate_stream() {
-    let env = Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
-    let mut server = grpcio::ServerBuilder::new(env)
-        .register_service(mrmat_rust_api_grpc::proto::create_token_v1_proto(
-            OlderServer,
-        ))
-        .build()
-        .expect("a server");
-    let port = server
-        .add_listening_port("127.0.0.1:0", grpcio::ServerCredentials::insecure())
-        .expect("a port");
-    server.start();
+    let (_server, port) = common::serve_in_process(
+        mrmat_rust_api_grpc::proto::create_token_v1_proto(OlderServer),
+    );
     let validator = TokenValidator::connect(
         &format!("127.0.0.1:{port}"),
         &TlsOptions::default(),

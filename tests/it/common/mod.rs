@@ -494,3 +494,18 @@ pub fn assert_consistent_bench_report(report: &serde_json::Value, calls: u64) {
         "percentiles out of order: {report}"
     );
 }
+
+/// `service` served in this process on a free plaintext port: a stand-in peer (an older server,
+/// a misbehaving one) for what the real binary never does. Serves until the server is dropped.
+pub fn serve_in_process(service: grpcio::Service) -> (grpcio::Server, u16) {
+    let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+    let mut server = grpcio::ServerBuilder::new(env)
+        .register_service(service)
+        .build()
+        .expect("a server");
+    let port = server
+        .add_listening_port("127.0.0.1:0", grpcio::ServerCredentials::insecure())
+        .expect("a free port");
+    server.start();
+    (server, port)
+}
