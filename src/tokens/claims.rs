@@ -31,7 +31,7 @@ pub(super) fn read(payload: &str) -> Result<Map<String, Value>, Refusal> {
 pub(super) fn issuer(claims: &Map<String, Value>) -> Result<&str, Refusal> {
     match claims.get("iss") {
         Some(Value::String(issuer)) => Ok(issuer),
-        None | Some(Value::Null) => Err(Refusal::new(
+        None => Err(Refusal::new(
             Verdict::WrongIssuer,
             "the token names no issuer (iss)",
         )),
@@ -62,12 +62,15 @@ pub(super) fn check(
         ));
     };
     let not_before = numeric_date(&claims, "nbf")?;
+    // Not checked against the clock (RFC 7519 leaves that to the application), but a claim of
+    // the wrong type is a token some other reader would read differently.
+    numeric_date(&claims, "iat")?;
     let mut valid = ValidToken {
-        subject: string(&claims, "sub")?.unwrap_or_default(),
-        audience: strings(&claims, "aud")?,
+        subject: registered_string(&claims, "sub")?.unwrap_or_default(),
+        audience: strings(&claims, "aud", Null::Refused)?,
         expires_at,
         scopes: scopes(&claims)?,
-        token_id: string(&claims, "jti")?.unwrap_or_default(),
+        token_id: registered_string(&claims, "jti")?.unwrap_or_default(),
         issuer: issuer(&claims)?.to_owned(),
         claims: Map::new(),
         encoded_claims: std::sync::OnceLock::new(),
@@ -129,9 +132,10 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     }
 }
 
-fn string(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, Refusal> {
+/// A registered claim that is a string when present (`sub`, `jti`); null is not a string.
+fn registered_string(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, Refusal> {
     match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(malformed(format!(
             "the token's {name} claim is not a string"
@@ -139,15 +143,24 @@ fn string(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, Ref
     }
 }
 
+/// Whether a claim that is null counts as absent: not for registered claims (RFC 7519 gives
+/// each a type, and null is none of them), as some identity providers write other claims.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Null {
+    Absent,
+    Refused,
+}
+
 /// A claim that is a string or a list of strings, as `aud` may be.
-fn strings(claims: &Map<String, Value>, name: &str) -> Result<Vec<String>, Refusal> {
+fn strings(claims: &Map<String, Value>, name: &str, null: Null) -> Result<Vec<String>, Refusal> {
     let not_strings = || {
         malformed(format!(
             "the token's {name} claim is neither a string nor a list of strings"
         ))
     };
     match claims.get(name) {
-        None | Some(Value::Null) => Ok(Vec::new()),
+        None => Ok(Vec::new()),
+        Some(Value::Null) if null == Null::Absent => Ok(Vec::new()),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
         Some(Value::Array(items)) => items
             .iter()
@@ -161,7 +174,7 @@ fn strings(claims: &Map<String, Value>, name: &str) -> Result<Vec<String>, Refus
 /// providers, space separated in some).
 fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, Refusal> {
     for name in ["scope", "scp"] {
-        let found = strings(claims, name)?;
+        let found = strings(claims, name, Null::Absent)?;
         if !found.is_empty() {
             return Ok(found
                 .iter()
@@ -276,9 +289,40 @@ mod tests {
             r#"{"iss":7,"aud":"api","exp":9999999999}"#,
             r#"{"iss":"https://id.example","aud":[1],"exp":9999999999}"#,
             r#"["not","an","object"]"#,
+            // Every registered claim of the wrong type, null included.
+            r#"{"iss":"https://id.example","aud":"api","exp":9999999999,"iat":"x"}"#,
+            r#"{"iss":"https://id.example","aud":"api","exp":9999999999,"iat":null}"#,
+            r#"{"iss":"https://id.example","aud":"api","exp":9999999999,"nbf":[1]}"#,
+            r#"{"iss":"https://id.example","aud":"api","exp":null}"#,
+            r#"{"iss":"https://id.example","aud":"api","exp":9999999999,"sub":7}"#,
+            r#"{"iss":"https://id.example","aud":"api","exp":9999999999,"sub":null}"#,
+            r#"{"iss":"https://id.example","aud":"api","exp":9999999999,"jti":{}}"#,
+            r#"{"iss":"https://id.example","aud":"api","exp":9999999999,"jti":null}"#,
+            r#"{"iss":"https://id.example","aud":null,"exp":9999999999}"#,
+            r#"{"iss":null,"aud":"api","exp":9999999999}"#,
+            // A claim named twice, at the top or deeper.
+            r#"{"iss":"https://id.example","aud":"api","exp":9999999999,"sub":"a","sub":"b"}"#,
+            r#"{"iss":"https://id.example","aud":"api","exp":9999999999,"r":{"x":1,"x":2}}"#,
         ] {
             assert_eq!(verdict(json), Verdict::Malformed, "{json}");
         }
+    }
+
+    #[test]
+    fn claims_that_are_not_registered_may_be_null_and_iat_may_be_fractional() {
+        let valid = check_json(&format!(
+            r#"{{"iss":"https://id.example","aud":"api","exp":{},"iat":{}.5,"scope":null,
+                "email":null}}"#,
+            NOW + 60,
+            NOW
+        ))
+        .expect("valid");
+        assert!(valid.scopes.is_empty());
+        assert_eq!(
+            valid.claims["email"],
+            Value::Null,
+            "kept as the token has it"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use base64::Engine as _;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use super::json::{self, JsonError};
 use super::{Refusal, Verdict, MAX_TOKEN_BYTES};
 use crate::quote::quoted;
 
@@ -132,16 +133,21 @@ fn algorithm(alg: &str) -> Result<Algorithm, Refusal> {
     }
 }
 
-/// Decodes a base64url part holding a JSON object; on failure, says what is wrong with it.
-pub(super) fn decode_json_object(part: &str) -> Result<Map<String, Value>, &'static str> {
+/// Decodes a base64url part holding a JSON object; on failure, says what is wrong with it (the
+/// caller names the part: "the token's header ...").
+pub(super) fn decode_json_object(part: &str) -> Result<Map<String, Value>, String> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
-        .map_err(|_| "is not base64url (RFC 4648, without padding)")?;
+        .map_err(|_| "is not base64url (RFC 4648, without padding)".to_owned())?;
     // serde_json refuses nesting deeper than 128, so a deeply nested part is refused here too.
-    match serde_json::from_slice::<Value>(&bytes) {
+    match json::parse(&bytes) {
         Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err("is not a JSON object"),
-        Err(_) => Err("is not valid JSON"),
+        Ok(_) => Err("is not a JSON object".to_owned()),
+        Err(JsonError::Invalid) => Err("is not valid JSON".to_owned()),
+        Err(JsonError::Duplicate(name)) => Err(format!(
+            "names the member {} more than once; each name may appear once",
+            quoted(&name)
+        )),
     }
 }
 
@@ -201,6 +207,19 @@ mod tests {
         for alg in ["none", "NONE", "HS256", "ES512", "RSA-OAEP"] {
             let refused = refusal(&token(&format!(r#"{{"alg":"{alg}"}}"#), "{}"));
             assert_eq!(refused.verdict, Verdict::UnsupportedAlgorithm, "{alg}");
+        }
+    }
+
+    #[test]
+    fn a_header_that_names_a_member_twice_is_refused_whichever_comes_last() {
+        for header in [
+            r#"{"alg":"none","alg":"ES256"}"#,
+            r#"{"alg":"ES256","alg":"none"}"#,
+            r#"{"alg":"ES256","kid":"a","kid":"b"}"#,
+        ] {
+            let refused = refusal(&token(header, "{}"));
+            assert_eq!(refused.verdict, Verdict::Malformed, "{header}");
+            assert!(refused.reason.contains("more than once"), "{refused:?}");
         }
     }
 

@@ -6,7 +6,8 @@
 //! - [`ProviderOptions`]: one identity provider, an issuer bound to its own key set;
 //! - `source`: where a provider's key set comes from (OpenID Connect Discovery, a key set URL, a
 //!   file) and when it is loaded again;
-//! - `jws`: the token's three parts and its header; `claims`: the checks of its payload;
+//! - `jws`: the token's three parts and its header, each part's JSON read by `json` (a member
+//!   named twice refused); `claims`: the checks of its payload;
 //! - [`TokenVerifier`]: all of it in order, with a cache of valid tokens and the revocations;
 //! - [`RevocationStore`]: the port to wherever revocations are kept (the store implements it).
 //!
@@ -14,6 +15,7 @@
 //! which key and algorithm may be used, and says why a token is refused.
 
 mod claims;
+mod json;
 mod jws;
 pub mod keys;
 mod options;
