@@ -18,7 +18,8 @@
 //!   the server's ports on it;
 //! - below both: [`metrics`] (what the server counts, for Prometheus), [`availability`]
 //!   (whether what an API needs is there), [`proto`] (the generated code) with [`codec`]
-//!   (decoding that logs what does not decode), [`tls`] (PEM files, checked), [`time`],
+//!   (decoding that logs what does not decode), [`logs`] (warn lines a client can cause, held to
+//!   a rate), [`tls`] (PEM files, checked), [`time`],
 //!   [`quote`], [`seconds`] and [`status`].
 
 pub mod apis;
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod http;
+pub mod logs;
 pub mod metrics;
 // Generated code is not ours to lint; it allows lints that newer compilers have removed.
 #[allow(renamed_and_removed_lints, clippy::all, missing_docs)]
