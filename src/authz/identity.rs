@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::Decision;
 use crate::tokens::ValidToken;
 
-/// The header that always carries the token's `sub`.
+/// The header that carries the token's `sub`; removed when the token has none.
 pub const SUBJECT_HEADER: &str = "x-auth-subject";
 
 /// Headers a claim may never be put in: the request's own framing, routing and credentials.
@@ -74,7 +74,12 @@ pub(super) fn headers(claim_headers: &[ClaimHeader], token: &ValidToken) -> Deci
         Some(_) => left_out += 1,
         None => {}
     };
-    offer(SUBJECT_HEADER, Some(token.subject.clone()));
+    // No `sub` (or an empty one) is no subject: the header is removed, never set empty, which
+    // an app could take for a real, empty identity.
+    offer(
+        SUBJECT_HEADER,
+        (!token.subject.is_empty()).then(|| token.subject.clone()),
+    );
     for claim in claim_headers {
         offer(
             &claim.header,

@@ -8,7 +8,11 @@ use crate::tokens::{Refusal, ValidToken};
 fn token(claims: serde_json::Value) -> Arc<ValidToken> {
     let claims = claims.as_object().expect("an object").clone();
     Arc::new(ValidToken {
-        subject: claims["sub"].as_str().unwrap_or_default().to_owned(),
+        subject: claims
+            .get("sub")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .to_owned(),
         issuer: "https://id.example".to_owned(),
         audience: vec!["api".to_owned()],
         expires_at: 0,
@@ -149,6 +153,26 @@ fn a_claim_that_cannot_be_a_header_value_is_left_out_counted_and_removed() {
         vec!["x-auth-name".to_owned(), "x-auth-subject".to_owned()]
     );
     assert_eq!(left_out, 2);
+}
+
+#[test]
+fn a_token_without_a_subject_sets_no_subject_header_and_removes_any_sent() {
+    let gate = gate(&["email=x-auth-email"]);
+    for claims in [
+        json!({"email": "a@example.com"}),
+        json!({"sub": "", "email": "a@example.com"}),
+    ] {
+        let Decision::Allow { set, remove, .. } = gate.decide(&Ok(token(claims.clone())), &[])
+        else {
+            panic!("allowed: {claims}");
+        };
+        assert_eq!(
+            set,
+            vec![("x-auth-email".to_owned(), "a@example.com".to_owned())],
+            "{claims}"
+        );
+        assert_eq!(remove, vec!["x-auth-subject".to_owned()], "{claims}");
+    }
 }
 
 #[test]
