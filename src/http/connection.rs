@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use hyper::http::uri::Authority;
 use hyper::service::service_fn;
+use hyper::Version;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,6 +27,10 @@ const MAX_TURNED_AWAY: usize = 256;
 /// How long a connection being closed after an answer is drained, so that the client reads the
 /// answer rather than a reset.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// The most a closing connection reads of what its client still sends (a body it announced,
+/// say), whatever the time: beyond it the connection is closed, even if a reset follows.
+pub const MAX_LINGER_BYTES: usize = 64 * 1024;
 
 /// Accepts connections for as long as the runtime runs.
 pub(super) async fn accept(
@@ -224,7 +230,13 @@ async fn linger(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 4096];
     let _ = timeout(LINGER, async {
-        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        let mut drained = 0;
+        while drained < MAX_LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
     })
     .await;
 }
@@ -256,8 +268,20 @@ async fn answer(
         || headers
             .get(CONTENT_LENGTH)
             .is_some_and(|length| length.as_bytes() != b"0");
-    let (parts, _) = request.into_parts();
-    let mut response = handler(Request::from_parts(parts, ())).await;
+    let mut response = match host_problem(&request) {
+        Some(why) => {
+            metrics::http_refused(port, "bad_host");
+            let mut refused = super::text(StatusCode::BAD_REQUEST, format!("{why}\n"));
+            refused
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            refused
+        }
+        None => {
+            let (parts, _) = request.into_parts();
+            handler(Request::from_parts(parts, ())).await
+        }
+    };
     if has_body {
         metrics::http_refused(port, "body");
         body_unread.store(true, Ordering::Release);
@@ -266,4 +290,58 @@ async fn answer(
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// Why a request's `Host` is refused (RFC 9112 section 3.2: 400 for an HTTP/1.1 request without
+/// one, and for any with more than one or one that is not a host and port), or None.
+fn host_problem<B>(request: &hyper::Request<B>) -> Option<&'static str> {
+    let mut hosts = request.headers().get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if request.version() == Version::HTTP_11 => {
+            Some("an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)")
+        }
+        (None, _) => None,
+        (Some(_), Some(_)) => Some("a request has one Host header, not several"),
+        (Some(host), None) => {
+            let valid = host.to_str().ok().is_some_and(|host| {
+                !host.contains('@') && (host.is_empty() || host.parse::<Authority>().is_ok())
+            });
+            (!valid).then_some("the Host header is not a host with an optional port")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(version: Version, hosts: &[&str]) -> hyper::Request<()> {
+        let mut request = hyper::Request::new(());
+        *request.version_mut() = version;
+        for host in hosts {
+            request
+                .headers_mut()
+                .append(HOST, HeaderValue::from_str(host).expect("a header value"));
+        }
+        request
+    }
+
+    #[test]
+    fn http_1_1_needs_one_host_and_http_1_0_may_have_none() {
+        assert!(host_problem(&request(Version::HTTP_11, &[])).is_some());
+        assert!(host_problem(&request(Version::HTTP_10, &[])).is_none());
+        for fine in ["auth", "auth:9464", "127.0.0.1:1", "[::1]:9464", ""] {
+            assert!(
+                host_problem(&request(Version::HTTP_11, &[fine])).is_none(),
+                "{fine}"
+            );
+        }
+        for bad in ["user@auth", "a b", "auth:port", "auth/path"] {
+            assert!(
+                host_problem(&request(Version::HTTP_11, &[bad])).is_some(),
+                "{bad}"
+            );
+        }
+        assert!(host_problem(&request(Version::HTTP_11, &["a", "b"])).is_some());
+    }
 }

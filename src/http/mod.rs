@@ -11,9 +11,11 @@
 //!   its own connection only;
 //! - at most [`Limits::max_connections`] connections; the next is answered 503 and closed;
 //! - an idle connection is closed after [`Limits::idle_timeout`]; `TCP_NODELAY` on every one;
-//! - a request with a body is answered by its head, and the connection closed after it, the
-//!   body unread: no port here needs one, so none is buffered (Caddy's `forward_auth` sends the
-//!   body of the request it asks about).
+//! - a request with a body is answered by its head, and the connection closed after it, at most
+//!   64 KiB of the body read (and dropped): no port here needs one, so none is buffered (Caddy's
+//!   `forward_auth` sends the body of the request it asks about);
+//! - an HTTP/1.1 request without `Host`, or any with several or one that is not a host, is
+//!   answered 400 and the connection closed (RFC 9112 section 3.2).
 
 mod connection;
 mod guard;
