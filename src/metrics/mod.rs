@@ -19,15 +19,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
 use prometheus::{
-    Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub use authz::{authz_decision, Transport};
 pub use calls::{CallMeter, Kind};
 pub use http::{http_connections, http_refused};
 pub use store::{store_operation, store_up};
-pub use tokens::{forget_key_set, key_set_load, revocations_held, token_cache, validation};
+pub use tokens::{
+    forget_key_set, key_set_load, revocations_held, token_cache, token_cache_bytes, validation,
+};
 
 /// Latency buckets, in seconds, from 50 µs: most answers here take well under a millisecond,
 /// and the default buckets (from 5 ms) would put them all in the first.
@@ -85,6 +86,8 @@ pub struct Metrics {
     authz_decisions: IntCounterVec,
     /// Claims left out of an allowed request's identity, by transport.
     authz_left_out: IntCounterVec,
+    /// What the valid tokens cached weigh.
+    cache_bytes: IntGauge,
 }
 
 /// When each issuer's key set last loaded, in Unix milliseconds; absent before its first load.
@@ -197,8 +200,9 @@ impl Metrics {
                 "mrmat_http_refusals_total",
                 "Requests and connections an HTTP port refused, by port and reason \
                  (request_line_too_long, head_too_large, head_timeout, write_timeout, \
-                 too_many_connections; body: answered by its head, the connection closed with \
-                 the body unread).",
+                 too_many_connections, bad_host: no Host on HTTP/1.1, several, or not a host; \
+                 body: answered by its head, the connection closed with at most 64 KiB of the \
+                 body read).",
                 &["port", "reason"],
             ),
             authz_decisions: counters(
@@ -213,6 +217,12 @@ impl Metrics {
                  cannot be a header value (CR, LF, NUL, other controls), by transport.",
                 &["transport"],
             ),
+            cache_bytes: IntGauge::new(
+                "mrmat_token_cache_bytes",
+                "Memory the cache of valid tokens holds, in bytes (each entry weighed by its \
+                 claims; bounded by --token-cache-bytes).",
+            )
+            .expect("a valid metric"),
         };
         metrics.store_up.set(1);
         let r = &metrics.registry;
@@ -235,6 +245,7 @@ impl Metrics {
             Box::new(metrics.http_refusals.clone()),
             Box::new(metrics.authz_decisions.clone()),
             Box::new(metrics.authz_left_out.clone()),
+            Box::new(metrics.cache_bytes.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for family in families {

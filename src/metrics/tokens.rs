@@ -46,6 +46,15 @@ pub fn token_cache(hit: bool) {
     }
 }
 
+/// What the cache of valid tokens weighs now, in bytes.
+pub fn token_cache_bytes(bytes: u64) {
+    if enabled() {
+        get()
+            .cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+}
+
 /// Counts a load of `issuer`'s keys; a successful one restarts their age.
 pub fn key_set_load(issuer: &str, loaded: bool) {
     let outcome = if loaded { "loaded" } else { "failed" };

@@ -643,6 +643,17 @@ pub struct TokenFlags {
     )]
     pub token_cache: usize,
 
+    /// The memory the cache of valid tokens may hold, in bytes: each entry weighs what it holds
+    /// (a token's claims, and what is made of them for answers), so tokens with large claims take
+    /// more room; the least used go first. 0 turns the cache off.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_TOKEN_CACHE_BYTES",
+        value_name = "BYTES",
+        default_value_t = tokens::DEFAULT_CACHE_BYTES
+    )]
+    pub token_cache_bytes: u64,
+
     /// A client allowed to call Revoke: the common name or a DNS subject alternative name of
     /// its certificate. Repeat it, or separate several with commas. Needs mutual TLS
     /// (--tls-client-ca); everyone else is answered PERMISSION_DENIED.
@@ -787,6 +798,7 @@ impl TokenFlags {
             providers,
             jwks_refresh: self.jwks_refresh.into(),
             cache_entries: self.token_cache,
+            cache_bytes: self.token_cache_bytes,
             revocation_max_ttl: self.revocation_max_ttl.into(),
         }
     }

@@ -420,9 +420,10 @@ fn start_tokens(
         return Ok(None);
     };
     log::info!(
-        "tokens: providers [{}], cache {} entries, admins [{}]",
+        "tokens: providers [{}], cache {} entries and {} bytes at most, admins [{}]",
         verifier.describe_providers().join(", "),
         options.cache_entries,
+        options.cache_bytes,
         config.apis.token_admins.join(", ")
     );
     Ok(Some(Arc::new(verifier)))

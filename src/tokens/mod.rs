@@ -8,12 +8,14 @@
 //!   file) and when it is loaded again;
 //! - `jws`: the token's three parts and its header, each part's JSON read by `json` (a member
 //!   named twice refused); `claims`: the checks of its payload;
-//! - [`TokenVerifier`]: all of it in order, with a cache of valid tokens and the revocations;
+//! - [`TokenVerifier`]: all of it in order, with the revocations and `cache`, the valid tokens
+//!   remembered (bounded in entries and in bytes);
 //! - [`RevocationStore`]: the port to wherever revocations are kept (the store implements it).
 //!
 //! The signature itself is checked by `jsonwebtoken` (on aws-lc); this module only decides
 //! which key and algorithm may be used, and says why a token is refused.
 
+mod cache;
 mod claims;
 mod json;
 mod jws;
@@ -27,7 +29,7 @@ use std::fmt;
 
 pub use jws::too_long;
 pub use options::{
-    fetchable, KeysFrom, ProviderOptions, TokenOptions, DEFAULT_CACHE_ENTRIES,
+    fetchable, KeysFrom, ProviderOptions, TokenOptions, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES,
     DEFAULT_JWKS_REFRESH, DEFAULT_LEEWAY_SECONDS, DEFAULT_REVOCATION_MAX_TTL,
 };
 pub use revocations::{RevocationError, RevocationStore, Stored};

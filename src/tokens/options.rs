@@ -16,6 +16,9 @@ pub const DEFAULT_LEEWAY_SECONDS: u32 = 30;
 /// Valid tokens remembered unless told otherwise.
 pub const DEFAULT_CACHE_ENTRIES: usize = 100_000;
 
+/// The memory the cache of valid tokens may hold unless told otherwise: 128 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 128 << 20;
+
 /// The longest a revocation is kept unless told otherwise: a week.
 pub const DEFAULT_REVOCATION_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -142,6 +145,9 @@ pub struct TokenOptions {
     pub jwks_refresh: Duration,
     /// Valid tokens remembered; 0 turns the cache off.
     pub cache_entries: usize,
+    /// The memory those may hold, in bytes, each entry weighed by what it holds; 0 turns the
+    /// cache off.
+    pub cache_bytes: u64,
     /// The longest a revocation is kept, and how long when Revoke gives no expiry.
     pub revocation_max_ttl: Duration,
 }
@@ -152,6 +158,7 @@ impl Default for TokenOptions {
             providers: Vec::new(),
             jwks_refresh: DEFAULT_JWKS_REFRESH,
             cache_entries: DEFAULT_CACHE_ENTRIES,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             revocation_max_ttl: DEFAULT_REVOCATION_MAX_TTL,
         }
     }

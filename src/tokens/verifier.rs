@@ -7,8 +7,8 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use futures::future::{self, BoxFuture, FutureExt as _};
-use quick_cache::sync::Cache;
 
+use super::cache::{self, TokenCache};
 use super::claims::{self, Rules};
 use super::source::{KeyReload, KeySource, Location};
 use super::{
@@ -30,14 +30,6 @@ pub enum Check {
     Done(Outcome),
     /// Wait for this, then ask again.
     AfterKeyReload(KeyReload),
-}
-
-/// A valid token as cached: what it says, and the provider and key set that verified it.
-#[derive(Clone)]
-struct Cached {
-    token: Arc<ValidToken>,
-    provider: u64,
-    generation: u64,
 }
 
 /// A revocation as stored.
@@ -117,18 +109,9 @@ pub struct TokenVerifier {
     /// Up once any provider's keys have loaded.
     any_loaded: Availability,
     /// Valid tokens by the SHA-256 of the token; None when turned off.
-    cache: Option<Cache<[u8; 32], Cached>>,
+    cache: Option<TokenCache>,
     revocations: Arc<dyn RevocationStore>,
     max_revocation_seconds: i64,
-}
-
-/// What the cache knows a token by: its SHA-256, so that no token is kept in memory. Hashed
-/// with the low-level SHA-256 calls: OpenSSL 3's one-shot `SHA256()` looks the digest up by
-/// name on every call, which cost more than the hashing (a twentieth of a cached validation).
-fn cache_key(token: &str) -> [u8; 32] {
-    let mut sha = openssl::sha::Sha256::new();
-    sha.update(token.as_bytes());
-    sha.finish()
 }
 
 impl TokenVerifier {
@@ -149,7 +132,7 @@ impl TokenVerifier {
             providers: RwLock::default(),
             refresh: options.jwks_refresh,
             any_loaded: Availability::down(),
-            cache: (options.cache_entries > 0).then(|| Cache::new(options.cache_entries)),
+            cache: TokenCache::new(options.cache_entries, options.cache_bytes),
             revocations,
             max_revocation_seconds: i64::try_from(options.revocation_max_ttl.as_secs())
                 .unwrap_or(i64::MAX),
@@ -277,7 +260,7 @@ impl TokenVerifier {
             return Check::Done(Err(jws::too_long(token.len())));
         }
         let providers = self.providers();
-        let digest = self.cache.as_ref().map(|_| cache_key(token));
+        let digest = self.cache.as_ref().map(|_| cache::key(token));
         if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
             let hit = cache.get(digest).and_then(|hit| {
                 let provider = providers.get(&hit.token.issuer)?;
@@ -311,12 +294,7 @@ impl TokenVerifier {
         };
         let valid = Arc::new(valid);
         if let (Some(cache), Some(digest)) = (&self.cache, digest) {
-            let cached = Cached {
-                token: Arc::clone(&valid),
-                provider,
-                generation,
-            };
-            cache.insert(digest, cached);
+            cache.insert(digest, Arc::clone(&valid), provider, generation);
         }
         Check::Done(self.not_revoked(valid, now))
     }
