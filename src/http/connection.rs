@@ -9,7 +9,6 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use hyper::http::uri::Authority;
 use hyper::service::service_fn;
 use hyper::Version;
 use hyper_util::rt::TokioIo;
@@ -303,12 +302,30 @@ fn host_problem<B>(request: &hyper::Request<B>) -> Option<&'static str> {
         (None, _) => None,
         (Some(_), Some(_)) => Some("a request has one Host header, not several"),
         (Some(host), None) => {
-            let valid = host.to_str().ok().is_some_and(|host| {
-                !host.contains('@') && (host.is_empty() || host.parse::<Authority>().is_ok())
-            });
+            let valid = host.to_str().ok().is_some_and(is_host);
             (!valid).then_some("the Host header is not a host with an optional port")
         }
     }
+}
+
+/// Whether `text` is `uri-host [ ":" port ]` (RFC 3986 section 3.2.2), or empty.
+fn is_host(text: &str) -> bool {
+    let (name, port) = match text.strip_prefix('[') {
+        Some(literal) => match literal.split_once(']') {
+            Some((ip, port)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => ("ip", port),
+            _ => return false,
+        },
+        None => match text.rsplit_once(':') {
+            Some((name, port)) => (name, port),
+            None => (text, ""),
+        },
+    };
+    let port = port.strip_prefix(':').unwrap_or(port);
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    text.is_empty() || name_ok && port.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
