@@ -9,6 +9,7 @@
 //! readiness depends on, and whether it is served at all with the configuration given). Health
 //! checking, reflection, the start-up line and the metrics follow from that list.
 
+pub mod budget;
 pub mod call;
 pub mod ext_authz;
 pub mod greeting;
@@ -24,8 +25,9 @@ use std::sync::Arc;
 use grpcio::Service;
 use protobuf::reflect::FileDescriptor;
 
+pub use budget::{StreamBudget, DEFAULT_STREAM_BUDGET};
 pub use call::Call;
-pub use streams::StreamsEnd;
+pub use streams::{StreamsEnd, DEFAULT_STREAMS_PER_CONNECTION};
 
 use crate::authz::Gate;
 use crate::proto::StatusOutput;
@@ -109,6 +111,10 @@ pub struct ApiOptions {
     pub max_name_bytes: usize,
     /// Client certificate names (common name or DNS name) allowed to revoke tokens.
     pub token_admins: Vec<String>,
+    /// What the token streams together may hold, in bytes.
+    pub stream_budget: usize,
+    /// Most token streams one connection may have open at once.
+    pub streams_per_connection: usize,
 }
 
 impl Default for ApiOptions {
@@ -116,6 +122,8 @@ impl Default for ApiOptions {
         Self {
             max_name_bytes: DEFAULT_MAX_NAME_BYTES,
             token_admins: Vec::new(),
+            stream_budget: DEFAULT_STREAM_BUDGET,
+            streams_per_connection: streams::DEFAULT_STREAMS_PER_CONNECTION,
         }
     }
 }

@@ -2,10 +2,12 @@
 //! as long as its client wants stops reading, answers what it has read, and ends with
 //! UNAVAILABLE, so that its client opens a new one, on another replica if there is one; and a
 //! stream whose client sent a message that does not decode ends with INTERNAL naming its type,
-//! as a unary call does.
+//! as a unary call does; and how many long-lived streams one connection may hold open.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use futures::channel::oneshot;
@@ -51,5 +53,99 @@ pub fn read_failure(error: &grpcio::Error) -> Option<RpcStatus> {
             why.to_string(),
         )),
         _ => None,
+    }
+}
+
+/// Most token streams (`ValidateStream`, `ValidateBatches`) one connection may have open at once
+/// unless told otherwise. One stream carries any number of questions (the validator apps embed
+/// opens one per server); each open stream may hold a question the transport has read ahead
+/// of it, so this is what bounds a single connection's share of memory.
+pub const DEFAULT_STREAMS_PER_CONNECTION: usize = 8;
+
+/// The long-lived streams open on each connection (known by its peer address, which is the
+/// connection's own), at most `limit` each.
+pub struct StreamsPerConnection {
+    limit: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+impl StreamsPerConnection {
+    /// None open, at most `limit` a connection.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts one more stream on the connection `peer`, or says why it may not open: the
+    /// connection has `limit` open.
+    pub fn open(self: &Arc<Self>, peer: String) -> Result<OpenStream, String> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(peer.clone()).or_insert(0);
+        if *count >= self.limit {
+            return Err(format!(
+                "this connection has {} token streams open, the most this server allows one \
+                 connection (--max-token-streams-per-connection); one stream carries any number \
+                 of questions: send them over the streams open",
+                self.limit
+            ));
+        }
+        *count += 1;
+        Ok(OpenStream {
+            streams: Arc::clone(self),
+            peer,
+        })
+    }
+}
+
+/// A stream counted on its connection until dropped.
+pub struct OpenStream {
+    streams: Arc<StreamsPerConnection>,
+    peer: String,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut open = self
+            .streams
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.peer);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_connection_opens_up_to_its_limit_and_a_closed_stream_makes_room() {
+        let streams = StreamsPerConnection::new(2);
+        let a1 = streams.open("ipv4:10.0.0.1:1".into()).expect("one");
+        let _a2 = streams.open("ipv4:10.0.0.1:1".into()).expect("two");
+        let refused = streams.open("ipv4:10.0.0.1:1".into()).err().expect("three");
+        assert!(
+            refused.contains("--max-token-streams-per-connection"),
+            "{refused}"
+        );
+        let _b = streams
+            .open("ipv4:10.0.0.1:2".into())
+            .expect("another connection");
+        drop(a1);
+        let _a3 = streams.open("ipv4:10.0.0.1:1".into()).expect("room again");
+        drop(_a3);
+        drop(_a2);
+        drop(_b);
+        assert!(
+            streams.open.lock().unwrap().is_empty(),
+            "no count left behind"
+        );
     }
 }

@@ -12,6 +12,7 @@ mod authz;
 mod calls;
 mod http;
 mod store;
+mod streams;
 mod tokens;
 
 use std::collections::HashMap;
@@ -19,13 +20,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
 use prometheus::{
-    Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub use authz::{authz_decision, Transport};
 pub use calls::{CallMeter, Kind};
 pub use http::{http_connections, http_refused};
 pub use store::{store_operation, store_up};
+pub use streams::{stream_budget_held, stream_budget_limit, stream_read_held_back};
 pub use tokens::{
     forget_key_set, key_set_load, revocations_held, token_cache, token_cache_bytes, validation,
 };
@@ -88,6 +91,11 @@ pub struct Metrics {
     authz_left_out: IntCounterVec,
     /// What the valid tokens cached weigh.
     cache_bytes: IntGauge,
+    /// The token streams' memory budget, and what they hold of it now.
+    stream_budget_limit: IntGauge,
+    stream_budget_held: IntGauge,
+    /// Reads of a stream's next question that waited for room in the budget.
+    stream_reads_held_back: IntCounter,
 }
 
 /// When each issuer's key set last loaded, in Unix milliseconds; absent before its first load.
@@ -223,6 +231,23 @@ impl Metrics {
                  claims; bounded by --token-cache-bytes).",
             )
             .expect("a valid metric"),
+            stream_budget_limit: IntGauge::new(
+                "mrmat_stream_budget_bytes",
+                "The token streams' memory budget (--stream-budget), in bytes.",
+            )
+            .expect("a valid metric"),
+            stream_budget_held: IntGauge::new(
+                "mrmat_stream_budget_held_bytes",
+                "What the token streams hold of their budget now, in bytes: questions read and \
+                 not answered, answers written and not yet taken by their clients.",
+            )
+            .expect("a valid metric"),
+            stream_reads_held_back: IntCounter::new(
+                "mrmat_stream_reads_held_back_total",
+                "Times a token stream waited for room in the budget before reading its next \
+                 question (its client held back by flow control meanwhile).",
+            )
+            .expect("a valid metric"),
         };
         metrics.store_up.set(1);
         let r = &metrics.registry;
@@ -246,6 +271,9 @@ impl Metrics {
             Box::new(metrics.authz_decisions.clone()),
             Box::new(metrics.authz_left_out.clone()),
             Box::new(metrics.cache_bytes.clone()),
+            Box::new(metrics.stream_budget_limit.clone()),
+            Box::new(metrics.stream_budget_held.clone()),
+            Box::new(metrics.stream_reads_held_back.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for family in families {

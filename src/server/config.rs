@@ -535,6 +535,32 @@ pub struct LimitFlags {
         value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX))
     )]
     pub max_concurrent_streams: u32,
+
+    /// The memory every ValidateStream and ValidateBatches stream together may hold, in bytes:
+    /// questions read and not yet answered, answers written and not yet taken by their clients.
+    /// While it is spent, a stream that holds some reads no further question (flow control holds
+    /// its client back); a stream whose client has taken every answer always may.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_STREAM_BUDGET",
+        value_name = "BYTES",
+        default_value_t = apis::DEFAULT_STREAM_BUDGET,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub stream_budget: usize,
+
+    /// Most ValidateStream and ValidateBatches calls one connection may have open at once; one
+    /// more is answered RESOURCE_EXHAUSTED at once. One stream carries any number of questions;
+    /// each may hold a question the transport has read ahead (up to --max-request-bytes), so
+    /// this bounds what one connection can make the server hold.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_MAX_TOKEN_STREAMS_PER_CONNECTION",
+        value_name = "COUNT",
+        default_value_t = apis::DEFAULT_STREAMS_PER_CONNECTION,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000)
+    )]
+    pub max_token_streams_per_connection: usize,
 }
 
 /// The token service's settings. Without an identity provider (`--oidc-issuer`, `--jwks-file`
@@ -732,6 +758,8 @@ impl ServerFlags {
             apis: ApiOptions {
                 max_name_bytes: self.limits.max_name_bytes,
                 token_admins: self.tokens.token_admin,
+                stream_budget: self.limits.stream_budget,
+                streams_per_connection: self.limits.max_token_streams_per_connection,
             },
         };
         problems.extend(config.problems());

@@ -1,20 +1,25 @@
-//! `TokenV1Proto`: validates bearer tokens one at a time (`Validate`) or over a long-lived
-//! stream (`ValidateStream`), and revokes them (`Revoke`, for admins on mutual TLS). The checks
-//! are [`crate::tokens`]; this module translates between them and the wire.
+//! `TokenV1Proto`: validates bearer tokens one at a time (`Validate`), over a long-lived stream
+//! (`ValidateStream`) or many to a message (`ValidateBatches`, each batch answered in order by
+//! one or more messages), and revokes them (`Revoke`, for admins on mutual TLS). The checks are
+//! [`crate::tokens`]; this module translates between them and the wire, and holds the streams
+//! to their memory budget ([`crate::apis::budget`]).
 
+use std::mem::size_of;
+use std::pin::pin;
 use std::sync::Arc;
 
-use std::future::Future;
-
-use futures::stream::TakeUntil;
+use futures::future::{self, BoxFuture};
+use futures::stream::{self, Stream, TakeUntil};
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _, TryStreamExt as _};
 use grpcio::{
     DuplexSink, RequestStream, RpcContext, RpcStatus, RpcStatusCode, UnarySink, WriteFlags,
 };
+use protobuf::Message as _;
 
 use super::claims::{encode_claims, CLAIMS_FIELD};
+use crate::apis::budget::{Holding, StreamBudget};
 use crate::apis::call::Kind;
-use crate::apis::streams::{self, StreamsEnd};
+use crate::apis::streams::{self, StreamsEnd, StreamsPerConnection};
 use crate::apis::{keys_not_loaded, status, Api, Call, DependsOn, Offer, Serving};
 use crate::proto::{
     create_token_v1_proto, grpc_api, service_names, StatusOutput, TokenV1Input, TokenV1InputBatch,
@@ -34,6 +39,16 @@ pub const NAME: &str = service_names::TOKEN_V1_PROTO;
 pub const SHUTTING_DOWN: &str =
     "the server is shutting down; open a new stream (to another replica, if there is one)";
 
+/// Largest answer message of `ValidateBatches`, in bytes: a batch's answers go in as many
+/// messages as they need (the contract: in order, by one or more messages), so that every
+/// message fits a client's default 4 MiB limit (a quarter of it) whatever the claims, and a
+/// stream whose client does not read holds little. One answer alone is far smaller (a token is
+/// at most 8 KiB, its claims' encoding a few times that).
+pub const MAX_ANSWER_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// What a question holds in memory beside its token's bytes.
+const QUESTION_BYTES: usize = size_of::<TokenV1Input>();
+
 /// The token API, version 1.
 #[derive(Clone)]
 pub struct TokenV1Api {
@@ -41,6 +56,10 @@ pub struct TokenV1Api {
     /// Client certificate names (common name or DNS name) allowed to revoke.
     admins: Arc<[String]>,
     streams_end: StreamsEnd,
+    /// What the streams together may hold.
+    budget: Arc<StreamBudget>,
+    /// The streams open on each connection.
+    per_connection: Arc<StreamsPerConnection>,
 }
 
 /// Served when a key set is configured: tokens checked by the verifier, revocations allowed to
@@ -57,6 +76,8 @@ pub fn offer(serving: &Serving<'_>) -> Offer {
         validator: Arc::clone(validator),
         admins: serving.options.token_admins.clone().into(),
         streams_end: serving.streams_end.clone(),
+        budget: StreamBudget::new(serving.options.stream_budget),
+        per_connection: StreamsPerConnection::new(serving.options.streams_per_connection),
     };
     Offer::Served(Api {
         name: NAME,
@@ -177,27 +198,69 @@ fn batch_bounds(batch: &TokenV1InputBatch) -> Result<(), RpcStatus> {
     ))
 }
 
-/// Serves one bidirectional stream: each input answered by `answer`, in order, until the client
-/// ends it (OK), the server shuts down (UNAVAILABLE, after every answer due), an input does not
-/// decode (INTERNAL, likewise) or `answer` refuses one (its status, likewise).
-async fn answer_each<I, O, F, A>(
+/// One answer message, made once the stream may send it.
+struct Answered<O> {
+    message: O,
+    /// Its encoded size.
+    bytes: usize,
+    /// What the questions it answers held.
+    answered: usize,
+}
+
+/// What a stream waiting for room in the budget stopped for.
+enum Waited {
+    Room,
+    Flushed(grpcio::Result<()>),
+    End,
+}
+
+/// Serves one bidirectional stream: each input answered by the messages `answer` makes of it,
+/// in order, until the client ends it (OK), the server shuts down (UNAVAILABLE, after every
+/// answer due), an input does not decode (INTERNAL, likewise) or `answer` refuses one (its
+/// status, likewise). What it holds is `holding`, of the budget every stream shares: it reads
+/// its next input only when it holds nothing or the budget has room, and makes each answer
+/// message only once the one before it has been taken by the client's flow control.
+async fn answer_each<I, O, F, S>(
     call: &Call,
-    mut inputs: TakeUntil<RequestStream<I>, StreamsEnd>,
+    (mut inputs, end): (TakeUntil<RequestStream<I>, StreamsEnd>, StreamsEnd),
     mut sink: DuplexSink<O>,
+    mut holding: Holding,
+    weigh: fn(&I) -> usize,
     mut answer: F,
 ) -> grpcio::Result<RpcStatusCode>
 where
-    F: FnMut(I) -> A,
-    A: Future<Output = Result<O, RpcStatus>>,
+    F: FnMut(I) -> S,
+    S: Stream<Item = Result<Answered<O>, RpcStatus>>,
 {
     // Answers to inputs that came together leave in one write; flushed below whenever no
     // further input is waiting, so an answer never waits for the next question.
     sink.enhance_batch(true);
     loop {
+        while !holding.try_reserve() {
+            // Its own answers being taken free this stream's share as surely as room in the
+            // budget: flush while waiting for either.
+            let waited = {
+                let waits: [BoxFuture<'_, Waited>; 3] = [
+                    holding.room().map(|()| Waited::Room).boxed(),
+                    sink.flush().map(Waited::Flushed).boxed(),
+                    end.clone().map(|()| Waited::End).boxed(),
+                ];
+                future::select_all(waits).await.0
+            };
+            match waited {
+                Waited::Room => {}
+                Waited::Flushed(flushed) => {
+                    flushed?;
+                    holding.writes_done();
+                }
+                Waited::End => return shut_down(sink).await,
+            }
+        }
         let next = match inputs.try_next().now_or_never() {
             Some(next) => next,
             None => {
                 sink.flush().await?;
+                holding.writes_done();
                 inputs.try_next().await
             }
         };
@@ -212,24 +275,43 @@ where
         };
         let Some(input) = next else { break };
         call.received();
-        let output = match answer(input).await {
-            Ok(output) => output,
-            Err(status) => return end_with(sink, status).await,
-        };
-        // Feed, not send: the write of this answer overlaps the read of the next input, and
-        // waits only for the write before it. A client that stops reading stops this loop, so
-        // the server stops reading it: flow control, never an unbounded buffer.
-        sink.feed((output, WriteFlags::default())).await?;
-        call.sent();
+        holding.hold_question(weigh(&input));
+        let mut answers = pin!(answer(input));
+        loop {
+            // The write before this one has been taken (all but the latest, which the sink
+            // keeps to write with the next): at most two answer messages in flight. A client
+            // that stops reading stops this loop, so the server stops reading it: flow
+            // control, never an unbounded buffer.
+            future::poll_fn(|cx| sink.poll_ready_unpin(cx)).await?;
+            holding.writes_done_but_latest();
+            let Some(answered) = answers.next().await else {
+                break;
+            };
+            let answered = match answered {
+                Ok(answered) => answered,
+                Err(status) => return end_with(sink, status).await,
+            };
+            holding.answered(answered.answered);
+            // Started, not awaited: the write overlaps the read of the next input.
+            sink.start_send_unpin((answered.message, WriteFlags::default()))?;
+            holding.sent(answered.bytes);
+            call.sent();
+        }
+        holding.answered(usize::MAX);
     }
     // Stopped by the server (not ended by the client): the end signal resolved.
     if inputs.take_result().is_some() {
-        // Shutting down: every input read so far has its answer; then the end.
-        let status = RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, SHUTTING_DOWN.to_owned());
-        return end_with(sink, status).await;
+        return shut_down(sink).await;
     }
     sink.close().await?;
     Ok(RpcStatusCode::OK)
+}
+
+/// Ends a stream because the server shuts down: every input read so far has its answer; then
+/// UNAVAILABLE.
+async fn shut_down<O>(sink: DuplexSink<O>) -> grpcio::Result<RpcStatusCode> {
+    let status = RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, SHUTTING_DOWN.to_owned());
+    end_with(sink, status).await
 }
 
 /// Ends a stream with `status`, after every answer due.
@@ -240,6 +322,106 @@ async fn end_with<O>(mut sink: DuplexSink<O>, status: RpcStatus) -> grpcio::Resu
     Ok(code)
 }
 
+/// What a `ValidateStream` question holds.
+fn question_bytes(input: &TokenV1Input) -> usize {
+    QUESTION_BYTES + input.token.capacity()
+}
+
+/// What a `ValidateBatches` batch holds.
+fn batch_bytes(batch: &TokenV1InputBatch) -> usize {
+    batch
+        .inputs
+        .iter()
+        .fold(batch.inputs.capacity() * QUESTION_BYTES, |sum, input| {
+            sum.saturating_add(input.token.capacity())
+        })
+}
+
+/// The answer to one `ValidateStream` question, as its message.
+fn stream_answer(
+    validator: Arc<TokenVerifier>,
+    input: TokenV1Input,
+) -> impl Stream<Item = Result<Answered<TokenV1Output>, RpcStatus>> {
+    stream::once(async move {
+        let output = answer(&validator, &input).await;
+        Ok(Answered {
+            bytes: output.compute_size() as usize,
+            message: output,
+            answered: question_bytes(&input),
+        })
+    })
+}
+
+/// Where a batch's answers are: its questions not yet answered, and an answer made that did not
+/// fit the message before.
+struct BatchAnswers {
+    validator: Arc<TokenVerifier>,
+    questions: std::vec::IntoIter<TokenV1Input>,
+    carried: Option<(TokenV1Output, usize, usize)>,
+    /// Whether a message has been made (an empty batch is answered by one empty message).
+    made_one: bool,
+}
+
+/// The answers to one `ValidateBatches` batch, in order, in messages of at most
+/// [`MAX_ANSWER_MESSAGE_BYTES`], each made when the stream asks for it; or the status that
+/// ends the stream when the batch is out of bounds.
+fn batch_answers(
+    validator: Arc<TokenVerifier>,
+    batch: TokenV1InputBatch,
+) -> impl Stream<Item = Result<Answered<TokenV1OutputBatch>, RpcStatus>> {
+    let state = batch_bounds(&batch).map(|()| BatchAnswers {
+        validator,
+        questions: batch.inputs.into_iter(),
+        carried: None,
+        made_one: false,
+    });
+    stream::unfold(Some(state), |state| async move {
+        let mut answers = match state? {
+            Ok(answers) => answers,
+            Err(status) => return Some((Err(status), None)),
+        };
+        let message = answers.next_message().await?;
+        Some((Ok(message), Some(Ok(answers))))
+    })
+}
+
+impl BatchAnswers {
+    /// The next message of answers, or None once every question has been answered.
+    async fn next_message(&mut self) -> Option<Answered<TokenV1OutputBatch>> {
+        let mut message = Answered {
+            message: TokenV1OutputBatch::new(),
+            bytes: 0,
+            answered: 0,
+        };
+        if let Some((output, bytes, answered)) = self.carried.take() {
+            message.message.outputs.push(output);
+            message.bytes += bytes;
+            message.answered += answered;
+        }
+        for input in self.questions.by_ref() {
+            let output = answer(&self.validator, &input).await;
+            let size = output.compute_size();
+            // The field's tag, its length and the answer.
+            let bytes = 1 + protobuf::rt::compute_raw_varint64_size(size) as usize + size as usize;
+            let answered = QUESTION_BYTES + input.token.capacity();
+            if !message.message.outputs.is_empty()
+                && message.bytes + bytes > MAX_ANSWER_MESSAGE_BYTES
+            {
+                self.carried = Some((output, bytes, answered));
+                break;
+            }
+            message.message.outputs.push(output);
+            message.bytes += bytes;
+            message.answered += answered;
+        }
+        if message.message.outputs.is_empty() && self.made_one {
+            return None;
+        }
+        self.made_one = true;
+        Some(message)
+    }
+}
+
 impl TokenV1Api {
     /// Why no token can be validated yet, if none can.
     fn not_ready(&self) -> Option<String> {
@@ -248,30 +430,43 @@ impl TokenV1Api {
 
     /// Serves one stream with [`answer_each`], or ends it UNAVAILABLE at once when no token
     /// can be validated yet.
-    fn serve<I, O, F, A>(
+    fn serve<I, O, F, S>(
         &self,
         ctx: &RpcContext,
-        requests: RequestStream<I>,
+        (requests, weigh): (RequestStream<I>, fn(&I) -> usize),
         sink: DuplexSink<O>,
         answer: F,
     ) where
         I: Send + 'static,
         O: Send + 'static,
-        F: FnMut(I) -> A + Send + 'static,
-        A: Future<Output = Result<O, RpcStatus>> + Send,
+        F: FnMut(I) -> S + Send + 'static,
+        S: Stream<Item = Result<Answered<O>, RpcStatus>> + Send,
     {
         let call = Call::start_stream(ctx, Kind::BidiStream);
-        if let Some(why) = self.not_ready() {
-            let failed = sink.fail(RpcStatus::with_message(RpcStatusCode::UNAVAILABLE, why));
-            ctx.spawn(async move {
-                let sent = failed.await;
-                call.finish(sent.map(|()| RpcStatusCode::UNAVAILABLE));
-            });
-            return;
-        }
-        let inputs = requests.take_until(self.streams_end.clone());
+        let refusal = match self.not_ready() {
+            Some(why) => Err((RpcStatusCode::UNAVAILABLE, why)),
+            None => self
+                .per_connection
+                .open(ctx.peer())
+                .map_err(|why| (RpcStatusCode::RESOURCE_EXHAUSTED, why)),
+        };
+        let open = match refusal {
+            Ok(open) => open,
+            Err((code, why)) => {
+                let failed = sink.fail(RpcStatus::with_message(code, why));
+                ctx.spawn(async move {
+                    let sent = failed.await;
+                    call.finish(sent.map(|()| code));
+                });
+                return;
+            }
+        };
+        let end = self.streams_end.clone();
+        let inputs = (requests.take_until(end.clone()), end);
+        let holding = self.budget.holding();
         ctx.spawn(async move {
-            let served = answer_each(&call, inputs, sink, answer).await;
+            let served = answer_each(&call, inputs, sink, holding, weigh, answer).await;
+            drop(open);
             call.finish(served);
         });
     }
@@ -342,9 +537,8 @@ impl TokenV1Proto for TokenV1Api {
         sink: DuplexSink<TokenV1Output>,
     ) {
         let validator = Arc::clone(&self.validator);
-        self.serve(&ctx, requests, sink, move |input: TokenV1Input| {
-            let validator = Arc::clone(&validator);
-            async move { Ok(answer(&validator, &input).await) }
+        self.serve(&ctx, (requests, question_bytes), sink, move |input| {
+            stream_answer(Arc::clone(&validator), input)
         });
     }
 
@@ -355,17 +549,8 @@ impl TokenV1Proto for TokenV1Api {
         sink: DuplexSink<TokenV1OutputBatch>,
     ) {
         let validator = Arc::clone(&self.validator);
-        self.serve(&ctx, requests, sink, move |batch: TokenV1InputBatch| {
-            let validator = Arc::clone(&validator);
-            async move {
-                batch_bounds(&batch)?;
-                let mut answers = TokenV1OutputBatch::new();
-                answers.outputs.reserve(batch.inputs.len());
-                for input in &batch.inputs {
-                    answers.outputs.push(answer(&validator, input).await);
-                }
-                Ok(answers)
-            }
+        self.serve(&ctx, (requests, batch_bytes), sink, move |batch| {
+            batch_answers(Arc::clone(&validator), batch)
         });
     }
 
