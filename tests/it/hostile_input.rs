@@ -126,6 +126,10 @@ fn undecodable() -> Vec<(&'static str, Vec<u8>)> {
             "a length far past the end",
             vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x07, 0x00],
         ),
+        (
+            "a field that declares 4 GiB and holds nothing",
+            vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f],
+        ),
         ("a fixed64 cut short", vec![0x09, 0x01, 0x02]),
         ("groups nested 100000 deep", vec![0x0b; 100_000]),
     ]

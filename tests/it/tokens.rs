@@ -625,6 +625,12 @@ fn ten_thousand_stream_messages_are_answered_once_each_in_order() {
     }
 }
 
+/// The members of a JSON object, as text without its braces, to put beside others.
+fn members(object: &Value) -> String {
+    let text = object.to_string();
+    text[1..text.len() - 1].to_owned()
+}
+
 #[test]
 fn hostile_tokens_get_answers_and_the_server_keeps_serving() {
     let key = SigningKey::rsa("rsa", Algorithm::RS256);
@@ -746,6 +752,69 @@ fn hostile_tokens_get_answers_and_the_server_keeps_serving() {
             "JWE",
         ),
         ("empty".into(), String::new(), TOKEN_V1_MALFORMED, "empty"),
+        (
+            "iat as a string".into(),
+            key.sign(&with(&valid_claims, json!({"iat": "x"}))),
+            TOKEN_V1_MALFORMED,
+            "iat",
+        ),
+        (
+            "sub as null".into(),
+            key.sign_texts(
+                r#"{"alg":"RS256","kid":"rsa"}"#,
+                &format!(
+                    r#"{{{},"sub":null}}"#,
+                    members(&with(&valid_claims, json!({"sub": null})))
+                ),
+            ),
+            TOKEN_V1_MALFORMED,
+            "sub",
+        ),
+        (
+            "jti as a number".into(),
+            key.sign(&with(&valid_claims, json!({"jti": 7}))),
+            TOKEN_V1_MALFORMED,
+            "jti",
+        ),
+        (
+            "alg none, then alg RS256, signed".into(),
+            key.sign_texts(
+                r#"{"alg":"none","alg":"RS256","kid":"rsa"}"#,
+                &valid_claims.to_string(),
+            ),
+            TOKEN_V1_MALFORMED,
+            "more than once",
+        ),
+        (
+            "alg RS256, then alg none, signed".into(),
+            key.sign_texts(
+                r#"{"alg":"RS256","kid":"rsa","alg":"none"}"#,
+                &valid_claims.to_string(),
+            ),
+            TOKEN_V1_MALFORMED,
+            "more than once",
+        ),
+        (
+            "sub given twice, signed".into(),
+            key.sign_texts(
+                r#"{"alg":"RS256","kid":"rsa"}"#,
+                &format!(r#"{{"sub":"admin",{},"sub":"x"}}"#, members(&valid_claims)),
+            ),
+            TOKEN_V1_MALFORMED,
+            "more than once",
+        ),
+        (
+            "a nested claim given twice, signed".into(),
+            key.sign_texts(
+                r#"{"alg":"RS256","kid":"rsa"}"#,
+                &format!(
+                    r#"{{{},"realm_access":{{"roles":["user"],"roles":["admin"]}}}}"#,
+                    members(&valid_claims)
+                ),
+            ),
+            TOKEN_V1_MALFORMED,
+            "more than once",
+        ),
     ];
     // Random tokens from a fixed seed: noise, and noise shaped like a JWS.
     let mut rng = fastrand::Rng::with_seed(0x6a77_7473);
