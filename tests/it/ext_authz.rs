@@ -177,6 +177,24 @@ fn a_valid_token_is_allowed_with_the_identity_set_and_every_other_identity_heade
 }
 
 #[test]
+fn a_token_without_a_subject_is_allowed_with_the_subject_header_removed_not_set_empty() {
+    let authorizer = authorizer(&[]);
+    let mut claims = claims("nobody");
+    claims.as_object_mut().expect("an object").remove("sub");
+    let bearer = format!("Bearer {}", authorizer.key.sign(&claims));
+    let response = check(
+        &authorizer,
+        &request(
+            &[("authorization", &bearer), ("x-auth-subject", "mallory")],
+            None,
+        ),
+    );
+    let allowed = ok(&response);
+    assert!(set(allowed).is_empty(), "{allowed:?}");
+    assert_eq!(allowed.headers_to_remove, ["x-auth-subject"]);
+}
+
+#[test]
 fn denials_carry_the_status_envoy_sends_and_the_rfc_6750_challenge() {
     let authorizer = authorizer(&["--auth-realm", "apps"]);
     let (code, status, challenge) = denied(&check(&authorizer, &request(&[], None)));

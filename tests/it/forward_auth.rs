@@ -220,6 +220,54 @@ fn the_forward_auth_port_holds_against_a_hostile_client_as_the_metrics_port_does
 }
 
 #[test]
+fn a_token_without_a_subject_is_allowed_without_a_subject_header() {
+    let port = forward_auth(&["--claim-header", "email=x-auth-email"]);
+    let mut claims = claims("nobody");
+    claims.as_object_mut().expect("an object").remove("sub");
+    claims["email"] = "svc@example.com".into();
+    let token = port.key.sign(&claims);
+    let answer = ask(
+        &port.address,
+        "/auth",
+        &[format!("Authorization: Bearer {token}")],
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("x-auth-subject"), None, "{answer:?}");
+    assert_eq!(answer.header("x-auth-email"), Some("svc@example.com"));
+}
+
+#[test]
+fn a_body_announced_as_200_mb_is_read_no_further_than_64_kib_before_the_connection_closes() {
+    let port = forward_auth(&[]);
+    let token = port.key.sign(&claims("carol"));
+    let mut raw = Raw::connect(&port.address);
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 200000000\r\n\r\n"
+    );
+    assert!(raw.send(head.as_bytes()));
+    // The body, as fast as the server takes it, until it stops taking it.
+    let mut writer = raw.try_clone_stream();
+    let sending = std::thread::spawn(move || {
+        let chunk = vec![b'b'; 64 * 1024];
+        let mut sent = 0usize;
+        while sent < 200_000_000 && std::io::Write::write_all(&mut writer, &chunk).is_ok() {
+            sent += chunk.len();
+        }
+        sent
+    });
+    let answer = raw.answer().expect("an answer to the head");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(raw.closed_within(std::time::Duration::from_secs(5)));
+    let sent = sending.join().expect("the sender ends");
+    // What the server read (64 KiB at most, and the head's read-ahead) plus what the kernel's
+    // buffers on both ends hold before the reset; reading for its whole linger second took
+    // hundreds of MiB.
+    assert!(sent < 24 << 20, "{sent} bytes of the body were taken");
+}
+
+#[test]
 fn malformed_credentials_are_400_invalid_request_and_too_many_scopes_a_400_for_the_operator() {
     let port = forward_auth(&["--metrics-listen", "127.0.0.1:0"]);
     let token = port.key.sign(&claims("frank"));

@@ -243,6 +243,34 @@ fn a_body_is_left_unread_a_malformed_request_400_and_the_port_keeps_serving() {
 }
 
 #[test]
+fn http_1_1_without_host_or_with_two_is_400_and_closed_and_http_1_0_without_is_served() {
+    let (server, address) = metrics_server(&[]);
+    for head in [
+        "GET /metrics HTTP/1.1\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: user@metrics\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: metrics:port\r\n\r\n",
+    ] {
+        let mut raw = Raw::connect(&address);
+        assert!(raw.send(head.as_bytes()));
+        let refused = raw.answer().expect("an answer");
+        assert_eq!(refused.status, 400, "{head:?}: {refused:?}");
+        assert!(refused.body.contains("Host"), "{refused:?}");
+        assert_eq!(refused.header("connection"), Some("close"), "{head:?}");
+        assert!(raw.closed_within(Duration::from_secs(5)), "{head:?}");
+    }
+    let mut raw = Raw::connect(&address);
+    assert!(raw.send(b"GET /metrics HTTP/1.0\r\n\r\n"));
+    assert_eq!(raw.answer().expect("an answer").status, 200);
+    for host in ["metrics", "metrics:9464", "[::1]:9464", "127.0.0.1"] {
+        let mut raw = Raw::connect(&address);
+        assert!(raw.send(format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()));
+        assert_eq!(raw.answer().expect("an answer").status, 200, "{host}");
+    }
+    assert_eq!(refusals(&server, "bad_host"), 4.0);
+}
+
+#[test]
 fn http_limits_out_of_range_stop_the_server_with_one_line() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
         .args(["--store", "memory", "--http-max-head-bytes", "100"])
