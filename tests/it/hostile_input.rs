@@ -374,3 +374,64 @@ fn an_undecodable_request_is_logged_at_warn_without_its_content() {
         "the log shows the request's content: {line}"
     );
 }
+
+#[test]
+fn two_hundred_undecodable_messages_make_a_few_warn_lines_and_a_later_one_counts_the_rest() {
+    let key = SigningKey::ed25519("ed");
+    let keys = KeyFile::new(&[&key]);
+    let args = common::jwt::token_args(&keys);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&args);
+    let env = std::sync::Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+    let client = Client::new(grpcio::ChannelBuilder::new(env).connect(&server.address));
+    let broken = move || {
+        let batches = raw_method_of(MethodType::Duplex, "/TokenV1Proto/ValidateBatches");
+        let (mut sink, mut answers) = client
+            .duplex_streaming(&batches, call())
+            .expect("the stream opens");
+        let _ = futures::executor::block_on(sink.send((vec![0x0a, 0x05], WriteFlags::default())));
+        match futures::executor::block_on(answers.next()) {
+            Some(Err(error)) => assert_internal_naming(Err(error), "TokenV1InputBatch", "flood"),
+            other => panic!("expected INTERNAL, got {other:?}"),
+        }
+    };
+    for _ in 0..200 {
+        broken();
+    }
+    // Then one every 100 ms, until a line says how many were left out.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let more = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                broken();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let lines = server
+        .log
+        .lines_until("more like it left out", Duration::from_secs(20))
+        .expect("a line counts the ones left out");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    more.join().expect("the sender ends");
+    let said = "is not a valid TokenV1InputBatch";
+    let (counting, before) = lines.split_last().expect("a line");
+    let warned = before.iter().filter(|line| line.contains(said)).count();
+    assert_eq!(
+        warned,
+        mrmat_rust_api_grpc::logs::BURST as usize,
+        "a burst, then nothing until the interval has passed"
+    );
+    assert!(
+        counting.contains(said) && counting.contains("WARN"),
+        "{counting}"
+    );
+    let left_out: usize = counting
+        .split(" more like it left out")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(left_out >= 150, "{counting}");
+}

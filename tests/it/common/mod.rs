@@ -255,6 +255,22 @@ impl OutputLines {
         }
     }
 
+    /// Every line up to and including the next one containing `needle`, or None once `timeout`
+    /// has passed or the pipe closed.
+    pub fn lines_until(&self, needle: &str, timeout: Duration) -> Option<Vec<String>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).ok()?;
+            let found = line.contains(needle);
+            lines.push(line);
+            if found {
+                return Some(lines);
+            }
+        }
+    }
+
     /// How many of the lines written so far contain `needle` (without waiting for more).
     pub fn count_containing(&self, needle: &str) -> usize {
         self.lines
