@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::jwt::{claims, input, token_args, token_config, KeyFile, SigningKey};
+use common::jwt::{
+    claims, claims_with_numbers, input, token_args, token_config, KeyFile, SigningKey,
+};
 use common::{call, rss_kib, spawn_server_with, ServerProcess};
 use futures::{SinkExt as _, StreamExt as _};
 use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode, WriteFlags};
@@ -21,6 +23,7 @@ use mrmat_rust_api_grpc::proto::{
     TokenV1Input, TokenV1InputBatch, TokenV1Output, TokenV1OutputBatch, TokenV1ProtoClient,
     TokenV1Verdict,
 };
+use protobuf::Message as _;
 
 fn start(keys: &KeyFile, extra: &[&str]) -> ServerProcess {
     let args = token_args(keys);
@@ -462,4 +465,249 @@ fn each_batch_is_answered_by_one_batch_in_its_order_and_oversized_ones_get_a_cle
         }
     }
     assert_eq!(validate(&client, &good), TokenV1Verdict::TOKEN_V1_VALID);
+}
+
+/// A channel whose client takes answers only into its transport's first window (no
+/// bandwidth-delay probing): one that does not read holds the server's writes back at once.
+fn stingy_channel(address: &str) -> grpcio::Channel {
+    let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+    ChannelBuilder::new(env)
+        .use_local_subchannel_pool(true)
+        .http2_bdp_probe(false)
+        .connect(address)
+}
+
+#[test]
+fn a_connection_opens_at_most_its_token_streams_and_the_next_is_resource_exhausted_at_once() {
+    let key = SigningKey::ed25519("ed");
+    let keys = KeyFile::new(&[&key]);
+    let server = start(&keys, &["--max-token-streams-per-connection", "3"]);
+    let client = TokenV1ProtoClient::new(own_channel(&server.address));
+    let token = key.sign(&claims("kate"));
+    let ask = |sink: &mut grpcio::StreamingCallSink<TokenV1Input>,
+               answers: &mut grpcio::ClientDuplexReceiver<TokenV1Output>,
+               id: u64| {
+        futures::executor::block_on(async {
+            // A refused call may end before the send completes: its answer says how.
+            let _ = sink.send((input(id, &token), WriteFlags::default())).await;
+            answers.next().await
+        })
+    };
+    let mut open = Vec::new();
+    for id in 0..3 {
+        let (mut sink, mut answers) = client.validate_stream().expect("the stream opens");
+        let answer = ask(&mut sink, &mut answers, id).expect("an answer");
+        assert_eq!(answer.expect("answered").request_id, id);
+        open.push((sink, answers));
+    }
+    // A fourth, of either kind, is refused at once, saying why and what to do.
+    let (mut sink, mut answers) = client.validate_stream().expect("the call starts");
+    match ask(&mut sink, &mut answers, 4) {
+        Some(Err(grpcio::Error::RpcFailure(status))) => {
+            assert_eq!(status.code(), RpcStatusCode::RESOURCE_EXHAUSTED);
+            assert!(
+                status
+                    .message()
+                    .contains("--max-token-streams-per-connection"),
+                "{}",
+                status.message()
+            );
+        }
+        other => panic!("expected RESOURCE_EXHAUSTED, got {other:?}"),
+    }
+    let (_batch_sink, mut batch_answers) = client.validate_batches().expect("the call starts");
+    let refused = futures::executor::block_on(batch_answers.next());
+    assert!(
+        matches!(&refused, Some(Err(grpcio::Error::RpcFailure(s))) if s.code() == RpcStatusCode::RESOURCE_EXHAUSTED),
+        "{refused:?}"
+    );
+    // Unary calls on the same connection, and streams on another, are not held up.
+    assert_eq!(validate(&client, &token), TokenV1Verdict::TOKEN_V1_VALID);
+    let other = TokenV1ProtoClient::new(own_channel(&server.address));
+    let (answered, ended) = common::jwt::validate_stream(&other, vec![input(9, &token)]);
+    ended.expect("another connection's stream is served");
+    assert_eq!(answered.len(), 1);
+
+    // A stream that ends makes room.
+    let (mut sink, mut answers) = open.pop().expect("three");
+    futures::executor::block_on(async {
+        sink.close().await.expect("half-close");
+        while answers.next().await.is_some() {}
+    });
+    let reopened = common::hostile::eventually(Duration::from_secs(10), || {
+        let (mut sink, mut answers) = client.validate_stream().expect("the call starts");
+        let answered = matches!(ask(&mut sink, &mut answers, 5), Some(Ok(_)));
+        if answered {
+            open.push((sink, answers));
+        }
+        answered
+    });
+    assert!(reopened, "no room after a stream ended");
+}
+
+#[test]
+fn streams_that_leave_answers_unread_stop_being_read_once_the_budget_is_spent_and_lose_nothing() {
+    const BATCHES: u64 = 60;
+    const QUESTIONS: u64 = 100;
+    let key = SigningKey::p256("p");
+    let keys = KeyFile::new(&[&key]);
+    let budget = 100_000;
+    let server = start(
+        &keys,
+        &[
+            "--stream-budget",
+            &budget.to_string(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--store",
+            "memory",
+        ],
+    );
+    let token = key.sign(&claims("greedy"));
+    let batch_of = |first: u64| {
+        let mut batch = TokenV1InputBatch::new();
+        batch.inputs = (first..first + QUESTIONS)
+            .map(|id| input(id, &token))
+            .collect();
+        batch
+    };
+
+    // Four greedy clients, each on its own connection: batch after batch, no answer read.
+    let greedy: Vec<_> = (0..4)
+        .map(|_| {
+            let client = TokenV1ProtoClient::new(stingy_channel(&server.address));
+            let (mut sink, answers) = client.validate_batches().expect("the stream opens");
+            let sent = Arc::new(AtomicU64::new(0));
+            let writer = {
+                let (sent, batches) = (
+                    Arc::clone(&sent),
+                    (0..BATCHES)
+                        .map(|b| batch_of(b * QUESTIONS))
+                        .collect::<Vec<_>>(),
+                );
+                thread::spawn(move || {
+                    futures::executor::block_on(async {
+                        for batch in batches {
+                            if sink.send((batch, WriteFlags::default())).await.is_err() {
+                                return;
+                            }
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = sink.close().await;
+                    })
+                })
+            };
+            (client, answers, sent, writer)
+        })
+        .collect();
+
+    // Held back: the budget spent, the writers stop making progress.
+    let held_back = common::hostile::eventually(Duration::from_secs(60), || {
+        server
+            .metric("mrmat_stream_reads_held_back_total")
+            .is_some_and(|n| n > 0.0)
+    });
+    assert!(held_back, "no stream waited for room");
+    let mut last = (0, Instant::now());
+    let stalled = common::hostile::eventually(Duration::from_secs(60), || {
+        let now: u64 = greedy
+            .iter()
+            .map(|(_, _, sent, _)| sent.load(Ordering::Relaxed))
+            .sum();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        last.1.elapsed() > Duration::from_secs(1)
+    });
+    assert!(stalled, "the writers were never held back");
+    assert!(
+        last.0 < 4 * BATCHES,
+        "{} of {} batches taken unread",
+        last.0,
+        4 * BATCHES
+    );
+    let held = server
+        .metric("mrmat_stream_budget_held_bytes")
+        .expect("the gauge");
+    eprintln!("held back after {} batches; {held} bytes held", last.0);
+    assert!(
+        held <= f64::from(budget) * 2.0,
+        "{held} bytes held of a {budget}-byte budget"
+    );
+
+    // A client that reads its answers is answered meanwhile, batch after batch.
+    let polite = TokenV1ProtoClient::new(own_channel(&server.address));
+    let (answered, ended) =
+        validate_batches(&polite, (0..20).map(|b| batch_of(b * QUESTIONS)).collect());
+    ended.expect("the polite stream is served");
+    assert_eq!(
+        answered.iter().map(|b| b.outputs.len()).sum::<usize>(),
+        2_000
+    );
+
+    // Reading at last: every question answered, in order, none lost.
+    for (_client, mut answers, sent, writer) in greedy {
+        let mut next = 0;
+        futures::executor::block_on(async {
+            while let Some(batch) = answers.next().await {
+                for answer in batch.expect("answers").outputs {
+                    assert_eq!(answer.request_id, next, "in order, none lost");
+                    assert_eq!(verdict(&answer), TokenV1Verdict::TOKEN_V1_VALID);
+                    next += 1;
+                }
+            }
+        });
+        writer.join().expect("the writer ends");
+        assert_eq!(sent.load(Ordering::Relaxed), BATCHES, "every batch sent");
+        assert_eq!(next, BATCHES * QUESTIONS);
+    }
+}
+
+#[test]
+fn a_batch_whose_answers_pass_a_quarter_mib_comes_in_several_messages_a_default_client_takes() {
+    let key = SigningKey::p256("p");
+    let keys = KeyFile::new(&[&key]);
+    let server = start(&keys, &[]);
+    // 128 tokens as long as the limit allows, their claims a long list of numbers: about 4 MB of
+    // answers.
+    let claims_of = |i: usize, numbers: usize| {
+        let mut claims = claims_with_numbers(&format!("u{i:03}"), numbers);
+        claims["jti"] = format!("t{i:03}").into();
+        claims
+    };
+    let numbers = (2_900..)
+        .take_while(|&n| key.sign(&claims_of(0, n)).len() <= 8_192)
+        .last()
+        .expect("2,900 numbers fit");
+    let tokens: Vec<String> = (0..128).map(|i| key.sign(&claims_of(i, numbers))).collect();
+    assert!(tokens.iter().all(|t| t.len() > 8_150 && t.len() <= 8_192));
+    let mut question = TokenV1InputBatch::new();
+    question.inputs = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| input(i as u64, t))
+        .collect();
+
+    // A client with grpcio's default limit of 4 MiB a message.
+    let client = TokenV1ProtoClient::new(server.channel());
+    let (messages, ended) = validate_batches(&client, vec![question]);
+    ended.expect("the stream ends OK");
+    let mut next = 0;
+    let mut total = 0;
+    for message in &messages {
+        let size = message.compute_size();
+        assert!(size <= 256 * 1024, "a message of {size} bytes");
+        total += size;
+        for answer in &message.outputs {
+            assert_eq!(answer.request_id, next, "in order");
+            assert_eq!(verdict(answer), TokenV1Verdict::TOKEN_V1_VALID);
+            assert_eq!(answer.claims.fields["n"].list_value().values.len(), numbers);
+            next += 1;
+        }
+    }
+    assert_eq!(next, 128);
+    // Within a few KB of a client's 4 MiB (the 4,199,422 bytes went past it, with longer
+    // names in its claims): as one message, it would not be taken.
+    assert!(total > 4_000_000, "{total} bytes of answers");
+    assert!(messages.len() >= 16, "{} messages", messages.len());
 }

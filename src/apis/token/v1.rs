@@ -303,6 +303,10 @@ where
     if inputs.take_result().is_some() {
         return shut_down(sink).await;
     }
+    // grpcio's close sends the status without the message the sink holds back to write with the
+    // next one (enhance_batch): flushed first, or a stream's last answers would be lost.
+    sink.flush().await?;
+    holding.writes_done();
     sink.close().await?;
     Ok(RpcStatusCode::OK)
 }
