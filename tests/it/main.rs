@@ -14,6 +14,7 @@ mod bench;
 mod cli;
 mod ext_authz;
 mod faults;
+mod floods;
 mod forward_auth;
 mod greeting;
 mod health;

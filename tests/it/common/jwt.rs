@@ -331,3 +331,35 @@ pub fn validate_stream(
         (got, sent.and(ended))
     })
 }
+
+/// Sends `batch` over a ValidateBatches call of its own, half-closes, and returns how many
+/// answers came back (in one or more messages) and how the call ended.
+pub fn validate_batches_once(
+    client: &mrmat_rust_api_grpc::proto::TokenV1ProtoClient,
+    batch: mrmat_rust_api_grpc::proto::TokenV1InputBatch,
+) -> (usize, grpcio::Result<()>) {
+    use futures::{SinkExt as _, StreamExt as _};
+    let options = grpcio::CallOption::default().timeout(std::time::Duration::from_secs(30));
+    let (mut sink, mut answers) = client
+        .validate_batches_opt(options)
+        .expect("the stream opens");
+    futures::executor::block_on(async move {
+        let sent = async {
+            sink.send((batch, grpcio::WriteFlags::default())).await?;
+            sink.close().await
+        };
+        if let Err(e) = sent.await {
+            if !matches!(e, grpcio::Error::RpcFinished(_)) {
+                return (0, Err(e));
+            }
+        }
+        let mut answered = 0;
+        while let Some(message) = answers.next().await {
+            match message {
+                Ok(message) => answered += message.outputs.len(),
+                Err(e) => return (answered, Err(e)),
+            }
+        }
+        (answered, Ok(()))
+    })
+}

@@ -446,6 +446,17 @@ pub fn rss_kib(pid: u32) -> u64 {
     rss_kib_if_running(pid).expect("a VmRSS line")
 }
 
+/// The peak resident memory of process `pid` so far, in KiB (VmHWM: the process's own
+/// high-water mark, which no sample can miss).
+pub fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmHWM line")
+}
+
 /// As [`rss_kib`], or None once the process has exited (a zombie has no VmRSS), for sampling a
 /// process that may end between two samples.
 pub fn rss_kib_if_running(pid: u32) -> Option<u64> {
