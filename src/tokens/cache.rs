@@ -112,61 +112,115 @@ pub(super) fn key(token: &str) -> Key {
 /// What an entry of a token with a few short claims weighs (the cache is sized for them).
 const TYPICAL_ENTRY_BYTES: u64 = 2048;
 
+/// What the allocator adds to each allocation (its header, and rounding up).
+const ALLOCATION: usize = 16;
+
 /// The cache's own cost of an entry beside what the token holds: its place in the cache's
-/// table, the key, the entry, and the shared token's allocation.
-const ENTRY_OVERHEAD: usize =
-    64 + size_of::<Key>() + size_of::<Cached>() + 2 * size_of::<usize>() + size_of::<ValidToken>();
+/// table (measured: about 128 bytes), the key, the entry, the shared token's allocation and
+/// that of the claims' encoding.
+const ENTRY_OVERHEAD: usize = 128
+    + size_of::<Key>()
+    + size_of::<Cached>()
+    + 2 * size_of::<usize>()
+    + size_of::<ValidToken>()
+    + 2 * ALLOCATION;
 
 /// The memory an entry for `token` holds, in bytes: the cache's own cost, the strings and lists
 /// of the token, its claims as serde_json holds them, and the encoding of the claims that a
-/// transport keeps beside them (made once, for every answer the entry gives; a protobuf
-/// `Struct` is never larger than the claims in memory, so it is counted as the same again).
+/// transport keeps beside them (made once, for every answer the entry gives), estimated from
+/// above as a protobuf `Struct` of them.
 pub(super) fn entry_bytes(token: &ValidToken) -> u64 {
     let strings = token.subject.capacity()
         + token.issuer.capacity()
         + token.token_id.capacity()
+        + 3 * ALLOCATION
         + list_bytes(&token.audience)
         + list_bytes(&token.scopes);
     let claims = object_bytes(&token.claims);
     let total = ENTRY_OVERHEAD
         .saturating_add(strings)
-        .saturating_add(claims.saturating_mul(2));
+        .saturating_add(claims.held)
+        .saturating_add(claims.encoded);
     total as u64
 }
 
 fn list_bytes(list: &[String]) -> usize {
-    list.iter().fold(std::mem::size_of_val(list), |sum, s| {
-        sum.saturating_add(s.capacity())
-    })
+    list.iter()
+        .fold(std::mem::size_of_val(list) + ALLOCATION, |sum, s| {
+            sum.saturating_add(s.capacity() + ALLOCATION)
+        })
+}
+
+/// What a claim holds beyond its own `Value`, and what its encoding takes.
+#[derive(Clone, Copy, Default)]
+struct Weight {
+    held: usize,
+    encoded: usize,
+}
+
+impl Weight {
+    fn plus(self, other: Self) -> Self {
+        Self {
+            held: self.held.saturating_add(other.held),
+            encoded: self.encoded.saturating_add(other.encoded),
+        }
+    }
 }
 
 /// A B-tree node of serde_json's map: 11 names and values, a parent and lengths.
 const MAP_NODE_BYTES: usize = 11 * (size_of::<String>() + size_of::<Value>()) + 16;
 
-/// What an object holds beyond its own `Map` value: its nodes (at least one, about eight
-/// entries a node as B-trees fill them), names and values.
-fn object_bytes(object: &Map<String, Value>) -> usize {
+/// An object's nodes (at least one, about eight entries a node as B-trees fill them), names and
+/// values; encoded, each field a map entry (tag, length, name, value: 8 bytes beside them).
+fn object_bytes(object: &Map<String, Value>) -> Weight {
     let nodes = object.len().div_ceil(8).max(1);
-    object
-        .iter()
-        .fold(nodes * MAP_NODE_BYTES, |sum, (name, value)| {
-            sum.saturating_add(name.capacity())
-                .saturating_add(value_bytes(value))
+    let own = Weight {
+        held: nodes * (MAP_NODE_BYTES + ALLOCATION),
+        encoded: 4,
+    };
+    object.iter().fold(own, |sum, (name, value)| {
+        sum.plus(Weight {
+            held: name.capacity() + ALLOCATION,
+            encoded: 8 + name.len(),
         })
+        .plus(value_bytes(value))
+    })
 }
 
-/// What a value holds beyond its own `Value`. Claims nest at most 128 deep (serde_json's limit
-/// when they were read), so the recursion is bounded.
-fn value_bytes(value: &Value) -> usize {
+/// A value's weight: a number encodes as 11 bytes (tag, length, a double's tag and 8 bytes),
+/// null and booleans as 4, a string as its bytes and 6, a list as its items and 4 each. Claims
+/// nest at most 128 deep (serde_json's limit when they were read), so the recursion is bounded.
+fn value_bytes(value: &Value) -> Weight {
     match value {
-        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-        Value::String(s) => s.capacity(),
-        Value::Array(items) => items
-            .iter()
-            .fold(items.capacity() * size_of::<Value>(), |sum, item| {
-                sum.saturating_add(value_bytes(item))
-            }),
-        Value::Object(object) => object_bytes(object),
+        Value::Null | Value::Bool(_) => Weight {
+            held: 0,
+            encoded: 4,
+        },
+        Value::Number(_) => Weight {
+            held: 0,
+            encoded: 11,
+        },
+        Value::String(s) => Weight {
+            held: s.capacity() + ALLOCATION,
+            encoded: s.len() + 6,
+        },
+        Value::Array(items) => {
+            let own = Weight {
+                held: items.capacity() * size_of::<Value>() + ALLOCATION,
+                encoded: 4,
+            };
+            items.iter().fold(own, |sum, item| {
+                sum.plus(Weight {
+                    held: 0,
+                    encoded: 4,
+                })
+                .plus(value_bytes(item))
+            })
+        }
+        Value::Object(object) => object_bytes(object).plus(Weight {
+            held: 0,
+            encoded: 4,
+        }),
     }
 }
 
@@ -191,7 +245,9 @@ mod tests {
         // An 8 KiB token's claims of a long list of numbers: about 6,000 values.
         let numbers: Vec<u32> = vec![0; 6_000];
         let large = entry_bytes(&token(json!({"sub": "alice", "n": numbers})));
-        assert!(large > 2 * 6_000 * 32, "{large}");
+        // 32 bytes a value held, and at least 11 encoded.
+        assert!(large > 6_000 * (32 + 11), "{large}");
+        assert!(large < 6_000 * (32 + 20), "{large}");
     }
 
     #[test]

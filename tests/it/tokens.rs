@@ -887,3 +887,46 @@ fn health_checking_reports_the_token_service_serving() {
         ServingStatus::SERVING
     );
 }
+
+#[test]
+fn a_cache_of_tokens_with_large_claims_holds_no_more_memory_than_its_bytes() {
+    let key = SigningKey::p256("big");
+    let keys = KeyFile::new(&[&key]);
+    let mut args = jwt::token_args(&keys);
+    args.extend(
+        [
+            "--store",
+            "memory",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--token-cache-bytes",
+            "8388608",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = common::ServerProcess::start(&args);
+    let client = TokenV1ProtoClient::new(server.channel());
+    // 1,000 distinct tokens of about 8 KiB whose claims are 2,900 numbers: each entry holds some
+    // 170 KB, so 1,000 of them held 165 MiB under the entries bound alone.
+    let tokens: Vec<String> = (0..1_000)
+        .map(|i| key.sign(&jwt::claims_with_numbers(&format!("c{i}"), 2_900)))
+        .collect();
+    let before = common::peak_kib(server.pid());
+    for chunk in tokens.chunks(100) {
+        let inputs = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, t)| input(i as u64, t))
+            .collect();
+        let (answers, ended) = validate_stream(&client, inputs);
+        ended.expect("the stream ends OK");
+        assert!(answers.iter().all(|a| verdict(a) == TOKEN_V1_VALID));
+    }
+    let grown_mib = common::peak_kib(server.pid()).saturating_sub(before) / 1024;
+    let cached = server.metric("mrmat_token_cache_bytes").expect("the gauge");
+    eprintln!("the cache weighs {cached} bytes; the server's peak grew {grown_mib} MiB");
+    assert!(cached <= 8_388_608.0, "{cached} bytes cached");
+    assert!(cached > 4_000_000.0, "the cache holds what fits: {cached}");
+    assert!(grown_mib < 48, "the server's peak grew {grown_mib} MiB");
+}
