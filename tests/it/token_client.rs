@@ -295,6 +295,37 @@ fn a_lone_question_goes_at_once_and_questions_that_come_together_share_messages(
 }
 
 #[test]
+fn questions_whose_answers_come_in_several_messages_are_each_answered_with_their_claims() {
+    let key = SigningKey::p256("k1");
+    let keys = KeyFile::new(&[&key]);
+    let server = start(&keys, &[]);
+    let validator = validator(&server.address);
+    // Asked together, they leave in batches whose answers (some 32 KB each) the server sends in
+    // messages of at most 256 KiB.
+    let tokens: Vec<String> = (0..300)
+        .map(|n| {
+            key.sign(&common::jwt::claims_with_numbers(
+                &format!("user{n}"),
+                2_900,
+            ))
+        })
+        .collect();
+    let waiting: Vec<_> = tokens.iter().map(|t| validator.validate_async(t)).collect();
+    for (n, answer) in waiting.into_iter().enumerate() {
+        let answer = futures::executor::block_on(answer).expect("answered");
+        assert_eq!(answer.output().subject, format!("user{n}"));
+        let claims = answer.claims().expect("the claims decode");
+        assert_eq!(claims.fields["n"].list_value().values.len(), 2_900);
+    }
+    let stats = validator.stats();
+    assert!(
+        stats.messages < 300,
+        "{stats:?}: asked together, sent together"
+    );
+    validator.close();
+}
+
+#[test]
 fn close_answers_or_fails_every_waiting_caller() {
     let key = SigningKey::p256("k1");
     let (_keys, tokens, server) = serve(&key, 50, &[]);
