@@ -27,8 +27,11 @@ pub const DEFAULT_LISTEN: &str = "localhost:50051";
 /// How long calls in flight may take at shutdown unless told otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// gRPC's own default for the largest message a server receives.
-pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 4 * 1024 * 1024;
+/// The largest message a server receives unless told otherwise: 1.25 MiB, the largest the
+/// contract has (a full batch, 1 MiB of tokens with the framing of 1,000 questions) and room to
+/// spare. gRPC's own default, 4 MiB, let every stream of a flood hold 4 MiB that the transport
+/// reads ahead of it, and every unary call in flight as much.
+pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 1280 * 1024;
 
 /// Calls open at once on one connection unless told otherwise (HTTP/2's
 /// SETTINGS_MAX_CONCURRENT_STREAMS; 100 is the value RFC 9113 recommends as the least).
@@ -493,8 +496,10 @@ pub struct KeepaliveFlags {
 #[derive(Clone, Debug, clap::Args)]
 #[command(next_help_heading = "Limits")]
 pub struct LimitFlags {
-    /// Largest request message accepted, in bytes (the default, 4 MiB, is gRPC's own).
-    /// Larger ones are answered with RESOURCE_EXHAUSTED.
+    /// Largest request message accepted, in bytes (the default, 1.25 MiB, holds the largest
+    /// batch of questions; gRPC's own is 4 MiB). Larger ones are answered with
+    /// RESOURCE_EXHAUSTED. Each stream and each unary call in flight may hold one message this
+    /// large, read ahead: this bounds what a flood can make the server hold.
     #[arg(
         long,
         env = "MRMAT_GRPC_MAX_REQUEST_BYTES",

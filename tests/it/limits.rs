@@ -45,23 +45,20 @@ fn greet(client: &GreetingV2ProtoClient, name: String) -> grpcio::Result<String>
 }
 
 #[test]
-fn a_request_over_the_default_4_mib_is_resource_exhausted() {
+fn a_request_over_the_default_1_25_mib_is_resource_exhausted() {
     let server = spawn_server();
-    // The answer to a 4 MiB greeting is a little over 4 MiB, more than a client takes by default.
-    let env = Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
-    let channel = grpcio::ChannelBuilder::new(env)
-        .max_receive_message_len(-1)
-        .connect(&server.address);
-    let client = GreetingV2ProtoClient::new(channel);
-    // Tag and length take 5 bytes; the name fills the rest up to the limit.
-    let fits = "x".repeat(4 * 1024 * 1024 - 5);
+    let default = mrmat_rust_api_grpc::server::DEFAULT_MAX_REQUEST_BYTES as usize;
+    assert_eq!(default, 1280 * 1024);
+    let client = GreetingV2ProtoClient::new(server.channel());
+    // Tag and length take 4 bytes; the name fills the rest up to the limit.
+    let fits = "x".repeat(default - 4);
     let served = greet(&client, fits);
     assert!(
         served.is_ok(),
-        "a 4 MiB request is served: {:?}",
+        "a request of the limit is served: {:?}",
         served.map(|m| m.len())
     );
-    let status = failure(greet(&client, "x".repeat(4 * 1024 * 1024)));
+    let status = failure(greet(&client, "x".repeat(default - 3)));
     assert_eq!(
         status.code(),
         RpcStatusCode::RESOURCE_EXHAUSTED,
