@@ -42,8 +42,8 @@ pub const MAX_TOKEN_BYTES: usize = 8192;
 /// Most questions in one batch of `ValidateBatches`.
 pub const MAX_BATCH_QUESTIONS: usize = 1_000;
 
-/// Most bytes of tokens in one batch of `ValidateBatches`: its answers (each about its token's
-/// size at most, claims included) stay well under a client's default 4 MiB message limit.
+/// Most bytes of tokens in one batch of `ValidateBatches`. Its answers can be larger (a claim's
+/// encoding up to a few times its JSON): they are sent in as many messages as they need.
 pub const MAX_BATCH_TOKEN_BYTES: usize = 1 << 20;
 
 /// Token ids (`jti`) longer than this cannot be revoked.
