@@ -200,10 +200,15 @@ impl Holding {
         self.budget.release(std::mem::take(&mut self.answers_sent));
     }
 
-    /// Every write has completed (a flush).
+    /// Every write has completed (a flush). A stream that holds no question either then holds
+    /// nothing, and needs no room reserved to read its next one: what it reserved is given back
+    /// (an idle stream holds none of the budget).
     pub fn writes_done(&mut self) {
         self.writes_done_but_latest();
         self.budget.release(std::mem::take(&mut self.answer_latest));
+        if self.questions == 0 {
+            self.budget.release(std::mem::take(&mut self.reserved));
+        }
     }
 }
 
@@ -278,9 +283,8 @@ mod tests {
         greedy.writes_done_but_latest();
         assert_eq!(greedy.bytes(), 700);
         assert!(greedy.try_reserve(), "700 + 200 of 1000");
-        greedy.hold_question(0);
         greedy.writes_done();
-        assert_eq!(budget.held(), 0);
+        assert_eq!(budget.held(), 0, "idle, it holds no room either");
     }
 
     #[test]

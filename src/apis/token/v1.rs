@@ -163,16 +163,45 @@ fn unary_answer(request_id: u64, outcome: &Outcome) -> Result<TokenV1Output, Rpc
     }
 }
 
-/// The answer to `input`, after waiting for a key set load when the token asks for one.
-async fn answer(validator: &TokenVerifier, input: &TokenV1Input) -> TokenV1Output {
-    let outcome = match validator.check(&input.token) {
+/// The outcome for `input`, after waiting for a key set load when the token asks for one.
+async fn outcome(validator: &TokenVerifier, input: &TokenV1Input) -> Outcome {
+    match validator.check(&input.token) {
         Check::Done(outcome) => outcome,
         Check::AfterKeyReload(reload) => {
             reload.await;
             validator.check_after_reload(&input.token)
         }
-    };
-    output(input.request_id, &outcome)
+    }
+}
+
+/// The answer to `input`.
+async fn answer(validator: &TokenVerifier, input: &TokenV1Input) -> TokenV1Output {
+    output(input.request_id, &outcome(validator, input).await)
+}
+
+/// What the answer `output` made of `outcome` takes encoded, estimated from above without
+/// encoding it (which its write does): the strings and claims it carries, and room for its
+/// tags, lengths and numbers.
+fn answer_bytes(outcome: &Outcome) -> usize {
+    const FRAMING: usize = 64;
+    match outcome {
+        Ok(valid) => {
+            let lists = valid
+                .audience
+                .iter()
+                .chain(&valid.scopes)
+                .map(|s| s.len() + 3)
+                .sum::<usize>();
+            let claims = valid.encoded_claims.get().map_or(0, |c| c.len() + 4);
+            FRAMING
+                + valid.subject.len()
+                + valid.issuer.len()
+                + valid.token_id.len()
+                + lists
+                + claims
+        }
+        Err(refusal) => FRAMING + refusal.reason.len(),
+    }
 }
 
 /// Whether a batch is within the bounds, or the status that ends its stream.
@@ -347,10 +376,11 @@ fn stream_answer(
     input: TokenV1Input,
 ) -> impl Stream<Item = Result<Answered<TokenV1Output>, RpcStatus>> {
     stream::once(async move {
-        let output = answer(&validator, &input).await;
+        let outcome = outcome(&validator, &input).await;
+        let message = output(input.request_id, &outcome);
         Ok(Answered {
-            bytes: output.compute_size() as usize,
-            message: output,
+            bytes: answer_bytes(&outcome),
+            message,
             answered: question_bytes(&input),
         })
     })
