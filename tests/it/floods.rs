@@ -89,14 +89,20 @@ fn keep_asking(address: &str, token: &str, period: Duration) -> Duration {
     slowest
 }
 
-/// Floods with `args`, asks politely meanwhile, and returns the server's peak at the middle and
-/// at the end, in MiB, with the server and the flood still on (dropping it ends it).
-fn flood_and_measure(args: &[&str]) -> (u64, u64, ServerProcess, Flood) {
+/// Floods with `args` until the server has read a batch from each of the `served` streams it
+/// serves, asks politely meanwhile, and returns the server's peak at the middle and at the end,
+/// in MiB, with the server and the flood still on (dropping it ends it).
+fn flood_and_measure(args: &[&str], served: f64) -> (u64, u64, ServerProcess, Flood) {
     let key = SigningKey::p256("f");
     let keys = KeyFile::new(&[&key]);
     let server = server(&keys);
     let token = key.sign(&claims("polite"));
     let flood = Flood::start(&server.address, args);
+    let received = r#"grpc_server_msg_received_total{grpc_method="ValidateBatches",grpc_service="TokenV1Proto",grpc_type="bidi_stream"}"#;
+    let under_way = common::hostile::eventually(Duration::from_secs(60), || {
+        server.metric(received).is_some_and(|n| n >= served)
+    });
+    assert!(under_way, "the flood never reached every stream");
     let slowest = keep_asking(&server.address, &token, HALF);
     let middle = peak_kib(server.pid()) / 1024;
     let slowest = slowest.max(keep_asking(&server.address, &token, HALF));
@@ -112,7 +118,7 @@ fn flood_and_measure(args: &[&str]) -> (u64, u64, ServerProcess, Flood) {
 fn python_300_batch_streams_on_3_connections_that_never_read_hold_a_flat_peak_and_others_are_answered(
 ) {
     let (middle, end, server, _flood) =
-        flood_and_measure(&["--connections", "3", "--streams", "300"]);
+        flood_and_measure(&["--connections", "3", "--streams", "300"], 24.0);
     assert!(end <= middle + 4, "still rising: {middle} then {end} MiB");
     assert!(end < 256, "a peak of {end} MiB");
     // Beyond 8 a connection, each stream was refused at once: 24 stay open, most of the others
@@ -138,7 +144,7 @@ fn python_300_batch_streams_on_3_connections_that_never_read_hold_a_flat_peak_an
 #[test]
 fn python_300_connections_of_one_batch_stream_each_hold_a_flat_peak_bounded_by_their_count() {
     let (middle, end, _server, _flood) =
-        flood_and_measure(&["--connections", "300", "--streams", "300"]);
+        flood_and_measure(&["--connections", "300", "--streams", "300"], 300.0);
     assert!(end <= middle + 4, "still rising: {middle} then {end} MiB");
     // Each stream's share: the batch the transport reads ahead of it (1 MiB), its answers, its
     // connection's buffers.
