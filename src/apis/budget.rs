@@ -46,11 +46,6 @@ impl StreamBudget {
         })
     }
 
-    /// The bytes it may hold.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// The bytes held now, by every stream.
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Relaxed)
@@ -187,6 +182,12 @@ impl Holding {
         let bytes = bytes.min(self.questions);
         self.questions -= bytes;
         self.budget.release(bytes);
+    }
+
+    /// Every question held has been answered (what a batch held beyond its questions' own bytes
+    /// included).
+    pub fn answered_all(&mut self) {
+        self.budget.release(std::mem::take(&mut self.questions));
     }
 
     /// An answer message of `bytes` has been handed to the transport.

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use grpcio::Service;
 use protobuf::reflect::FileDescriptor;
 
-pub use budget::{StreamBudget, DEFAULT_STREAM_BUDGET};
+pub use budget::DEFAULT_STREAM_BUDGET;
 pub use call::Call;
 pub use streams::{StreamsEnd, DEFAULT_STREAMS_PER_CONNECTION};
 

@@ -29,7 +29,7 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// The most a closing connection reads of what its client still sends (a body it announced,
 /// say), whatever the time: beyond it the connection is closed, even if a reset follows.
-pub const MAX_LINGER_BYTES: usize = 64 * 1024;
+const MAX_LINGER_BYTES: usize = 64 * 1024;
 
 /// Accepts connections for as long as the runtime runs.
 pub(super) async fn accept(

@@ -68,7 +68,7 @@ impl TokenCache {
     /// Forgets `key`.
     pub fn remove(&self, key: &Key) {
         self.entries.remove(key);
-        metrics::token_cache_bytes(self.entries.weight());
+        self.record_weight();
     }
 
     /// Remembers `token`, verified by `provider` with key set `generation`; a token heavier than
@@ -84,7 +84,15 @@ impl TokenCache {
                 weight,
             },
         );
-        metrics::token_cache_bytes(self.entries.weight());
+        self.record_weight();
+    }
+
+    /// Tells the metrics what the entries weigh, when anyone can read them: summing the weight
+    /// locks every shard of the cache in turn.
+    fn record_weight(&self) {
+        if metrics::enabled() {
+            metrics::token_cache_bytes(self.entries.weight());
+        }
     }
 
     /// The bytes its entries weigh now.

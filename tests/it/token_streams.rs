@@ -10,7 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::jwt::{
-    claims, claims_with_numbers, input, token_args, token_config, KeyFile, SigningKey,
+    claims, claims_with_numbers, input, token_args, token_config, validate_batches, KeyFile,
+    SigningKey,
 };
 use common::{call, rss_kib, spawn_server_with, ServerProcess};
 use futures::{SinkExt as _, StreamExt as _};
@@ -20,8 +21,7 @@ use mrmat_rust_api_grpc::proto::health::v1::{
     health_check_response::ServingStatus, HealthCheckRequest, HealthClient,
 };
 use mrmat_rust_api_grpc::proto::{
-    TokenV1Input, TokenV1InputBatch, TokenV1Output, TokenV1OutputBatch, TokenV1ProtoClient,
-    TokenV1Verdict,
+    TokenV1Input, TokenV1InputBatch, TokenV1Output, TokenV1ProtoClient, TokenV1Verdict,
 };
 use protobuf::Message as _;
 
@@ -366,46 +366,6 @@ fn streams_beyond_the_per_connection_cap_wait_and_other_connections_do_not() {
     futures::executor::block_on(sink.close()).expect("half-close");
     drop(open);
     assert_eq!(validate(&client, &token), TokenV1Verdict::TOKEN_V1_VALID);
-}
-
-/// Sends `batches` over one ValidateBatches call, each once the one before has its answers
-/// (grpcio's client reports a failed status ahead of answers still in flight), half-closes, and
-/// returns every batch of answers and how the call ended.
-fn validate_batches(
-    client: &TokenV1ProtoClient,
-    batches: Vec<TokenV1InputBatch>,
-) -> (Vec<TokenV1OutputBatch>, grpcio::Result<()>) {
-    let (mut sink, mut answers) = client
-        .validate_batches_opt(call())
-        .expect("the stream opens");
-    futures::executor::block_on(async move {
-        let mut got = Vec::new();
-        for batch in batches {
-            if let Err(e) = sink.send((batch, WriteFlags::default())).await {
-                // The call has ended: the receiver says how.
-                if !matches!(e, grpcio::Error::RpcFinished(_)) {
-                    return (got, Err(e));
-                }
-            }
-            match answers.next().await {
-                Some(Ok(answer)) => got.push(answer),
-                Some(Err(e)) => return (got, Err(e)),
-                None => return (got, Ok(())),
-            }
-        }
-        if let Err(e) = sink.close().await {
-            if !matches!(e, grpcio::Error::RpcFinished(_)) {
-                return (got, Err(e));
-            }
-        }
-        while let Some(answer) = answers.next().await {
-            match answer {
-                Ok(answer) => got.push(answer),
-                Err(e) => return (got, Err(e)),
-            }
-        }
-        (got, Ok(()))
-    })
 }
 
 fn batch(inputs: impl IntoIterator<Item = TokenV1Input>) -> TokenV1InputBatch {

@@ -326,7 +326,7 @@ where
             holding.sent(answered.bytes);
             call.sent();
         }
-        holding.answered(usize::MAX);
+        holding.answered_all();
     }
     // Stopped by the server (not ended by the client): the end signal resolved.
     if inputs.take_result().is_some() {
@@ -437,7 +437,7 @@ impl BatchAnswers {
             let size = output.compute_size();
             // The field's tag, its length and the answer.
             let bytes = 1 + protobuf::rt::compute_raw_varint64_size(size) as usize + size as usize;
-            let answered = QUESTION_BYTES + input.token.capacity();
+            let answered = question_bytes(&input);
             if !message.message.outputs.is_empty()
                 && message.bytes + bytes > MAX_ANSWER_MESSAGE_BYTES
             {

@@ -332,34 +332,46 @@ pub fn validate_stream(
     })
 }
 
-/// Sends `batch` over a ValidateBatches call of its own, half-closes, and returns how many
-/// answers came back (in one or more messages) and how the call ended.
-pub fn validate_batches_once(
+/// Sends `batches` over one ValidateBatches call, each once the one before has its answers
+/// (grpcio's client reports a failed status ahead of answers still in flight), half-closes, and
+/// returns every batch of answers and how the call ended.
+pub fn validate_batches(
     client: &mrmat_rust_api_grpc::proto::TokenV1ProtoClient,
-    batch: mrmat_rust_api_grpc::proto::TokenV1InputBatch,
-) -> (usize, grpcio::Result<()>) {
+    batches: Vec<mrmat_rust_api_grpc::proto::TokenV1InputBatch>,
+) -> (
+    Vec<mrmat_rust_api_grpc::proto::TokenV1OutputBatch>,
+    grpcio::Result<()>,
+) {
     use futures::{SinkExt as _, StreamExt as _};
-    let options = grpcio::CallOption::default().timeout(std::time::Duration::from_secs(30));
     let (mut sink, mut answers) = client
-        .validate_batches_opt(options)
+        .validate_batches_opt(super::call())
         .expect("the stream opens");
     futures::executor::block_on(async move {
-        let sent = async {
-            sink.send((batch, grpcio::WriteFlags::default())).await?;
-            sink.close().await
-        };
-        if let Err(e) = sent.await {
+        let mut got = Vec::new();
+        for batch in batches {
+            if let Err(e) = sink.send((batch, grpcio::WriteFlags::default())).await {
+                // The call has ended: the receiver says how.
+                if !matches!(e, grpcio::Error::RpcFinished(_)) {
+                    return (got, Err(e));
+                }
+            }
+            match answers.next().await {
+                Some(Ok(answer)) => got.push(answer),
+                Some(Err(e)) => return (got, Err(e)),
+                None => return (got, Ok(())),
+            }
+        }
+        if let Err(e) = sink.close().await {
             if !matches!(e, grpcio::Error::RpcFinished(_)) {
-                return (0, Err(e));
+                return (got, Err(e));
             }
         }
-        let mut answered = 0;
-        while let Some(message) = answers.next().await {
-            match message {
-                Ok(message) => answered += message.outputs.len(),
-                Err(e) => return (answered, Err(e)),
+        while let Some(answer) = answers.next().await {
+            match answer {
+                Ok(answer) => got.push(answer),
+                Err(e) => return (got, Err(e)),
             }
         }
-        (answered, Ok(()))
+        (got, Ok(()))
     })
 }
