@@ -17,10 +17,11 @@
 //! - [`http`]: the HTTP ports' one serving layer (limits, timeouts, the connection cap), under
 //!   the server's ports on it;
 //! - below both: [`metrics`] (what the server counts, for Prometheus), [`availability`]
-//!   (whether what an API needs is there), [`proto`] (the generated code) with [`codec`]
+//!   (whether what an API needs is there), [`eventually`] (an answer now or later), [`proto`] (the generated code) with [`codec`]
 //!   (decoding that logs what does not decode), [`logs`] (warn lines a client can cause, held to
 //!   a rate), [`tls`] (PEM files, checked), [`time`],
-//!   [`quote`], [`seconds`] and [`status`].
+//!   [`quote`], [`seconds`], [`status`] and [`store_error`] (why a store refused a call: one
+//!   error for both ports a store implements).
 
 pub mod apis;
 pub mod authz;
@@ -29,6 +30,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod codec;
+pub mod eventually;
 pub mod http;
 pub mod logs;
 pub mod metrics;
@@ -40,6 +42,7 @@ pub mod seconds;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod store_error;
 pub mod time;
 pub mod tls;
 pub mod tokens;

@@ -16,10 +16,10 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 /// One kind of warn line about bad input, written at most [`BURST`] at once and one each
 /// [`INTERVAL`] after that. Kept in a `static` beside the code that writes it.
 pub struct Throttled {
-    state: Mutex<State>,
+    state: Mutex<ThrottleWindow>,
 }
 
-struct State {
+struct ThrottleWindow {
     /// Lines that may be written now (a token bucket refilled one per interval).
     allowance: u32,
     /// When the allowance was last refilled; None before the first line.
@@ -32,7 +32,7 @@ impl Throttled {
     /// A kind that has written nothing yet.
     pub const fn new() -> Self {
         Self {
-            state: Mutex::new(State {
+            state: Mutex::new(ThrottleWindow {
                 allowance: BURST,
                 refilled: None,
                 left_out: 0,

@@ -11,15 +11,59 @@ pub struct Seconds(pub Duration);
 
 impl Seconds {
     /// A positive, finite number of seconds (a clap value parser).
-    pub fn positive(text: &str) -> Result<Self, String> {
+    pub fn positive(text: &str) -> Result<Self, SecondsError> {
         parse_seconds(text).map(Self)
     }
 
     /// A finite number of seconds that may be zero (a clap value parser).
-    pub fn or_zero(text: &str) -> Result<Self, String> {
+    pub fn or_zero(text: &str) -> Result<Self, SecondsError> {
         parse_seconds_or_zero(text).map(Self)
     }
 }
+
+/// Why a text is not the number of seconds asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecondsError {
+    text: String,
+    kind: SecondsErrorKind,
+}
+
+/// What is wrong with it, for callers to match on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecondsErrorKind {
+    /// Not a number.
+    NotANumber,
+    /// Zero where a positive number is asked for.
+    Zero,
+    /// Negative, infinite or NaN.
+    OutOfRange,
+    /// More seconds than a duration holds.
+    TooLong,
+}
+
+impl SecondsError {
+    /// What is wrong.
+    pub fn kind(&self) -> SecondsErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for SecondsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = &self.text;
+        match self.kind {
+            SecondsErrorKind::NotANumber => write!(f, "`{text}` is not a number of seconds"),
+            SecondsErrorKind::Zero => write!(f, "`{text}` must be a positive number of seconds"),
+            SecondsErrorKind::OutOfRange => {
+                write!(f, "`{text}` must be zero or a positive number of seconds")
+            }
+            SecondsErrorKind::TooLong => write!(f, "`{text}` seconds is too long"),
+        }
+    }
+}
+
+impl std::error::Error for SecondsError {}
 
 impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -35,26 +79,31 @@ impl From<Seconds> for Duration {
 }
 
 /// Parses a positive, finite number of seconds.
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+pub fn parse_seconds(text: &str) -> Result<Duration, SecondsError> {
     let duration = parse_seconds_or_zero(text)?;
     if duration.is_zero() {
-        return Err(format!("`{text}` must be a positive number of seconds"));
+        return Err(refused(text, SecondsErrorKind::Zero));
     }
     Ok(duration)
 }
 
 /// Parses a finite number of seconds that may be zero.
-pub fn parse_seconds_or_zero(text: &str) -> Result<Duration, String> {
+pub fn parse_seconds_or_zero(text: &str) -> Result<Duration, SecondsError> {
     let seconds: f64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+        .map_err(|_| refused(text, SecondsErrorKind::NotANumber))?;
     if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!(
-            "`{text}` must be zero or a positive number of seconds"
-        ));
+        return Err(refused(text, SecondsErrorKind::OutOfRange));
     }
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` seconds is too long"))
+    Duration::try_from_secs_f64(seconds).map_err(|_| refused(text, SecondsErrorKind::TooLong))
+}
+
+fn refused(text: &str, kind: SecondsErrorKind) -> SecondsError {
+    SecondsError {
+        text: text.to_owned(),
+        kind,
+    }
 }
 
 #[cfg(test)]
@@ -70,7 +119,10 @@ mod tests {
     #[test]
     fn zero_is_allowed_only_where_asked_for() {
         assert_eq!(parse_seconds_or_zero("0"), Ok(Duration::ZERO));
-        assert!(parse_seconds_or_zero("-0.5").is_err());
+        assert_eq!(
+            parse_seconds_or_zero("-0.5").map_err(|e| e.kind()),
+            Err(SecondsErrorKind::OutOfRange)
+        );
     }
 
     #[test]

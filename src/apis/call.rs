@@ -9,9 +9,13 @@ use std::time::Instant;
 use futures::FutureExt as _;
 use grpcio::{RpcContext, RpcStatus, RpcStatusCode, UnarySink};
 
+use crate::eventually::Eventually;
 pub use crate::metrics::Kind;
 use crate::metrics::{self, CallMeter};
+use crate::proto::StatusOutput;
 use crate::status::status_name;
+use crate::store_error::{StoreError, StoreErrorKind};
+use crate::tokens::TokenVerifier;
 
 /// The log target of request lines.
 pub const TARGET: &str = "request";
@@ -85,9 +89,28 @@ impl Call {
         ctx.spawn(sent.map(move |sent| self.finish(sent.map(|()| code))));
     }
 
-    /// Sends what `answer` resolves to, an answer with status OK or an error status, without
-    /// holding up the completion queue meanwhile (a commit to a database, say).
-    pub fn answer_later<T, F>(self, ctx: &RpcContext, sink: UnarySink<T>, answer: F)
+    /// Answers with `answer`, an answer with status OK or an error status: at once when it is
+    /// ready, else when it is, without holding up the completion queue meanwhile (a commit to a
+    /// database, a key set reloading). Every unary handler whose answer may wait ends here.
+    pub fn answer<T: Send + 'static>(
+        self,
+        ctx: &RpcContext,
+        sink: UnarySink<T>,
+        answer: Eventually<Result<T, RpcStatus>>,
+    ) {
+        match answer {
+            Eventually::Now(Ok(answer)) => self.reply(ctx, sink, answer),
+            Eventually::Now(Err(status)) => {
+                let code = status.code();
+                self.log_refusal(code, status.message());
+                let sent = sink.fail(status);
+                ctx.spawn(sent.map(move |sent| self.finish(sent.map(|()| code))));
+            }
+            Eventually::Later(answer) => self.answer_later(ctx, sink, answer),
+        }
+    }
+
+    fn answer_later<T, F>(self, ctx: &RpcContext, sink: UnarySink<T>, answer: F)
     where
         T: Send + 'static,
         F: std::future::Future<Output = Result<T, RpcStatus>> + Send + 'static,
@@ -145,4 +168,33 @@ impl Call {
             started.peer
         );
     }
+}
+
+/// The gRPC status a store's refusal is answered with, for every API over a store.
+pub(crate) fn store_status(error: &StoreError) -> RpcStatus {
+    let code = match error.kind() {
+        StoreErrorKind::Full { .. } => RpcStatusCode::RESOURCE_EXHAUSTED,
+        StoreErrorKind::Unstorable { .. } => RpcStatusCode::INVALID_ARGUMENT,
+        StoreErrorKind::Unavailable { .. } => RpcStatusCode::UNAVAILABLE,
+    };
+    RpcStatus::with_message(code, error.to_string())
+}
+
+/// The application status carried inside an answer, as the original sends it.
+pub(crate) fn application_status(code: u32, message: &str) -> StatusOutput {
+    let mut status = StatusOutput::new();
+    status.code = code;
+    status.message = message.to_owned();
+    status
+}
+
+/// Why an API over the token verifier cannot answer yet, or None once a key set has loaded.
+pub(crate) fn keys_not_loaded(verifier: &TokenVerifier, api: &str) -> Option<String> {
+    (!verifier.ready()).then(|| {
+        format!(
+            "no identity provider's signing keys have loaded yet ({}); health checking \
+             reports {api} NOT_SERVING until one has",
+            verifier.describe_providers().join(", ")
+        )
+    })
 }

@@ -1,6 +1,6 @@
 //! The forward-auth port (`--forward-auth-listen`): nginx's `auth_request`, Caddy's
 //! `forward_auth` and Traefik's `ForwardAuth` ask it whether a request may through, on the HTTP
-//! serving layer. Any path and method; the decision is [`authz::Gate`]'s:
+//! serving layer. Any path and method; the decision is [`authz::AuthzPolicy`]'s:
 //! - 200 with the identity headers (`x-auth-subject`, `--claim-header`s) for the proxy to pass on;
 //! - 401 or 403 with `WWW-Authenticate`, for the proxy to pass back to the client;
 //! - 503 when the token cannot be judged now (its provider's keys have not loaded).
@@ -9,45 +9,35 @@
 
 use std::sync::Arc;
 
-use crate::authz::{credential, Decision, Gate, Judged};
+use crate::apis::offer::HttpApi;
+use crate::authz::{credential, AuthzPolicy, Decision};
 use crate::http::{self, header, Request, Response, StatusCode};
 use crate::metrics::{self, Transport};
 use crate::tokens::TokenVerifier;
 
-/// A running port; dropping it stops it.
-pub struct ForwardAuth {
-    // Kept for its Drop, which stops the port.
-    _server: http::Server,
-    address: String,
-}
-
-impl ForwardAuth {
-    /// Listens on `address` (HOST:PORT) and answers there from now on.
-    pub fn start(
-        address: &str,
-        limits: http::Limits,
-        verifier: Arc<TokenVerifier>,
-        gate: Gate,
-    ) -> Result<Self, String> {
-        let gate = Arc::new(gate);
-        let handler: http::Handler = Arc::new(move |request| {
-            let (verifier, gate) = (Arc::clone(&verifier), Arc::clone(&gate));
-            Box::pin(async move { answer(&verifier, &gate, &request).await })
-        });
-        let server = http::Server::start("forward_auth", address, limits, handler)?;
-        Ok(Self {
-            address: server.address().to_string(),
-            _server: server,
-        })
-    }
-
-    /// The address it listens on, HOST:PORT with the bound port.
-    pub fn address(&self) -> &str {
-        &self.address
+/// The forward-auth port's API: the proxies' questions answered with `policy`'s decision on
+/// tokens checked by `verifier`.
+pub fn offer(verifier: &Arc<TokenVerifier>, policy: &AuthzPolicy) -> HttpApi {
+    let (verifier, policy) = (Arc::clone(verifier), Arc::new(policy.clone()));
+    let handler: http::Handler = Arc::new(move |request| {
+        let (verifier, policy) = (Arc::clone(&verifier), Arc::clone(&policy));
+        Box::pin(async move { decide(&verifier, &policy, &request).await })
+    });
+    HttpApi {
+        port: "forward_auth",
+        flag: "--forward-auth-listen",
+        does: "answer forward auth",
+        path: "/auth",
+        handler,
+        started: || {},
     }
 }
 
-async fn answer(verifier: &TokenVerifier, gate: &Gate, request: &Request) -> Response {
+async fn decide(
+    verifier: &Arc<TokenVerifier>,
+    policy: &AuthzPolicy,
+    request: &Request,
+) -> Response {
     let query: Vec<(String, String)> = request
         .uri()
         .query()
@@ -57,7 +47,7 @@ async fn answer(verifier: &TokenVerifier, gate: &Gate, request: &Request) -> Res
                 .collect()
         })
         .unwrap_or_default();
-    let required = match Gate::required_scopes(
+    let required = match AuthzPolicy::required_scopes(
         query
             .iter()
             .filter(|(key, _)| key == "scope")
@@ -65,7 +55,7 @@ async fn answer(verifier: &TokenVerifier, gate: &Gate, request: &Request) -> Res
     ) {
         Ok(required) => required,
         // The proxy's configuration, not the client, names the scopes: say so to its operator.
-        Err(why) => return http::text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+        Err(refused) => return http::text(StatusCode::BAD_REQUEST, format!("{refused}\n")),
     };
     let authorization: Vec<&[u8]> = request
         .headers()
@@ -73,13 +63,10 @@ async fn answer(verifier: &TokenVerifier, gate: &Gate, request: &Request) -> Res
         .iter()
         .map(|value| value.as_bytes())
         .collect();
-    let decision = match gate.judge(verifier, credential(&authorization), &required) {
-        Judged::Now(decision) => decision,
-        Judged::AfterKeyReload { reload, token } => {
-            reload.await;
-            gate.after_reload(verifier, token, &required)
-        }
-    };
+    let decision = policy
+        .judge(verifier, credential(&authorization), &required)
+        .get()
+        .await;
     metrics::authz_decision(
         Transport::ForwardAuth,
         decision.label(),
@@ -95,7 +82,7 @@ fn respond(decision: Decision) -> Response {
             // for the next question only when there is nothing after it.
             let mut response = http::text(StatusCode::OK, "");
             for (name, value) in set {
-                // Both checked by the gate: a token, and a value with no control character.
+                // Both checked by the policy: a token, and a value with no control character.
                 if let (Ok(name), Ok(value)) = (
                     header::HeaderName::from_bytes(name.as_bytes()),
                     header::HeaderValue::from_str(&value),

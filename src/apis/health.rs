@@ -10,8 +10,9 @@ use futures::channel::mpsc;
 use futures::{SinkExt as _, StreamExt as _};
 use grpcio::{RpcContext, RpcStatusCode, ServerStreamingSink, UnarySink, WriteFlags};
 
+use crate::apis::call::Call;
 use crate::apis::call::Kind;
-use crate::apis::{Api, Call, DependsOn};
+use crate::apis::offer::{Api, DependsOn};
 use crate::proto::health::v1::{
     create_health, health, health_check_response::ServingStatus, service_names, Health,
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
@@ -24,11 +25,11 @@ pub const NAME: &str = service_names::HEALTH;
 /// changes it. Clones share the same statuses.
 #[derive(Clone, Default)]
 pub struct HealthRegistry {
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<Statuses>>,
 }
 
 #[derive(Default)]
-struct State {
+struct Statuses {
     statuses: BTreeMap<String, ServingStatus>,
     watchers: Vec<Watcher>,
     shut_down: bool,
@@ -40,7 +41,7 @@ struct Watcher {
     updates: mpsc::UnboundedSender<ServingStatus>,
 }
 
-impl State {
+impl Statuses {
     /// Sends `status` to the watchers of `service` that have not seen it yet, and forgets the
     /// watchers whose callers went away.
     fn notify(&mut self, service: &str, status: ServingStatus) {
@@ -67,7 +68,7 @@ impl HealthRegistry {
     }
 
     // A panic while the lock was held cannot leave the map half-changed: safe to go on.
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn state(&self) -> std::sync::MutexGuard<'_, Statuses> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

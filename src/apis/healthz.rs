@@ -2,7 +2,8 @@
 
 use grpcio::{RpcContext, UnarySink};
 
-use crate::apis::{status, Api, Call, DependsOn, Offer, Serving};
+use crate::apis::call::{application_status, Call};
+use crate::apis::offer::{Api, ApiOffer, DependsOn, ServingContext};
 use crate::proto::{
     create_healthz_proto, grpc_api, service_names, HealthzInput, HealthzProto, StatusOutput,
 };
@@ -15,8 +16,8 @@ pub const NAME: &str = service_names::HEALTHZ_PROTO;
 pub struct HealthzApi;
 
 /// Always served, ready from the start.
-pub fn offer(_: &Serving<'_>) -> Offer {
-    Offer::Served(Api {
+pub fn offer(_: &ServingContext<'_>) -> ApiOffer {
+    ApiOffer::Served(Api {
         name: NAME,
         service: create_healthz_proto(HealthzApi),
         file: grpc_api::file_descriptor(),
@@ -26,6 +27,6 @@ pub fn offer(_: &Serving<'_>) -> Offer {
 
 impl HealthzProto for HealthzApi {
     fn get_health(&mut self, ctx: RpcContext, _req: HealthzInput, sink: UnarySink<StatusOutput>) {
-        Call::start(&ctx).reply(&ctx, sink, status(200, "OK"));
+        Call::start(&ctx).reply(&ctx, sink, application_status(200, "OK"));
     }
 }

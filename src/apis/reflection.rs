@@ -11,8 +11,10 @@ use protobuf::descriptor::{DescriptorProto, FileDescriptorProto};
 use protobuf::reflect::FileDescriptor;
 use protobuf::{Message, MessageFull};
 
+use crate::apis::call::Call;
 use crate::apis::call::Kind;
-use crate::apis::{streams, Api, Call, DependsOn};
+use crate::apis::offer::{Api, DependsOn};
+use crate::apis::streams;
 use crate::proto::reflection::{v1, v1alpha};
 
 /// The fully qualified names of the two versions of the service.

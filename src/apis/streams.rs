@@ -78,18 +78,13 @@ impl StreamsPerConnection {
         })
     }
 
-    /// Counts one more stream on the connection `peer`, or says why it may not open: the
-    /// connection has `limit` open.
-    pub fn open(self: &Arc<Self>, peer: String) -> Result<OpenStream, String> {
+    /// Counts one more stream on the connection `peer`, or refuses it: the connection has
+    /// `limit` open.
+    pub fn open(self: &Arc<Self>, peer: String) -> Result<OpenStream, TooManyStreams> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(peer.clone()).or_insert(0);
         if *count >= self.limit {
-            return Err(format!(
-                "this connection has {} token streams open, the most this server allows one \
-                 connection (--max-token-streams-per-connection); one stream carries any number \
-                 of questions: send them over the streams open",
-                self.limit
-            ));
+            return Err(TooManyStreams { limit: self.limit });
         }
         *count += 1;
         Ok(OpenStream {
@@ -98,6 +93,27 @@ impl StreamsPerConnection {
         })
     }
 }
+
+/// Why a stream may not open: its connection has as many token streams open as one may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyStreams {
+    /// The most a connection may have open.
+    pub limit: usize,
+}
+
+impl std::fmt::Display for TooManyStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this connection has {} token streams open, the most this server allows one \
+             connection (--max-token-streams-per-connection); one stream carries any number \
+             of questions: send them over the streams open",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for TooManyStreams {}
 
 /// A stream counted on its connection until dropped.
 pub struct OpenStream {
@@ -131,10 +147,7 @@ mod tests {
         let a1 = streams.open("ipv4:10.0.0.1:1".into()).expect("one");
         let _a2 = streams.open("ipv4:10.0.0.1:1".into()).expect("two");
         let refused = streams.open("ipv4:10.0.0.1:1".into()).err().expect("three");
-        assert!(
-            refused.contains("--max-token-streams-per-connection"),
-            "{refused}"
-        );
+        assert_eq!(refused, TooManyStreams { limit: 2 });
         let _b = streams
             .open("ipv4:10.0.0.1:2".into())
             .expect("another connection");

@@ -38,15 +38,18 @@ pub struct ClaimHeader {
 }
 
 impl ClaimHeader {
-    /// Parses `CLAIM=HEADER`, or says in one line why it cannot be one.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let invalid = |why: &str| format!("--claim-header `{text}`: {why}");
+    /// Parses `CLAIM=HEADER`, or says why it cannot be one.
+    pub fn parse(text: &str) -> Result<Self, ClaimHeaderError> {
+        let invalid = |kind| ClaimHeaderError {
+            text: text.to_owned(),
+            kind,
+        };
         let (claim, header) = text
             .split_once('=')
-            .ok_or_else(|| invalid("expected CLAIM=HEADER, e.g. email=x-auth-email"))?;
+            .ok_or_else(|| invalid(ClaimHeaderErrorKind::NotClaimEqualsHeader))?;
         let path: Vec<String> = claim.split('.').map(str::to_owned).collect();
         if path.iter().any(String::is_empty) {
-            return Err(invalid("a claim path has a name between each dot"));
+            return Err(invalid(ClaimHeaderErrorKind::EmptyClaimName));
         }
         let header = header.to_ascii_lowercase();
         // A header name is an RFC 9110 token.
@@ -55,14 +58,65 @@ impl ClaimHeader {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !token {
-            return Err(invalid("the header name is not a valid HTTP field name"));
+            return Err(invalid(ClaimHeaderErrorKind::BadHeaderName));
         }
         if RESERVED.contains(&header.as_str()) {
-            return Err(invalid("that header is the request's own; name another"));
+            return Err(invalid(ClaimHeaderErrorKind::ReservedHeader));
         }
         Ok(Self { path, header })
     }
 }
+
+/// Why `--claim-header` was refused: the text given, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimHeaderError {
+    text: String,
+    kind: ClaimHeaderErrorKind,
+}
+
+/// What is wrong with a `--claim-header`, for callers to match on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClaimHeaderErrorKind {
+    /// Not `CLAIM=HEADER`.
+    NotClaimEqualsHeader,
+    /// A dotted path with an empty step (`a..b`, `.a`).
+    EmptyClaimName,
+    /// The header is not an RFC 9110 field name.
+    BadHeaderName,
+    /// The header is the request's own (`authorization`, `host`, ...).
+    ReservedHeader,
+}
+
+impl ClaimHeaderError {
+    /// What is wrong.
+    pub fn kind(&self) -> ClaimHeaderErrorKind {
+        self.kind
+    }
+
+    /// The text that was given.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for ClaimHeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = match self.kind {
+            ClaimHeaderErrorKind::NotClaimEqualsHeader => {
+                "expected CLAIM=HEADER, e.g. email=x-auth-email"
+            }
+            ClaimHeaderErrorKind::EmptyClaimName => "a claim path has a name between each dot",
+            ClaimHeaderErrorKind::BadHeaderName => "the header name is not a valid HTTP field name",
+            ClaimHeaderErrorKind::ReservedHeader => {
+                "that header is the request's own; name another"
+            }
+        };
+        write!(f, "--claim-header `{}`: {why}", self.text)
+    }
+}
+
+impl std::error::Error for ClaimHeaderError {}
 
 /// The allow decision for `token`: every identity header it has a value for set, the others
 /// removed.

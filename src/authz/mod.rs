@@ -15,11 +15,14 @@ mod bearer;
 mod challenge;
 mod identity;
 
-use crate::tokens::{Check, KeyReload, Outcome, TokenVerifier, Verdict};
+use std::sync::Arc;
+
+use crate::eventually::Eventually;
+use crate::tokens::{Outcome, TokenVerifier, Verdict};
 
 pub use bearer::{credential, Credential};
 pub use challenge::{challenge, Challenge};
-pub use identity::{ClaimHeader, SUBJECT_HEADER};
+pub use identity::{ClaimHeader, ClaimHeaderError, ClaimHeaderErrorKind, SUBJECT_HEADER};
 
 /// Most scopes a route may require: a longer list is a misconfiguration, refused in one sentence
 /// rather than echoed back in a header no proxy would take.
@@ -95,47 +98,39 @@ impl Decision {
     }
 }
 
-/// A decision now, or once the token's provider has reloaded its keys (the token names a key it
-/// does not have yet): await `reload`, then ask [`Gate::after_reload`] of `token`.
-pub enum Judged<'a> {
-    Now(Decision),
-    AfterKeyReload { reload: KeyReload, token: &'a str },
-}
-
 /// How requests are judged: the realm the challenges name, and the identity headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Gate {
+pub struct AuthzPolicy {
     pub realm: String,
     pub claim_headers: Vec<ClaimHeader>,
 }
 
-impl Gate {
+impl AuthzPolicy {
     /// The decision for a request carrying `credential` on a route that requires every scope of
-    /// `required`, its token checked by `verifier`.
-    pub fn judge<'a>(
+    /// `required`, its token checked by `verifier`: now, or once the token's provider has
+    /// reloaded its keys (the token names a key it does not have yet).
+    pub fn judge(
         &self,
-        verifier: &TokenVerifier,
-        credential: Credential<'a>,
+        verifier: &Arc<TokenVerifier>,
+        credential: Credential<'_>,
         required: &[&str],
-    ) -> Judged<'a> {
+    ) -> Eventually<Decision> {
         match credential {
-            Credential::Absent => Judged::Now(self.no_token()),
-            Credential::Malformed(why) => Judged::Now(self.malformed(why)),
+            Credential::Absent => Eventually::Now(self.no_token()),
+            Credential::Malformed(why) => Eventually::Now(self.malformed(why)),
             Credential::Bearer(token) => match verifier.check(token) {
-                Check::Done(outcome) => Judged::Now(self.decide(&outcome, required)),
-                Check::AfterKeyReload(reload) => Judged::AfterKeyReload { reload, token },
+                Eventually::Now(outcome) => Eventually::Now(self.decide(&outcome, required)),
+                later => {
+                    // Rare (an unknown kid): only then is anything copied for the wait.
+                    let policy = self.clone();
+                    let required: Vec<String> = required.iter().map(|s| (*s).to_owned()).collect();
+                    later.map(move |outcome| {
+                        let required: Vec<&str> = required.iter().map(String::as_str).collect();
+                        policy.decide(&outcome, &required)
+                    })
+                }
             },
         }
-    }
-
-    /// The decision for `token` once the reload [`Gate::judge`] asked for is done.
-    pub fn after_reload(
-        &self,
-        verifier: &TokenVerifier,
-        token: &str,
-        required: &[&str],
-    ) -> Decision {
-        self.decide(&verifier.check_after_reload(token), required)
     }
 
     /// The decision for a request without a Bearer token.
@@ -199,10 +194,10 @@ impl Gate {
 
     /// The scopes a route requires, from its `scope` setting: space separated, possibly repeated
     /// (`?scope=a&scope=b c`); empty parts ignored, each scope once. More than
-    /// [`MAX_REQUIRED_SCOPES`] is refused with the sentence why.
+    /// [`MAX_REQUIRED_SCOPES`] is refused.
     pub fn required_scopes<'a>(
         values: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Vec<&'a str>, String> {
+    ) -> Result<Vec<&'a str>, TooManyScopes> {
         let mut scopes: Vec<&str> = Vec::new();
         for scope in values
             .into_iter()
@@ -213,16 +208,30 @@ impl Gate {
                 continue;
             }
             if scopes.len() == MAX_REQUIRED_SCOPES {
-                return Err(format!(
-                    "the route requires more than {MAX_REQUIRED_SCOPES} scopes; a route's `scope` \
-                     setting names at most {MAX_REQUIRED_SCOPES}"
-                ));
+                return Err(TooManyScopes);
             }
             scopes.push(scope);
         }
         Ok(scopes)
     }
 }
+
+/// Why a route's requirement was refused: it names more than [`MAX_REQUIRED_SCOPES`] scopes.
+/// The proxy's configuration names them, so the sentence is for its operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyScopes;
+
+impl std::fmt::Display for TooManyScopes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the route requires more than {MAX_REQUIRED_SCOPES} scopes; a route's `scope` \
+             setting names at most {MAX_REQUIRED_SCOPES}"
+        )
+    }
+}
+
+impl std::error::Error for TooManyScopes {}
 
 #[cfg(test)]
 mod tests;

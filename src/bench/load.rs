@@ -13,7 +13,7 @@ use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use grpcio::{ClientDuplexReceiver, ClientDuplexSender, WriteFlags};
 use hdrhistogram::Histogram;
 
-use super::workload::{failed, verdict, Caller, Outcome, Workload};
+use super::workload::{failed, verdict, CallOutcome, Caller, Workload};
 use crate::proto::{TokenV1Input, TokenV1Output};
 
 /// When a phase stops measuring.
@@ -88,7 +88,7 @@ impl SlotResult {
     }
 
     /// Counts a measured call that started at `started` and ended now with `outcome`.
-    fn record(&mut self, started: Instant, outcome: Outcome, live: &Live) {
+    fn record(&mut self, started: Instant, outcome: CallOutcome, live: &Live) {
         live.calls.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(created) => {

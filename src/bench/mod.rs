@@ -209,7 +209,7 @@ fn connect(target: &Target<'_>, plan: &Plan) -> Result<Connected, ClientError> {
             .build(),
     );
     let loaded = target.tls.load().map_err(ClientError::Tls)?;
-    let servers = Servers::new(target.server);
+    let servers = Servers::new(target.server).map_err(ClientError::Servers)?;
     let fresh = plan.fresh_connection.then(|| {
         Arc::new(FreshChannels {
             env: env.clone(),
@@ -236,18 +236,19 @@ fn connect(target: &Target<'_>, plan: &Plan) -> Result<Connected, ClientError> {
             });
         }
         // The stream workload asks through the validator apps embed: one per connection.
-        let validator = (plan.call == Workload::TokenValidator).then(|| {
+        let validator = if plan.call == Workload::TokenValidator {
             let config = ValidatorConfig {
                 timeout: target.timeout,
                 max_in_flight: plan.in_flight as usize,
                 ..ValidatorConfig::default()
             };
-            Arc::new(TokenValidator::connect_loaded(
-                target.server,
-                &loaded,
-                config,
+            Some(Arc::new(
+                TokenValidator::connect_loaded(target.server, &loaded, config)
+                    .map_err(ClientError::Servers)?,
             ))
-        });
+        } else {
+            None
+        };
         let timeout = target.timeout;
         connected
             .kept
@@ -305,5 +306,5 @@ fn draw(path: &Path, report: &Report, compared: Vec<plot::Series>) -> Result<(),
         "latency by percentile, {} against {}",
         report.call, report.server
     );
-    plot::write(path, &title, &series).map_err(ClientError::Bench)
+    plot::write(path, &title, &series).map_err(|e| ClientError::Bench(e.to_string()))
 }

@@ -40,7 +40,7 @@ fn percentile_label(at: f64) -> String {
 }
 
 /// Writes `series` to `path` as one plot, a line and a legend entry for each.
-pub fn write(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
+pub fn write(path: &Path, title: &str, series: &[Series]) -> Result<(), PlotError> {
     let deepest = series
         .iter()
         .flat_map(|s| s.points.iter())
@@ -93,8 +93,31 @@ pub fn write(path: &Path, title: &str, series: &[Series]) -> Result<(), String> 
         root.present()?;
         Ok(())
     };
-    drawn().map_err(|e| format!("cannot write the plot {}: {e}", path.display()))
+    drawn().map_err(|e| PlotError {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }
+
+/// Why a plot was not written: the file, and what the drawing library said.
+#[derive(Debug)]
+pub struct PlotError {
+    path: std::path::PathBuf,
+    reason: String,
+}
+
+impl std::fmt::Display for PlotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot write the plot {}: {}",
+            self.path.display(),
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for PlotError {}
 
 #[cfg(test)]
 mod tests {

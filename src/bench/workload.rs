@@ -164,7 +164,7 @@ pub struct Caller {
 }
 
 /// How one call ended: the id a create was given, or the gRPC status name of a failure.
-pub type Outcome = Result<Option<u64>, String>;
+pub type CallOutcome = Result<Option<u64>, String>;
 
 pub fn failed(e: grpcio::Error) -> String {
     match e {
@@ -175,7 +175,7 @@ pub fn failed(e: grpcio::Error) -> String {
 
 /// A token's answer as an outcome: a verdict other than valid counts as an error by its name,
 /// so that a file of expired tokens does not pass for a fast benchmark.
-pub fn verdict(answer: &TokenV1Output) -> Outcome {
+pub fn verdict(answer: &TokenV1Output) -> CallOutcome {
     match answer.verdict.enum_value_or_default() {
         TokenV1Verdict::TOKEN_V1_VALID => Ok(None),
         other => Err(format!("{other:?}")),
@@ -236,7 +236,7 @@ impl Caller {
         tokens: &[String],
         read_percent: u8,
         rng: &mut fastrand::Rng,
-    ) -> Outcome {
+    ) -> CallOutcome {
         let fresh;
         let clients = match &self.fresh {
             Some(channels) => {

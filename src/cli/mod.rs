@@ -15,13 +15,12 @@ pub use tls::TlsFlags;
 pub use token::{KeyArgs, MintArgs, TokenV1Command, ValidateArgs};
 
 use std::io::Write;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::{ClientError, Connection, OutputFormat, DEFAULT_SERVER};
+use crate::client::{ClientError, Connection, OutputFormat, DEFAULT_SERVER, DEFAULT_TIMEOUT};
 use crate::proto::service_names;
-use crate::seconds::parse_seconds;
+use crate::seconds::Seconds;
 
 /// Calls the mrmat gRPC API and prints the answers as the original Python client did.
 #[derive(Debug, Parser)]
@@ -48,10 +47,10 @@ pub struct Cli {
         long,
         env = "MRMAT_GRPC_TIMEOUT",
         value_name = "SECONDS",
-        default_value = "5",
-        value_parser = parse_seconds
+        default_value_t = Seconds(DEFAULT_TIMEOUT),
+        value_parser = Seconds::positive
     )]
-    pub timeout: Duration,
+    pub timeout: Seconds,
 
     /// How to print the answer: the original's lines, or the answer message as one line of
     /// protobuf's canonical JSON.
@@ -230,8 +229,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
     };
     let tls = cli.tls.options();
     let connect = || {
-        Connection::open(&cli.server, cli.timeout, cli.output, &tls, service)
-            .map_err(ClientError::Tls)
+        Connection::open(&cli.server, cli.timeout.into(), cli.output, &tls, service)
+            .map_err(ClientError::from)
     };
     match &cli.command {
         Command::Greeting(GreetingCommand::V1) => greeting::v1(&connect()?, out),
@@ -243,7 +242,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
             TokenV1Command::Validate(args) => {
                 let target = crate::client::Target {
                     server: &cli.server,
-                    timeout: cli.timeout,
+                    timeout: cli.timeout.into(),
                     output: cli.output,
                     tls: &tls,
                 };
@@ -259,7 +258,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
         Command::Bench(args) => {
             let target = crate::client::Target {
                 server: &cli.server,
-                timeout: cli.timeout,
+                timeout: cli.timeout.into(),
                 tls: &tls,
                 output: cli.output,
             };

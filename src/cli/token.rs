@@ -14,9 +14,10 @@ use super::signing::SigningKey;
 use crate::client::{
     malformed, to_json, too_long, write_answer, ClientError, Connection, OutputFormat,
     PendingValidation, Target, TokenAnswer, TokenValidator, ValidateError, ValidatorConfig,
+    VALIDATOR_DEFAULTS,
 };
 use crate::proto::{TokenV1Output, TokenV1ProtoClient, TokenV1RevokeInput, TokenV1Verdict};
-use crate::seconds::parse_seconds;
+use crate::seconds::Seconds;
 use crate::time::rfc3339;
 use crate::tokens::MAX_TOKEN_BYTES;
 
@@ -68,12 +69,12 @@ pub struct ValidateArgs {
 
     /// Ping the server after this long without hearing from it (at least the server's
     /// --keepalive-min-ping-interval).
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
-    pub keepalive_time: Duration,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(VALIDATOR_DEFAULTS.keepalive_time), value_parser = Seconds::positive)]
+    pub keepalive_time: Seconds,
 
     /// Drop a connection whose ping has no answer within this long, and reconnect.
-    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
-    pub keepalive_timeout: Duration,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(VALIDATOR_DEFAULTS.keepalive_timeout), value_parser = Seconds::positive)]
+    pub keepalive_timeout: Seconds,
 }
 
 /// A signing key and the kid to name it by.
@@ -204,13 +205,13 @@ pub(super) fn validate(
 ) -> Result<(), ClientError> {
     let config = ValidatorConfig {
         timeout: target.timeout,
-        keepalive_time: args.keepalive_time,
-        keepalive_timeout: args.keepalive_timeout,
+        keepalive_time: args.keepalive_time.into(),
+        keepalive_timeout: args.keepalive_timeout.into(),
         max_in_flight: STREAM_WINDOW,
         ..ValidatorConfig::default()
     };
     let validator =
-        TokenValidator::connect(target.server, target.tls, config).map_err(ClientError::Tls)?;
+        TokenValidator::connect(target.server, target.tls, config).map_err(ClientError::from)?;
     let result = if args.stream {
         let stdin = std::io::stdin();
         validate_lines(target, &validator, &mut stdin.lock(), out)

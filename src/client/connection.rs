@@ -7,8 +7,57 @@ use std::time::Duration;
 use grpcio::{CallOption, Channel, ChannelBuilder, ChannelCredentialsBuilder, EnvBuilder};
 use grpcio::{ChannelCredentials, RpcStatusCode};
 
-use super::{ClientError, OutputFormat, Servers};
+use super::{ClientError, OutputFormat, Servers, ServersError};
 use crate::tls::{self, TlsError};
+
+/// Why a client could not be set up to call a server: its TLS files, or its server list.
+#[derive(Debug)]
+pub struct ConnectError(Box<ConnectErrorKind>);
+
+/// What stopped a client from being set up, for callers to match on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectErrorKind {
+    /// A certificate or key file is missing, unreadable or inconsistent.
+    Tls(TlsError),
+    /// The server list names no server a client may call.
+    Servers(ServersError),
+}
+
+impl ConnectError {
+    /// What stopped it.
+    pub fn kind(&self) -> &ConnectErrorKind {
+        &self.0
+    }
+
+    /// What stopped it, taken out.
+    pub fn into_kind(self) -> ConnectErrorKind {
+        *self.0
+    }
+}
+
+impl From<TlsError> for ConnectError {
+    fn from(e: TlsError) -> Self {
+        Self(Box::new(ConnectErrorKind::Tls(e)))
+    }
+}
+
+impl From<ServersError> for ConnectError {
+    fn from(e: ServersError) -> Self {
+        Self(Box::new(ConnectErrorKind::Servers(e)))
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind() {
+            ConnectErrorKind::Tls(e) => write!(f, "TLS: {e}"),
+            ConnectErrorKind::Servers(e) => write!(f, "--server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
 
 /// How the client secures the channel: any of these turns TLS on. The client's flags
 /// (`cli`) fill them in; an app fills them in itself.
@@ -148,14 +197,14 @@ impl Connection {
         output: OutputFormat,
         tls: &TlsOptions,
         service: &str,
-    ) -> Result<Self, TlsError> {
+    ) -> Result<Self, ConnectError> {
         let env = Arc::new(
             EnvBuilder::new()
                 .cq_count(1)
                 .name_prefix("grpc-client")
                 .build(),
         );
-        let servers = Servers::new(server);
+        let servers = Servers::new(server)?;
         let channel = servers.connect(ChannelBuilder::new(env), &tls.load()?, service);
         Ok(Self {
             channel,

@@ -8,13 +8,15 @@ mod servers;
 mod validator;
 
 pub(crate) use connection::Connection;
-pub use connection::{LoadedTls, Target, TlsOptions};
+pub use connection::{ConnectError, ConnectErrorKind, LoadedTls, Target, TlsOptions};
 pub(crate) use output::write_answer;
 pub use output::{to_json, OutputFormat};
-pub use servers::{check as check_servers, service_config, Servers, RETRIED};
+pub use servers::{
+    check as check_servers, service_config, Servers, ServersError, ServersErrorKind, RETRIED,
+};
 pub use validator::{
     malformed, too_long, PendingValidation, TokenAnswer, TokenValidator, ValidateError, Validation,
-    ValidatorConfig, ValidatorStats, RECENT_FAILURES,
+    ValidatorConfig, ValidatorStats, RECENT_FAILURES, VALIDATOR_DEFAULTS,
 };
 
 use std::fmt;
@@ -28,6 +30,9 @@ use crate::tls::TlsError;
 
 /// Where a client connects unless told otherwise, as the original did.
 pub const DEFAULT_SERVER: &str = "localhost:50051";
+
+/// The deadline of a call (and of a validation) unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a call did not produce an answer to print.
 #[derive(Debug)]
@@ -44,6 +49,8 @@ pub enum ClientError {
     },
     /// A certificate or key file is missing, unreadable or inconsistent.
     Tls(TlsError),
+    /// The server list names no server a client may call.
+    Servers(ServersError),
     /// A benchmark could not be run as asked.
     Bench(String),
     /// An input (a file, a line of stdin) cannot be used; the message says which and why.
@@ -75,6 +82,7 @@ impl fmt::Display for ClientError {
                 )
             }
             Self::Tls(e) => write!(f, "TLS: {e}"),
+            Self::Servers(e) => write!(f, "--server: {e}"),
             Self::Bench(why) => write!(f, "bench: {why}"),
             Self::Input(why) => write!(f, "{why}"),
             Self::Output(e) => write!(f, "cannot write the answer: {e}"),
@@ -83,6 +91,15 @@ impl fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
+
+impl From<ConnectError> for ClientError {
+    fn from(e: ConnectError) -> Self {
+        match e.into_kind() {
+            ConnectErrorKind::Tls(e) => Self::Tls(e),
+            ConnectErrorKind::Servers(e) => Self::Servers(e),
+        }
+    }
+}
 
 impl From<io::Error> for ClientError {
     fn from(e: io::Error) -> Self {

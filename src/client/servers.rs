@@ -15,6 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
+use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 
 use grpcio::{Channel, ChannelBuilder};
@@ -49,9 +50,15 @@ pub struct Servers {
 }
 
 impl Servers {
-    /// The servers in `list` (`HOST:PORT[,HOST:PORT...]`). Names in a list of several are
-    /// resolved here; one that does not resolve is left out with a warning.
-    pub fn new(list: &str) -> Self {
+    /// The servers in `list` (`HOST:PORT[,HOST:PORT...]`), or why it names none a client may
+    /// call (a port above 65535). Names in a list of several are resolved here; one that does
+    /// not resolve is left out with a warning (it may resolve later; the others serve).
+    pub fn new(list: &str) -> Result<Self, ServersError> {
+        check(list)?;
+        Ok(Self::resolved(list))
+    }
+
+    fn resolved(list: &str) -> Self {
         // A target in the C core's own syntax (`dns:///`, `ipv4:`, `unix:`...) is its to read.
         if [
             "dns:",
@@ -150,11 +157,44 @@ impl Servers {
     }
 }
 
-/// The host of `HOST:PORT` (`[v6]:PORT` too).
-/// `list` as `--server` takes it, or why it names no server a client may call: a port that is
-/// not a number from 0 to 65535 (the core would take 116437 as port 50901: a client must never
-/// call a server other than the one it was given). A clap value parser.
-pub fn check(list: &str) -> Result<String, String> {
+/// Why a server list names no server a client may call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServersError(Box<ServersErrorKind>);
+
+/// What is wrong with a server list, for callers to match on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServersErrorKind {
+    /// An entry's port is not a number from 0 to 65535 (the core would take 116437 as port
+    /// 50901: a client must never call a server other than the one it was given).
+    BadPort {
+        /// The entry, as given.
+        entry: String,
+    },
+}
+
+impl ServersError {
+    /// What is wrong.
+    pub fn kind(&self) -> &ServersErrorKind {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServersError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind() {
+            ServersErrorKind::BadPort { entry } => {
+                write!(f, "`{entry}`: the port must be a number from 0 to 65535")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ServersError {}
+
+/// `list` as `--server` takes it, or why it names no server a client may call. A clap value
+/// parser, and the check [`Servers::new`] makes.
+pub fn check(list: &str) -> Result<String, ServersError> {
     if list.starts_with("unix:") || list.starts_with("unix-abstract:") || list.starts_with("vsock:")
     {
         return Ok(list.to_owned());
@@ -172,14 +212,15 @@ pub fn check(list: &str) -> Result<String, String> {
             continue;
         }
         if port.parse::<u16>().is_err() {
-            return Err(format!(
-                "`{entry}`: the port must be a number from 0 to 65535"
-            ));
+            return Err(ServersError(Box::new(ServersErrorKind::BadPort {
+                entry: entry.to_owned(),
+            })));
         }
     }
     Ok(list.to_owned())
 }
 
+/// The host of `HOST:PORT` (`[v6]:PORT` too).
 fn split_host(entry: &str) -> &str {
     let host = entry.rsplit_once(':').map_or(entry, |(host, _)| host);
     host.trim_start_matches('[').trim_end_matches(']')
@@ -259,7 +300,11 @@ mod tests {
             "dns:///localhost:1000000",
         ] {
             let why = check(bad).expect_err(bad);
-            assert!(why.contains("from 0 to 65535"), "{bad}: {why}");
+            assert!(
+                matches!(why.kind(), ServersErrorKind::BadPort { .. }),
+                "{bad}: {why}"
+            );
+            assert!(Servers::new(bad).is_err(), "{bad}");
         }
         for good in [
             "localhost:50051",
@@ -269,14 +314,14 @@ mod tests {
         ] {
             assert_eq!(check(good).as_deref(), Ok(good));
         }
-        let servers = Servers::new("localhost:50051");
+        let servers = Servers::new("localhost:50051").expect("a server");
         assert!(!servers.balanced());
         assert_eq!(servers.target(), "localhost:50051");
     }
 
     #[test]
     fn several_addresses_become_one_balanced_target() {
-        let servers = Servers::new("127.0.0.2:50051, 127.0.0.1:50052");
+        let servers = Servers::new("127.0.0.2:50051, 127.0.0.1:50052").expect("servers");
         assert!(servers.balanced());
         assert_eq!(servers.target(), "ipv4:127.0.0.1:50052,127.0.0.2:50051");
         assert_eq!(servers.describe(), "127.0.0.2:50051,127.0.0.1:50052");
@@ -284,14 +329,14 @@ mod tests {
 
     #[test]
     fn a_target_in_the_cores_syntax_is_left_to_it() {
-        let servers = Servers::new("ipv4:127.0.0.1:1,127.0.0.1:2");
+        let servers = Servers::new("ipv4:127.0.0.1:1,127.0.0.1:2").expect("servers");
         assert!(!servers.balanced());
         assert_eq!(servers.target(), "ipv4:127.0.0.1:1,127.0.0.1:2");
     }
 
     #[test]
     fn mixed_families_are_listed_as_ipv6() {
-        let servers = Servers::new("127.0.0.1:1,[::1]:2");
+        let servers = Servers::new("127.0.0.1:1,[::1]:2").expect("servers");
         assert_eq!(servers.target(), "ipv6:[::ffff:127.0.0.1]:1,[::1]:2");
     }
 

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, timeout};
 
 use super::guard::{Guarded, Refusal};
-use super::{Handler, Limits, Request, Response, StatusCode};
+use super::{Handler, HttpLimits, Request, Response, StatusCode};
 use crate::metrics;
 
 /// Connections over the cap being answered 503 at once, at most; beyond, they are closed.
@@ -35,7 +35,7 @@ const MAX_LINGER_BYTES: usize = 64 * 1024;
 pub(super) async fn accept(
     listener: TcpListener,
     port: Arc<str>,
-    limits: Limits,
+    limits: HttpLimits,
     handler: Handler,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
@@ -109,7 +109,7 @@ impl Drop for Counted {
     }
 }
 
-async fn serve(stream: TcpStream, limits: Limits, handler: Handler, held: (Slot, Counted)) {
+async fn serve(stream: TcpStream, limits: HttpLimits, handler: Handler, held: (Slot, Counted)) {
     let port = Arc::clone(&held.1 .0);
     // Set once a request with a body is answered: the connection then ends unread.
     let body_unread = Arc::new(AtomicBool::new(false));
@@ -191,7 +191,7 @@ async fn serve(stream: TcpStream, limits: Limits, handler: Handler, held: (Slot,
 }
 
 /// The connection cap is reached: says so, and closes.
-async fn turn_away(stream: TcpStream, limits: Limits, _slot: Slot) {
+async fn turn_away(stream: TcpStream, limits: HttpLimits, _slot: Slot) {
     let reason = format!(
         "this port has its {} connections open; try again\n",
         limits.max_connections
@@ -201,7 +201,7 @@ async fn turn_away(stream: TcpStream, limits: Limits, _slot: Slot) {
 
 /// Writes a last response (within the request timeout), then drains what the client still sends
 /// for a moment before closing, so that it reads the response instead of a reset.
-async fn close_with(mut stream: TcpStream, status: StatusCode, reason: &str, limits: &Limits) {
+async fn close_with(mut stream: TcpStream, status: StatusCode, reason: &str, limits: &HttpLimits) {
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
          connection: close\r\n{}\r\n",

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Sleep};
 
-use super::{Limits, MAX_REQUEST_LINE_BYTES};
+use super::{HttpLimits, MAX_REQUEST_LINE_BYTES};
 
 /// Why a connection stopped being read: a request that will not be handed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub(super) struct Guarded {
 const READ_CHUNK: usize = 16 * 1024;
 
 impl Guarded {
-    pub(super) fn new(stream: TcpStream, limits: &Limits) -> Self {
+    pub(super) fn new(stream: TcpStream, limits: &HttpLimits) -> Self {
         Self {
             stream,
             max_head: limits.max_head_bytes,

@@ -1,16 +1,16 @@
 //! The HTTP ports (`/metrics`, forward auth): one serving layer, hyper's HTTP/1.1 server on a
 //! small tokio runtime of its own per port, so that no port's clients can delay another's and
 //! nothing async leaks out of this module. A port is a [`Handler`] (a plain function from a
-//! request head to a response) and [`Limits`]; this module holds it against hostile clients:
-//! - a request head is held here until it is complete, and never beyond [`Limits::max_head_bytes`]:
+//! request head to a response) and [`HttpLimits`]; this module holds it against hostile clients:
+//! - a request head is held here until it is complete, and never beyond [`HttpLimits::max_head_bytes`]:
 //!   a request line longer than [`MAX_REQUEST_LINE_BYTES`] is answered 414, a longer head 431,
-//!   a head not complete within [`Limits::request_timeout`] 408, each after the answers to the
+//!   a head not complete within [`HttpLimits::request_timeout`] 408, each after the answers to the
 //!   requests before it on the connection, and the connection is closed;
-//! - a response not taken by the client within [`Limits::request_timeout`] closes the connection,
+//! - a response not taken by the client within [`HttpLimits::request_timeout`] closes the connection,
 //!   and a client that sends and never reads stops being read (its responses wait), so it holds
 //!   its own connection only;
-//! - at most [`Limits::max_connections`] connections; the next is answered 503 and closed;
-//! - an idle connection is closed after [`Limits::idle_timeout`]; `TCP_NODELAY` on every one;
+//! - at most [`HttpLimits::max_connections`] connections; the next is answered 503 and closed;
+//! - an idle connection is closed after [`HttpLimits::idle_timeout`]; `TCP_NODELAY` on every one;
 //! - a request with a body is answered by its head, and the connection closed after it, at most
 //!   64 KiB of the body read (and dropped): no port here needs one, so none is buffered (Caddy's
 //!   `forward_auth` sends the body of the request it asks about);
@@ -57,9 +57,9 @@ pub fn answer_at_once(answer: fn(&Request) -> Response) -> Handler {
 /// longer is 414. A port's targets are short (`/metrics`, `/auth?scope=admin`).
 pub const MAX_REQUEST_LINE_BYTES: usize = 8 * 1024;
 
-/// What one port accepts of its clients. Defaults: [`Limits::default`].
+/// What one port accepts of its clients. Defaults: [`HttpLimits::default`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct HttpLimits {
     /// The longest request head (request line and headers), in bytes; longer is 431.
     pub max_head_bytes: usize,
     /// Connections open at once; beyond it a new one is answered 503 and closed.
@@ -85,7 +85,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// 2 min), so that the server never closes one a proxy is about to reuse.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-impl Default for Limits {
+impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
@@ -99,7 +99,7 @@ impl Default for Limits {
 /// The smallest head limit accepted: a request line and a few headers.
 pub const MIN_HEAD_BYTES: usize = 1024;
 
-impl Limits {
+impl HttpLimits {
     /// What makes these limits unusable, one line each.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -119,6 +119,29 @@ impl Limits {
     }
 }
 
+/// Why a port could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PortError {
+    /// The limits cannot be served by; each problem in a sentence.
+    Limits(Vec<String>),
+    /// The address cannot be listened on (in use, not this host's, not permitted).
+    Bind(io::Error),
+    /// Its threads could not be started.
+    Runtime(io::Error),
+}
+
+impl std::fmt::Display for PortError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Limits(problems) => f.write_str(&problems.join("; ")),
+            Self::Bind(e) | Self::Runtime(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for PortError {}
+
 /// A running port; dropping it stops it (connections open are closed).
 pub struct Server {
     runtime: Option<tokio::runtime::Runtime>,
@@ -131,20 +154,20 @@ impl Server {
     pub fn start(
         name: &str,
         address: &str,
-        limits: Limits,
+        limits: HttpLimits,
         handler: Handler,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PortError> {
         let problems = limits.problems();
         if !problems.is_empty() {
-            return Err(problems.join("; "));
+            return Err(PortError::Limits(problems));
         }
-        let listener = TcpListener::bind(address).map_err(|e| e.to_string())?;
-        let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let runtime = runtime(name).map_err(|e| e.to_string())?;
+        let listener = TcpListener::bind(address).map_err(PortError::Bind)?;
+        let bound = listener.local_addr().map_err(PortError::Bind)?;
+        listener.set_nonblocking(true).map_err(PortError::Bind)?;
+        let runtime = runtime(name).map_err(PortError::Runtime)?;
         let listener = {
             let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?
+            tokio::net::TcpListener::from_std(listener).map_err(PortError::Runtime)?
         };
         runtime.spawn(connection::accept(listener, name.into(), limits, handler));
         Ok(Self {

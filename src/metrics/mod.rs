@@ -1,6 +1,7 @@
 //! What the server counts, in the Prometheus text format: gRPC calls (named as the established
-//! gRPC exporters name them, so existing dashboards work), token validation, the store, and the
-//! process. The metrics are process-wide, as a scrape target is one process: the families are
+//! gRPC exporters name them, so existing dashboards work), token validation, the store, the HTTP
+//! ports (connections, refusals), proxies' questions (authz decisions, claims left out), the
+//! token streams' memory budget, and the process. The metrics are process-wide, as a scrape target is one process: the families are
 //! statics in one registry, and the code that records knows nothing of how they are served.
 //!
 //! Calls, verdicts and cache lookups (what every call records) are recorded only once

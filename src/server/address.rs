@@ -11,27 +11,30 @@ pub struct ListenAddress {
 
 impl ListenAddress {
     /// Parses `HOST:PORT`, where HOST is a name, an IPv4 address or a bracketed IPv6 address;
-    /// or says in one line why it cannot be listened on.
-    pub fn parse(address: &str) -> Result<Self, String> {
-        let invalid = |reason: &str| format!("invalid listen address `{address}`: {reason}");
+    /// or says why it cannot be listened on.
+    pub fn parse(address: &str) -> Result<Self, AddressError> {
+        let invalid = |kind| AddressError {
+            address: address.to_owned(),
+            kind,
+        };
         let (host, port) = address
             .rsplit_once(':')
-            .ok_or_else(|| invalid("expected HOST:PORT, e.g. localhost:50051"))?;
+            .ok_or_else(|| invalid(AddressErrorKind::NotHostPort))?;
         let port: u16 = port
             .parse()
-            .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
+            .map_err(|_| invalid(AddressErrorKind::BadPort))?;
         if host.is_empty() {
-            return Err(invalid("the host is missing, e.g. localhost or 0.0.0.0"));
+            return Err(invalid(AddressErrorKind::NoHost));
         }
         let bracketed = host.starts_with('[') && host.ends_with(']');
         if host.contains(':') && !bracketed {
-            return Err(invalid("an IPv6 host goes in brackets, e.g. [::1]:50051"));
+            return Err(invalid(AddressErrorKind::UnbracketedIpv6));
         }
         if host
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '/')
         {
-            return Err(invalid("the host contains characters no host name has"));
+            return Err(invalid(AddressErrorKind::BadHost));
         }
         Ok(Self {
             host: host.to_owned(),
@@ -47,6 +50,51 @@ impl ListenAddress {
         }
     }
 }
+
+/// Why an address cannot be listened on: the address given, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressError {
+    address: String,
+    kind: AddressErrorKind,
+}
+
+/// What is wrong with a listen address, for callers to match on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddressErrorKind {
+    /// Not `HOST:PORT`.
+    NotHostPort,
+    /// The port is not a number from 0 to 65535.
+    BadPort,
+    /// No host before the colon.
+    NoHost,
+    /// An IPv6 host without brackets.
+    UnbracketedIpv6,
+    /// A host with characters no host name has.
+    BadHost,
+}
+
+impl AddressError {
+    /// What is wrong.
+    pub fn kind(&self) -> AddressErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = match self.kind {
+            AddressErrorKind::NotHostPort => "expected HOST:PORT, e.g. localhost:50051",
+            AddressErrorKind::BadPort => "the port must be a number from 0 to 65535",
+            AddressErrorKind::NoHost => "the host is missing, e.g. localhost or 0.0.0.0",
+            AddressErrorKind::UnbracketedIpv6 => "an IPv6 host goes in brackets, e.g. [::1]:50051",
+            AddressErrorKind::BadHost => "the host contains characters no host name has",
+        };
+        write!(f, "invalid listen address `{}`: {reason}", self.address)
+    }
+}
+
+impl std::error::Error for AddressError {}
 
 impl fmt::Display for ListenAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

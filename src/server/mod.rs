@@ -5,9 +5,8 @@
 
 mod address;
 mod config;
-mod forward_auth;
-mod providers_file;
-mod scrape;
+mod flags;
+pub mod providers_file;
 mod services;
 mod signals;
 mod transport;
@@ -19,20 +18,20 @@ use std::time::{Duration, Instant};
 
 use grpcio::{EnvBuilder, Server, ServerCredentials};
 
-pub use address::ListenAddress;
+pub use address::{AddressError, AddressErrorKind, ListenAddress};
 pub use config::{
-    Keepalive, Limits, ServerConfig, ServerFlags, TlsConfig, TlsMode, DEFAULT_KEEPALIVE,
-    DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_REQUEST_BYTES,
+    Keepalive, ServerConfig, TlsConfig, TlsMode, TransportLimits, DEFAULT_KEEPALIVE,
+    DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REALM,
     DEFAULT_SHUTDOWN_GRACE,
 };
-pub use forward_auth::ForwardAuth;
-pub use scrape::Scrape;
+pub use flags::ServerFlags;
 pub use signals::run;
 
 use crate::apis::health::HealthRegistry;
 use crate::apis::streams::{self, EndStreams};
-use crate::apis::{DependsOn, Serving};
+use crate::apis::{self, DependsOn, HttpApi, ServingContext};
 use crate::availability::Availability;
+use crate::http;
 use crate::store::{self, OpenError, ResourceStore, RevocationStore, Stores};
 use crate::tls::TlsError;
 use crate::tokens::{ProviderOptions, TokenError, TokenOptions, TokenVerifier};
@@ -56,10 +55,15 @@ pub enum ServerError {
     Tokens(TokenError),
     /// The store cannot be opened (a file, a URL, credentials, a schema).
     Store(OpenError),
-    /// The metrics endpoint cannot listen where it was told to.
-    Metrics { address: String, reason: String },
-    /// The forward-auth port cannot listen where it was told to.
-    ForwardAuth { address: String, reason: String },
+    /// An HTTP API's port (metrics, forward auth) cannot listen where it was told to.
+    HttpPort {
+        /// What the port does: `serve metrics`.
+        does: &'static str,
+        /// The flag that named the address.
+        flag: &'static str,
+        address: String,
+        reason: http::PortError,
+    },
 }
 
 impl ServerError {
@@ -82,18 +86,12 @@ impl fmt::Display for ServerError {
             Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             Self::Tokens(e) => write!(f, "tokens: {e}"),
             Self::Store(e) => write!(f, "store: {e}"),
-            Self::Metrics { address, reason } => {
-                write!(
-                    f,
-                    "cannot serve metrics on {address} (--metrics-listen): {reason}"
-                )
-            }
-            Self::ForwardAuth { address, reason } => {
-                write!(
-                    f,
-                    "cannot answer forward auth on {address} (--forward-auth-listen): {reason}"
-                )
-            }
+            Self::HttpPort {
+                does,
+                flag,
+                address,
+                reason,
+            } => write!(f, "cannot {does} on {address} ({flag}): {reason}"),
         }
     }
 }
@@ -110,8 +108,8 @@ pub struct RunningServer {
     /// The providers given by flags and the providers file, to read again on SIGHUP.
     providers: Providers,
     end_streams: Option<EndStreams>,
-    scrape: Option<Scrape>,
-    forward_auth: Option<ForwardAuth>,
+    scrape: Option<HttpPort>,
+    forward_auth: Option<HttpPort>,
     served: Vec<(&'static str, DependsOn)>,
 }
 
@@ -124,12 +122,12 @@ impl RunningServer {
 
     /// Where the metrics endpoint listens, HOST:PORT, when it was asked for.
     pub fn metrics_address(&self) -> Option<&str> {
-        self.scrape.as_ref().map(Scrape::address)
+        self.scrape.as_ref().map(|port| port.address.as_str())
     }
 
     /// Where the forward-auth port listens, HOST:PORT, when it was asked for.
     pub fn forward_auth_address(&self) -> Option<&str> {
-        self.forward_auth.as_ref().map(ForwardAuth::address)
+        self.forward_auth.as_ref().map(|port| port.address.as_str())
     }
 
     /// The port the server listens on (the one picked when asked for port 0).
@@ -218,6 +216,37 @@ impl RunningServer {
     }
 }
 
+/// An HTTP API's port, running; dropping it stops it.
+struct HttpPort {
+    // Kept for its Drop, which stops the port.
+    _server: http::Server,
+    /// HOST:PORT with the bound port.
+    address: String,
+    /// Where its answers are, for the start-up line.
+    path: &'static str,
+}
+
+impl HttpPort {
+    /// Listens on `address` and serves `api` there from now on.
+    fn start(api: HttpApi, address: &str, limits: http::HttpLimits) -> Result<Self, ServerError> {
+        let server =
+            http::Server::start(api.port, address, limits, api.handler).map_err(|reason| {
+                ServerError::HttpPort {
+                    does: api.does,
+                    flag: api.flag,
+                    address: address.to_owned(),
+                    reason,
+                }
+            })?;
+        (api.started)();
+        Ok(Self {
+            address: server.address().to_string(),
+            _server: server,
+            path: api.path,
+        })
+    }
+}
+
 /// How long cancelled calls are given to end before the server stops regardless.
 const CANCELLED_CALLS_END: Duration = Duration::from_millis(500);
 
@@ -252,7 +281,7 @@ pub fn start_with_stores(
 /// What is read and checked before a store is opened.
 struct Prepared {
     credentials: ServerCredentials,
-    scrape: Option<Scrape>,
+    scrape: Option<HttpPort>,
     /// Where the providers come from, and every provider as read now.
     providers: Providers,
     wanted: Vec<ProviderOptions>,
@@ -261,22 +290,14 @@ struct Prepared {
 /// What is checked before a store is opened: the configuration, the providers file, the TLS
 /// files, and the metrics port (one in use should cost nothing, not even a migrated database).
 fn prepare(config: &ServerConfig) -> Result<Prepared, ServerError> {
-    let problems = config.problems();
-    if !problems.is_empty() {
-        return Err(ServerError::Config(problems));
-    }
+    config.validate().map_err(ServerError::Config)?;
     let providers = Providers::of(config);
     let wanted = providers.read().map_err(ServerError::Config)?;
     let credentials = transport::credentials(&config.tls).map_err(ServerError::Tls)?;
     let scrape = config
         .metrics_listen
         .as_ref()
-        .map(|address| {
-            Scrape::start(address, config.http).map_err(|reason| ServerError::Metrics {
-                address: address.clone(),
-                reason,
-            })
-        })
+        .map(|address| HttpPort::start(apis::scrape::offer(), address, config.http))
         .transpose()?;
     Ok(Prepared {
         credentials,
@@ -305,10 +326,10 @@ fn serve(
     let verifier = start_tokens(config, wanted, Arc::clone(&stores.revocations))?;
     let (end_streams, streams_end) = streams::streams_end();
     let health = HealthRegistry::new();
-    let serving = Serving {
+    let serving = ServingContext {
         resources: &stores.resources,
         verifier: verifier.as_ref(),
-        gate: &config.gate,
+        policy: &config.policy,
         options: &config.apis,
         streams_end: &streams_end,
     };
@@ -330,26 +351,19 @@ fn serve(
     let served = services.served();
     let names = services.names();
     let forward_auth = match (&config.forward_auth_listen, &verifier) {
-        (Some(address), Some(verifier)) => Some(
-            ForwardAuth::start(
-                address,
-                config.http,
-                Arc::clone(verifier),
-                config.gate.clone(),
-            )
-            .map_err(|reason| ServerError::ForwardAuth {
-                address: address.clone(),
-                reason,
-            })?,
-        ),
+        (Some(address), Some(verifier)) => Some(HttpPort::start(
+            apis::forward_auth::offer(verifier, &config.policy),
+            address,
+            config.http,
+        )?),
         _ => None,
     };
     let (server, address) = bind(config, services, credentials)?;
-    let metrics = scrape.as_ref().map_or(String::new(), |scrape| {
-        format!("; metrics at http://{}/metrics", scrape.address())
+    let metrics = scrape.as_ref().map_or(String::new(), |port| {
+        format!("; metrics at http://{}{}", port.address, port.path)
     });
     let forwarded = forward_auth.as_ref().map_or(String::new(), |port| {
-        format!("; forward auth at http://{}/auth", port.address())
+        format!("; forward auth at http://{}{}", port.address, port.path)
     });
     let identity = verifier.as_ref().map_or(String::new(), |verifier| {
         format!(

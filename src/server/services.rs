@@ -6,7 +6,7 @@
 
 use crate::apis::health::HealthRegistry;
 use crate::apis::reflection::{Descriptors, ReflectionApi};
-use crate::apis::{self, Api, DependsOn, Offer, Serving};
+use crate::apis::{self, Api, ApiOffer, DependsOn, ServingContext};
 use crate::availability::Availability;
 use crate::proto::health::v1::health_check_response::ServingStatus;
 
@@ -32,13 +32,13 @@ pub(super) struct Readiness {
 impl Services {
     /// Every API of the contract that `serving` serves, then health checking over `health`, and
     /// reflection when asked for.
-    pub fn offer(serving: &Serving<'_>, health: &HealthRegistry, reflection: bool) -> Self {
+    pub fn offer(serving: &ServingContext<'_>, health: &HealthRegistry, reflection: bool) -> Self {
         let mut apis = Vec::new();
         let mut not_served = Vec::new();
         for offer in apis::CONTRACT {
             match offer(serving) {
-                Offer::Served(api) => apis.push(api),
-                Offer::NotServed { name, why } => {
+                ApiOffer::Served(api) => apis.push(api),
+                ApiOffer::NotServed { name, why } => {
                     not_served.push(format!("{name} not served ({why})"))
                 }
             }

@@ -12,9 +12,7 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 
 use super::memory::replayed;
-use super::{
-    Availability, Changed, Created, Pending, Resource, RevocationError, StoreError, REQUEST_ID_DAYS,
-};
+use super::{Availability, Changed, Created, Held, Pending, Resource, StoreError, REQUEST_ID_DAYS};
 use crate::time::unix_now;
 use crate::tokens::Stored;
 
@@ -32,34 +30,33 @@ pub(crate) struct Counters {
 }
 
 /// A database connection that the writer applies changes through, one transaction at a time.
-/// Errors are the driver's message, without credentials.
 pub(crate) trait WriteConnection: Send + 'static {
     /// Begins a transaction that holds the database's write lock, and reads the counters.
-    fn begin(&mut self) -> Result<Counters, String>;
+    fn begin(&mut self) -> Result<Counters, DatabaseFailure>;
     /// What the create with this request id made, if one did (within the days kept).
-    fn find_request(&mut self, request_id: &str) -> Result<Option<Resource>, String>;
+    fn find_request(&mut self, request_id: &str) -> Result<Option<Resource>, DatabaseFailure>;
     /// Inserts a new resource; with a request id, remembers it made it, from `now`.
     fn insert(
         &mut self,
         resource: &Resource,
         request_id: Option<&str>,
         now: i64,
-    ) -> Result<(), String>;
+    ) -> Result<(), DatabaseFailure>;
     /// Forgets request ids remembered before `before` (Unix seconds).
-    fn forget_requests(&mut self, before: i64) -> Result<(), String>;
+    fn forget_requests(&mut self, before: i64) -> Result<(), DatabaseFailure>;
     /// Renames a resource if it is at version `expected` (any when None), one version on.
     fn update(
         &mut self,
         id: u64,
         name: &str,
         expected: Option<u64>,
-    ) -> Result<Changed<Resource>, String>;
+    ) -> Result<Changed<Resource>, DatabaseFailure>;
     /// Deletes a resource if it is at version `expected` (any when None).
-    fn delete(&mut self, id: u64, expected: Option<u64>) -> Result<Changed<()>, String>;
+    fn delete(&mut self, id: u64, expected: Option<u64>) -> Result<Changed<()>, DatabaseFailure>;
     /// Stores a revocation, keeping the later expiry, and forgets expired ones.
-    fn revoke(&mut self, token_id: &str, expires_at: i64, now: i64) -> Result<(), String>;
+    fn revoke(&mut self, token_id: &str, expires_at: i64, now: i64) -> Result<(), DatabaseFailure>;
     /// Writes the counters and commits.
-    fn commit(&mut self, counters: Counters) -> Result<(), String>;
+    fn commit(&mut self, counters: Counters) -> Result<(), DatabaseFailure>;
     /// Abandons the transaction after an error (the connection may be gone: best effort).
     fn rollback(&mut self);
     /// Told when a transaction failed, so the store can check on its database.
@@ -88,29 +85,27 @@ enum Change {
         token_id: String,
         expires_at: i64,
         now: i64,
-        done: oneshot::Sender<Result<(), RevocationError>>,
+        done: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
-/// Why a change was not carried out: the database did not answer or failed. Each port reports
-/// it in its own error type.
-#[derive(Clone, Debug)]
-pub(crate) struct Unavailable {
-    /// Which database, without credentials.
-    pub database: String,
-    /// What went wrong, in the driver's words.
+/// What the database said when a statement or a transaction failed, in the driver's words
+/// without credentials. The writer answers every change of the batch UNAVAILABLE with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DatabaseFailure {
+    /// What went wrong.
     pub reason: String,
 }
 
-impl From<Unavailable> for StoreError {
-    fn from(Unavailable { database, reason }: Unavailable) -> Self {
-        Self::Unavailable { database, reason }
+impl std::fmt::Display for DatabaseFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
     }
 }
 
-impl From<Unavailable> for RevocationError {
-    fn from(Unavailable { database, reason }: Unavailable) -> Self {
-        Self::Unavailable { database, reason }
+impl From<String> for DatabaseFailure {
+    fn from(reason: String) -> Self {
+        Self { reason }
     }
 }
 
@@ -148,10 +143,10 @@ impl Writer {
         Self { changes, database }
     }
 
-    fn send<T: Send + 'static, E: From<Unavailable> + Send + 'static>(
+    fn send<T: Send + 'static>(
         &self,
-        change: impl FnOnce(oneshot::Sender<Result<T, E>>) -> Change,
-    ) -> BoxFuture<'static, Result<T, E>> {
+        change: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Change,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
         let (done, answer) = oneshot::channel();
         // Only fails when the writer thread has gone, which `answer` then reports.
         let _ = self.changes.send(change(done));
@@ -203,19 +198,19 @@ impl Writer {
 
 /// The answer a store thread (`who`: writer, readers) sends through `answer`; UNAVAILABLE if the
 /// thread has gone without answering.
-pub(crate) fn answered<T: Send + 'static, E: From<Unavailable> + Send + 'static>(
-    answer: oneshot::Receiver<Result<T, E>>,
+pub(crate) fn answered<T: Send + 'static>(
+    answer: oneshot::Receiver<Result<T, StoreError>>,
     database: &str,
     who: &'static str,
-) -> BoxFuture<'static, Result<T, E>> {
+) -> BoxFuture<'static, Result<T, StoreError>> {
     let database = database.to_owned();
     answer
         .map(move |answer| {
             answer.unwrap_or_else(|_| {
-                Err(E::from(Unavailable {
+                Err(StoreError::unavailable(
                     database,
-                    reason: format!("the store's {who} stopped"),
-                }))
+                    format!("the store's {who} stopped"),
+                ))
             })
         })
         .boxed()
@@ -235,21 +230,20 @@ fn write_batches(
         let outcome = if availability.is_up() {
             apply(&mut connection, &batch, max_resources)
         } else {
-            Err("not answering; waiting for it to come back".to_owned())
+            Err(DatabaseFailure::from(
+                "not answering; waiting for it to come back".to_owned(),
+            ))
         };
         match outcome {
             Ok(applied) => {
                 for (change, applied) in batch.into_iter().zip(applied) {
-                    answer(change, Ok(applied));
+                    tell_caller(change, Ok(applied));
                 }
             }
-            Err(reason) => {
-                let error = Unavailable {
-                    database: database.to_owned(),
-                    reason,
-                };
+            Err(DatabaseFailure { reason }) => {
+                let error = StoreError::unavailable(database, reason);
                 for change in batch {
-                    answer(change, Err(error.clone()));
+                    tell_caller(change, Err(error.clone()));
                 }
             }
         }
@@ -261,7 +255,7 @@ fn apply(
     connection: &mut impl WriteConnection,
     batch: &[Change],
     max_resources: u64,
-) -> Result<Vec<Applied>, String> {
+) -> Result<Vec<Applied>, DatabaseFailure> {
     let now = unix_now();
     let mut applying = || {
         let mut counters = connection.begin()?;
@@ -299,7 +293,7 @@ fn apply_one(
     counters: &mut Counters,
     max_resources: u64,
     now: i64,
-) -> Result<Applied, String> {
+) -> Result<Applied, DatabaseFailure> {
     Ok(match change {
         Change::Create {
             request_id,
@@ -352,39 +346,29 @@ fn apply_one(
 }
 
 /// Tells the caller of `change` what became of it; a caller that has gone is not asked twice.
-fn answer(change: Change, outcome: Result<Applied, Unavailable>) {
+fn tell_caller(change: Change, outcome: Result<Applied, StoreError>) {
     match (change, outcome) {
         (Change::Create { done, .. }, outcome) => {
-            let _ = done.send(outcome.map_err(StoreError::from).and_then(
-                |applied| match applied {
-                    Applied::Created(created) => Ok(created),
-                    Applied::Full(limit) => Err(StoreError::Full { limit }),
-                    _ => unreachable!("a create is applied as created or full"),
-                },
-            ));
+            let _ = done.send(outcome.and_then(|applied| match applied {
+                Applied::Created(created) => Ok(created),
+                Applied::Full(limit) => Err(StoreError::full(Held::Resources, limit)),
+                _ => unreachable!("a create is applied as created or full"),
+            }));
         }
         (Change::Update { done, .. }, outcome) => {
-            let _ = done.send(
-                outcome
-                    .map_err(StoreError::from)
-                    .map(|applied| match applied {
-                        Applied::Updated(changed) => changed,
-                        _ => unreachable!("an update is applied as updated"),
-                    }),
-            );
+            let _ = done.send(outcome.map(|applied| match applied {
+                Applied::Updated(changed) => changed,
+                _ => unreachable!("an update is applied as updated"),
+            }));
         }
         (Change::Delete { done, .. }, outcome) => {
-            let _ = done.send(
-                outcome
-                    .map_err(StoreError::from)
-                    .map(|applied| match applied {
-                        Applied::Deleted(changed) => changed,
-                        _ => unreachable!("a delete is applied as deleted"),
-                    }),
-            );
+            let _ = done.send(outcome.map(|applied| match applied {
+                Applied::Deleted(changed) => changed,
+                _ => unreachable!("a delete is applied as deleted"),
+            }));
         }
         (Change::Revoke { done, .. }, outcome) => {
-            let _ = done.send(outcome.map(drop).map_err(RevocationError::from));
+            let _ = done.send(outcome.map(drop));
         }
     }
 }
@@ -398,6 +382,7 @@ mod tests {
     use futures::executor::block_on;
 
     use super::*;
+    use crate::store::StoreErrorKind;
 
     /// What a fake database holds: its committed rows, and what the tests watch.
     #[derive(Clone, Default)]
@@ -441,19 +426,21 @@ mod tests {
     }
 
     impl FakeConnection {
-        fn tx(&mut self) -> Result<&mut Rows, String> {
-            self.tx.as_mut().ok_or_else(|| "no transaction".to_owned())
+        fn tx(&mut self) -> Result<&mut Rows, DatabaseFailure> {
+            self.tx
+                .as_mut()
+                .ok_or_else(|| "no transaction".to_owned().into())
         }
 
         /// The transaction, for a change it counts.
-        fn change(&mut self) -> Result<&mut Rows, String> {
+        fn change(&mut self) -> Result<&mut Rows, DatabaseFailure> {
             self.changes += 1;
             self.tx()
         }
     }
 
     impl WriteConnection for FakeConnection {
-        fn begin(&mut self) -> Result<Counters, String> {
+        fn begin(&mut self) -> Result<Counters, DatabaseFailure> {
             let gate = self.database.gate.lock().expect("unpoisoned").take();
             if let Some(gate) = gate {
                 let _ = gate.arrived.send(());
@@ -466,7 +453,7 @@ mod tests {
             Ok(Counters { next_id, resources })
         }
 
-        fn find_request(&mut self, request_id: &str) -> Result<Option<Resource>, String> {
+        fn find_request(&mut self, request_id: &str) -> Result<Option<Resource>, DatabaseFailure> {
             Ok(self.tx()?.requests.get(request_id).cloned())
         }
 
@@ -475,7 +462,7 @@ mod tests {
             resource: &Resource,
             request_id: Option<&str>,
             _: i64,
-        ) -> Result<(), String> {
+        ) -> Result<(), DatabaseFailure> {
             let tx = self.change()?;
             tx.resources.insert(resource.id, resource.clone());
             if let Some(request_id) = request_id {
@@ -484,7 +471,7 @@ mod tests {
             Ok(())
         }
 
-        fn forget_requests(&mut self, _: i64) -> Result<(), String> {
+        fn forget_requests(&mut self, _: i64) -> Result<(), DatabaseFailure> {
             Ok(())
         }
 
@@ -493,7 +480,7 @@ mod tests {
             id: u64,
             name: &str,
             expected: Option<u64>,
-        ) -> Result<Changed<Resource>, String> {
+        ) -> Result<Changed<Resource>, DatabaseFailure> {
             let tx = self.change()?;
             let Some(resource) = tx.resources.get_mut(&id) else {
                 return Ok(Changed::Missing);
@@ -508,24 +495,32 @@ mod tests {
             Ok(Changed::Done(resource.clone()))
         }
 
-        fn delete(&mut self, id: u64, _: Option<u64>) -> Result<Changed<()>, String> {
+        fn delete(&mut self, id: u64, _: Option<u64>) -> Result<Changed<()>, DatabaseFailure> {
             Ok(match self.change()?.resources.remove(&id) {
                 Some(_) => Changed::Done(()),
                 None => Changed::Missing,
             })
         }
 
-        fn revoke(&mut self, token_id: &str, expires_at: i64, _: i64) -> Result<(), String> {
+        fn revoke(
+            &mut self,
+            token_id: &str,
+            expires_at: i64,
+            _: i64,
+        ) -> Result<(), DatabaseFailure> {
             self.change()?
                 .revocations
                 .insert(token_id.to_owned(), expires_at);
             Ok(())
         }
 
-        fn commit(&mut self, counters: Counters) -> Result<(), String> {
-            let mut rows = self.tx.take().ok_or_else(|| "no transaction".to_owned())?;
+        fn commit(&mut self, counters: Counters) -> Result<(), DatabaseFailure> {
+            let mut rows = self
+                .tx
+                .take()
+                .ok_or_else(|| DatabaseFailure::from("no transaction".to_owned()))?;
             if self.database.fail_commits.load(Ordering::SeqCst) {
-                return Err("the disk is full".to_owned());
+                return Err("the disk is full".to_owned().into());
             }
             rows.counters = (counters.next_id, counters.resources);
             *self.database.committed.lock().expect("unpoisoned") = rows;
@@ -615,7 +610,7 @@ mod tests {
         created(writer.create(None, 1, "b".into()));
         assert_eq!(
             block_on(writer.create(None, 1, "c".into())),
-            Err(StoreError::Full { limit: 2 })
+            Err(StoreError::full(Held::Resources, 2))
         );
         assert_eq!(block_on(writer.delete(a.id, None)), Ok(Changed::Done(())));
         assert_eq!(
@@ -639,13 +634,10 @@ mod tests {
         let revoke = writer.revoke("jti", 100, 1);
         open.send(()).expect("the writer waits at the gate");
         assert!(block_on(hold).is_err());
-        let unavailable = |e: &StoreError| matches!(e, StoreError::Unavailable { reason, .. } if reason == "the disk is full");
+        let unavailable = |e: &StoreError| matches!(e.kind(), StoreErrorKind::Unavailable { reason, .. } if reason == "the disk is full");
         assert!(block_on(create).is_err_and(|e| unavailable(&e)));
         assert!(block_on(update).is_err_and(|e| unavailable(&e)));
-        assert!(matches!(
-            block_on(revoke),
-            Err(RevocationError::Unavailable { .. })
-        ));
+        assert!(block_on(revoke).is_err_and(|e| unavailable(&e)));
 
         database.fail_commits.store(false, Ordering::SeqCst);
         let rows = database.committed.lock().expect("unpoisoned").clone();
@@ -670,7 +662,7 @@ mod tests {
         availability.set(false);
         let refused = block_on(writer.create(None, 1, "a".into()));
         assert!(
-            matches!(&refused, Err(StoreError::Unavailable { database, reason }) if database == "the fake" && reason.contains("not answering")),
+            matches!(refused.as_ref().map_err(StoreError::kind), Err(StoreErrorKind::Unavailable { database, reason }) if database == "the fake" && reason.contains("not answering")),
             "{refused:?}"
         );
         assert!(database.commits.lock().expect("unpoisoned").is_empty());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::FutureExt as _;
 
 use super::batch::Writer;
-use super::{MemoryRevocations, RevocationError, RevocationStore};
+use super::{MemoryRevocations, RevocationStore, StoreError};
 use crate::time::unix_now;
 use crate::tokens::Stored;
 
@@ -15,7 +15,7 @@ use crate::tokens::Stored;
 pub(crate) struct DurableRevocations {
     in_memory: Arc<MemoryRevocations>,
     writer: Arc<Writer>,
-    storable: fn(&str) -> Result<(), String>,
+    storable: fn(&str) -> Result<(), StoreError>,
 }
 
 impl DurableRevocations {
@@ -25,7 +25,7 @@ impl DurableRevocations {
         writer: Arc<Writer>,
         revoked: Vec<(String, i64)>,
         limit: usize,
-        storable: fn(&str) -> Result<(), String>,
+        storable: fn(&str) -> Result<(), StoreError>,
     ) -> Self {
         let in_memory = Arc::new(MemoryRevocations::with_limit(limit));
         hold_all(&in_memory, revoked);
@@ -62,9 +62,8 @@ impl RevocationStore for DurableRevocations {
     fn revoke(&self, token_id: &str, expires_at: i64, now: i64) -> Stored {
         // Memory first, which enforces the limit. When the database then fails, the revocation
         // still holds here until a restart: refusing a token is the safe side to err on.
-        let held = (self.storable)(token_id)
-            .map_err(RevocationError::Unstorable)
-            .and_then(|()| self.in_memory.hold(token_id, expires_at, now));
+        let held =
+            (self.storable)(token_id).and_then(|()| self.in_memory.hold(token_id, expires_at, now));
         if let Err(e) = held {
             return futures::future::ready(Err(e)).boxed();
         }

@@ -7,8 +7,8 @@ use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use futures::future::{self, FutureExt as _};
 
 use super::{
-    Changed, Created, PageQuery, Pending, Resource, ResourceStore, RevocationError,
-    RevocationStore, StoreError, REQUEST_ID_DAYS,
+    Changed, Created, Held, PageQuery, Pending, Resource, ResourceStore, RevocationStore,
+    StoreError, REQUEST_ID_DAYS,
 };
 use crate::time::unix_now;
 use crate::tokens::Stored;
@@ -90,7 +90,7 @@ impl MemoryStore {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < self.limit).then_some(n + 1)
             })
-            .map_err(|_| StoreError::Full { limit: self.limit })?;
+            .map_err(|_| StoreError::full(Held::Resources, self.limit))?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let resource = Resource {
             id,
@@ -242,12 +242,7 @@ impl MemoryRevocations {
 
 impl MemoryRevocations {
     /// As [`RevocationStore::revoke`], at once.
-    pub(crate) fn hold(
-        &self,
-        token_id: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> Result<(), RevocationError> {
+    pub(crate) fn hold(&self, token_id: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
         // A single map operation at a time, so a poisoned lock is still consistent.
         let mut until = self.until.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(kept) = until.get_mut(token_id) {
@@ -259,7 +254,7 @@ impl MemoryRevocations {
             self.held.store(until.len(), Ordering::Release);
             crate::metrics::revocations_held(until.len());
             if until.len() >= self.limit {
-                return Err(RevocationError::TooMany { limit: self.limit });
+                return Err(StoreError::full(Held::Revocations, self.limit));
             }
         }
         until.insert(token_id.to_owned(), expires_at);
@@ -350,7 +345,7 @@ mod tests {
         block_on(store.create(1, "b".into())).expect("room");
         assert_eq!(
             block_on(store.create(1, "c".into())),
-            Err(StoreError::Full { limit: 2 })
+            Err(StoreError::full(Held::Resources, 2))
         );
         assert!(ok(store.remove(0)));
         assert_eq!(
@@ -384,7 +379,7 @@ mod tests {
         revocations.hold("b", 500, 100).expect("room");
         assert_eq!(
             revocations.hold("c", 500, 100),
-            Err(RevocationError::TooMany { limit: 2 })
+            Err(StoreError::full(Held::Revocations, 2))
         );
         revocations
             .hold("c", 500, 120)

@@ -9,49 +9,33 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 
 use super::{
-    Changed, Created, PageQuery, Pending, Resource, ResourceStore, RevocationError,
-    RevocationStore, StoreError,
+    Changed, Created, PageQuery, Pending, Resource, ResourceStore, RevocationStore, StoreError,
+    StoreErrorKind,
 };
 use crate::metrics;
 use crate::tokens::Stored;
 
-/// The outcome label of an error.
-trait Outcome {
-    fn label(&self) -> &'static str;
-}
-
-impl Outcome for StoreError {
-    fn label(&self) -> &'static str {
-        match self {
-            Self::Full { .. } => "full",
-            Self::Unstorable(_) => "unstorable",
-            Self::Unavailable { .. } => "unavailable",
-        }
-    }
-}
-
-impl Outcome for RevocationError {
-    fn label(&self) -> &'static str {
-        match self {
-            Self::TooMany { .. } => "full",
-            Self::Unstorable(_) => "unstorable",
-            Self::Unavailable { .. } => "unavailable",
-        }
+/// The outcome label of a store's refusal.
+fn label(error: &StoreError) -> &'static str {
+    match error.kind() {
+        StoreErrorKind::Full { .. } => "full",
+        StoreErrorKind::Unstorable { .. } => "unstorable",
+        StoreErrorKind::Unavailable { .. } => "unavailable",
     }
 }
 
 /// Counts and times `pending` as `operation`, its outcome named by `outcome` when it succeeds.
-fn metered<T: Send + 'static, E: Outcome + Send + 'static>(
+fn metered<T: Send + 'static>(
     operation: &'static str,
-    pending: BoxFuture<'static, Result<T, E>>,
+    pending: BoxFuture<'static, Result<T, StoreError>>,
     outcome: fn(&T) -> &'static str,
-) -> BoxFuture<'static, Result<T, E>> {
+) -> BoxFuture<'static, Result<T, StoreError>> {
     let started = Instant::now();
     pending
         .map(move |result| {
             let label = match &result {
                 Ok(value) => outcome(value),
-                Err(e) => e.label(),
+                Err(e) => label(e),
             };
             metrics::store_operation(operation, label, started.elapsed().as_secs_f64());
             result

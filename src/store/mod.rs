@@ -20,7 +20,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 
 pub use crate::availability::Availability;
-pub use crate::tokens::{RevocationError, RevocationStore};
+pub use crate::store_error::{Held, StoreError, StoreErrorKind};
+pub use crate::tokens::RevocationStore;
 pub use memory::{MemoryRevocations, MemoryStore};
 pub use metered::{MeteredResources, MeteredRevocations};
 pub use options::{
@@ -206,40 +207,3 @@ impl fmt::Display for OpenError {
 }
 
 impl std::error::Error for OpenError {}
-
-/// Why a store refused or could not carry out a call.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreError {
-    /// The store holds as many resources as it may.
-    Full {
-        /// The most resources it holds.
-        limit: usize,
-    },
-    /// The value cannot be stored in this backend (PostgreSQL text cannot hold U+0000).
-    Unstorable(String),
-    /// The database did not answer or failed; nothing of the call was kept.
-    Unavailable {
-        /// Which database, without credentials: `PostgreSQL at HOST:PORT/DB`.
-        database: String,
-        /// What went wrong, in the driver's words.
-        reason: String,
-    },
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Full { limit } => write!(
-                f,
-                "the store holds its limit of {limit} resources; remove some before creating more"
-            ),
-            Self::Unstorable(why) => f.write_str(why),
-            Self::Unavailable { database, reason } => write!(
-                f,
-                "the store is unavailable: {database}: {reason}; nothing was changed, try again"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}

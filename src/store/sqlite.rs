@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::{self, FutureExt as _};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
 
-use super::batch::{Counters, WriteConnection, Writer};
+use super::batch::{Counters, DatabaseFailure, WriteConnection, Writer};
 use super::durable::DurableRevocations;
 use super::{
     migrations, Availability, Changed, Created, OpenError, PageQuery, Pending, Resource,
@@ -190,10 +190,7 @@ impl SqliteStore {
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Pending<T> {
-        let unavailable = |reason: String| StoreError::Unavailable {
-            database: self.database.clone(),
-            reason,
-        };
+        let unavailable = |reason: String| StoreError::unavailable(&self.database, reason);
         let answer = match self.readers.get() {
             Ok(connection) => read(&connection).map_err(|e| unavailable(e.to_string())),
             Err(e) => Err(unavailable(e.to_string())),
@@ -271,7 +268,7 @@ struct SqliteWriter(Connection);
 
 impl SqliteWriter {
     /// Why a conditional change changed nothing: no such resource, or another version.
-    fn not_changed<T>(&mut self, id: u64) -> Result<Changed<T>, String> {
+    fn not_changed<T>(&mut self, id: u64) -> Result<Changed<T>, DatabaseFailure> {
         let version = self
             .0
             .prepare_cached("SELECT version FROM resources WHERE id = ?1")
@@ -289,12 +286,12 @@ impl SqliteWriter {
     }
 }
 
-fn text(e: rusqlite::Error) -> String {
-    e.to_string()
+fn text(e: rusqlite::Error) -> DatabaseFailure {
+    e.to_string().into()
 }
 
 impl WriteConnection for SqliteWriter {
-    fn begin(&mut self) -> Result<Counters, String> {
+    fn begin(&mut self) -> Result<Counters, DatabaseFailure> {
         // IMMEDIATE takes the write lock now, so the counters read stay ours until the commit.
         self.0.execute_batch("BEGIN IMMEDIATE").map_err(text)?;
         let counter = |name: &str| -> rusqlite::Result<u64> {
@@ -309,7 +306,7 @@ impl WriteConnection for SqliteWriter {
         })
     }
 
-    fn find_request(&mut self, request_id: &str) -> Result<Option<Resource>, String> {
+    fn find_request(&mut self, request_id: &str) -> Result<Option<Resource>, DatabaseFailure> {
         self.0
             .prepare_cached(
                 "SELECT resource_id, owner_id, name, 1 FROM create_requests WHERE request_id = ?1",
@@ -323,7 +320,7 @@ impl WriteConnection for SqliteWriter {
         resource: &Resource,
         request_id: Option<&str>,
         now: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), DatabaseFailure> {
         self.0
             .prepare_cached(
                 "INSERT INTO resources (id, owner_id, name, version) VALUES (?1, ?2, ?3, ?4)",
@@ -358,7 +355,7 @@ impl WriteConnection for SqliteWriter {
             .map_err(text)
     }
 
-    fn forget_requests(&mut self, before: i64) -> Result<(), String> {
+    fn forget_requests(&mut self, before: i64) -> Result<(), DatabaseFailure> {
         self.0
             .prepare_cached("DELETE FROM create_requests WHERE created_at < ?1")
             .and_then(|mut forget| forget.execute([before]))
@@ -371,7 +368,7 @@ impl WriteConnection for SqliteWriter {
         id: u64,
         name: &str,
         expected: Option<u64>,
-    ) -> Result<Changed<Resource>, String> {
+    ) -> Result<Changed<Resource>, DatabaseFailure> {
         let updated = self
             .0
             .prepare_cached(&format!(
@@ -393,7 +390,7 @@ impl WriteConnection for SqliteWriter {
         }
     }
 
-    fn delete(&mut self, id: u64, expected: Option<u64>) -> Result<Changed<()>, String> {
+    fn delete(&mut self, id: u64, expected: Option<u64>) -> Result<Changed<()>, DatabaseFailure> {
         let deleted = self
             .0
             .prepare_cached("DELETE FROM resources WHERE id = ?1 AND (?2 IS NULL OR version = ?2)")
@@ -405,7 +402,7 @@ impl WriteConnection for SqliteWriter {
         self.not_changed(id)
     }
 
-    fn revoke(&mut self, token_id: &str, expires_at: i64, now: i64) -> Result<(), String> {
+    fn revoke(&mut self, token_id: &str, expires_at: i64, now: i64) -> Result<(), DatabaseFailure> {
         self.0
             .prepare_cached(
                 "INSERT INTO revocations (token_id, expires_at) VALUES (?1, ?2) \
@@ -422,7 +419,7 @@ impl WriteConnection for SqliteWriter {
             .map_err(text)
     }
 
-    fn commit(&mut self, counters: Counters) -> Result<(), String> {
+    fn commit(&mut self, counters: Counters) -> Result<(), DatabaseFailure> {
         let mut set = self
             .0
             .prepare_cached("UPDATE counters SET value = ?2 WHERE name = ?1")
@@ -443,6 +440,7 @@ impl WriteConnection for SqliteWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Held;
     use futures::executor::block_on;
 
     fn open_in(dir: &Path) -> Stores {
@@ -475,7 +473,7 @@ mod tests {
         block_on(stores.resources.create(4, "d".into())).expect("created");
         assert_eq!(
             block_on(stores.resources.create(5, "e".into())),
-            Err(StoreError::Full { limit: 3 })
+            Err(StoreError::full(Held::Resources, 3))
         );
     }
 }

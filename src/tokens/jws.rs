@@ -133,21 +133,43 @@ fn algorithm(alg: &str) -> Result<Algorithm, Refusal> {
     }
 }
 
-/// Decodes a base64url part holding a JSON object; on failure, says what is wrong with it (the
-/// caller names the part: "the token's header ...").
-pub(super) fn decode_json_object(part: &str) -> Result<Map<String, Value>, String> {
+/// Decodes a base64url part holding a JSON object; on failure, what is wrong with it (its
+/// `Display` follows the part's name: "the token's header is not valid JSON").
+pub(super) fn decode_json_object(part: &str) -> Result<Map<String, Value>, PartError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
-        .map_err(|_| "is not base64url (RFC 4648, without padding)".to_owned())?;
+        .map_err(|_| PartError::NotBase64Url)?;
     // serde_json refuses nesting deeper than 128, so a deeply nested part is refused here too.
     match json::parse(&bytes) {
         Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err("is not a JSON object".to_owned()),
-        Err(JsonError::Invalid) => Err("is not valid JSON".to_owned()),
-        Err(JsonError::Duplicate(name)) => Err(format!(
-            "names the member {} more than once; each name may appear once",
-            quoted(&name)
-        )),
+        Ok(_) => Err(PartError::NotAnObject),
+        Err(JsonError::Invalid) => Err(PartError::NotJson),
+        Err(JsonError::Duplicate(name)) => Err(PartError::DuplicateMember(name)),
+    }
+}
+
+/// What is wrong with a part of a JWS that should hold a JSON object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum PartError {
+    NotBase64Url,
+    NotJson,
+    NotAnObject,
+    /// A member named more than once (RFC 7515 section 5.2 lets a parser refuse it).
+    DuplicateMember(String),
+}
+
+impl std::fmt::Display for PartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotBase64Url => f.write_str("is not base64url (RFC 4648, without padding)"),
+            Self::NotJson => f.write_str("is not valid JSON"),
+            Self::NotAnObject => f.write_str("is not a JSON object"),
+            Self::DuplicateMember(name) => write!(
+                f,
+                "names the member {} more than once; each name may appear once",
+                quoted(name)
+            ),
+        }
     }
 }
 

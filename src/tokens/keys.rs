@@ -95,11 +95,13 @@ pub struct Parsed {
 impl KeySet {
     /// Reads a JWKS document. Keys that cannot be used are left out with a reason; a document
     /// that is not a key set, or leaves no usable key, is an error.
-    pub fn parse(document: &[u8]) -> Result<Parsed, String> {
-        let document: Value = serde_json::from_slice(document)
-            .map_err(|e| format!("not a JSON Web Key Set: not JSON ({e})"))?;
+    pub fn parse(document: &[u8]) -> Result<Parsed, KeySetError> {
+        let document: Value =
+            serde_json::from_slice(document).map_err(|e| KeySetError::NotJson {
+                reason: e.to_string(),
+            })?;
         let Some(Value::Array(entries)) = document.get("keys") else {
-            return Err("not a JSON Web Key Set: it has no \"keys\" list".to_owned());
+            return Err(KeySetError::NoKeysList);
         };
         let mut keys = KeySet::default();
         let mut skipped = Vec::new();
@@ -123,12 +125,13 @@ impl KeySet {
             }
         }
         if keys.is_empty() {
-            let why = if skipped.is_empty() {
-                "it holds no signing key".to_owned()
+            return Err(if skipped.is_empty() {
+                KeySetError::NoSigningKey
             } else {
-                format!("no usable signing key in it ({})", first_reasons(&skipped))
-            };
-            return Err(why);
+                KeySetError::NoUsableKey {
+                    reasons: first_reasons(&skipped),
+                }
+            });
         }
         keys.fingerprint.sort();
         Ok(Parsed { keys, skipped })
@@ -173,25 +176,86 @@ impl KeySet {
 
     /// The key a token names: by its kid, or, for a token without one, the set's only key.
     /// `Err` says why there is none.
-    pub fn find(&self, kid: Option<&str>) -> Result<&Arc<Key>, String> {
+    pub fn find(&self, kid: Option<&str>) -> Result<&Arc<Key>, NoSuchKey> {
         match kid {
-            Some(kid) => self
-                .by_kid
-                .get(kid)
-                .ok_or_else(|| format!("no key with kid {} is in the key set", quoted(kid))),
+            Some(kid) => self.by_kid.get(kid).ok_or_else(|| NoSuchKey::Kid {
+                kid: kid.to_owned(),
+            }),
             None if self.len() == 1 => Ok(self
                 .by_kid
                 .values()
                 .chain(&self.without_kid)
                 .next()
                 .expect("one key")),
-            None => Err(format!(
-                "the token names no key (kid), and the key set holds {} keys",
-                self.len()
-            )),
+            None => Err(NoSuchKey::NoKidAmong { keys: self.len() }),
         }
     }
 }
+
+/// Why a document is not a key set with a usable key in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeySetError {
+    /// Not JSON at all.
+    NotJson {
+        /// The parser's words.
+        reason: String,
+    },
+    /// JSON without a `keys` list.
+    NoKeysList,
+    /// Only encryption keys, or none.
+    NoSigningKey,
+    /// Signing keys, none of them usable.
+    NoUsableKey {
+        /// Why the first few were left out.
+        reasons: String,
+    },
+}
+
+impl fmt::Display for KeySetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotJson { reason } => write!(f, "not a JSON Web Key Set: not JSON ({reason})"),
+            Self::NoKeysList => f.write_str("not a JSON Web Key Set: it has no \"keys\" list"),
+            Self::NoSigningKey => f.write_str("it holds no signing key"),
+            Self::NoUsableKey { reasons } => {
+                write!(f, "no usable signing key in it ({reasons})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeySetError {}
+
+/// Why a key set holds no key for a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoSuchKey {
+    /// No key has the token's kid.
+    Kid {
+        /// The kid the token names.
+        kid: String,
+    },
+    /// The token names no kid, and the set holds more than one key (or none).
+    NoKidAmong {
+        /// How many keys the set holds.
+        keys: usize,
+    },
+}
+
+impl fmt::Display for NoSuchKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Kid { kid } => write!(f, "no key with kid {} is in the key set", quoted(kid)),
+            Self::NoKidAmong { keys } => write!(
+                f,
+                "the token names no key (kid), and the key set holds {keys} keys"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NoSuchKey {}
 
 /// The key a JWK describes, None for a key meant for encryption, or why it cannot be used.
 // Long, as RFC 7517 and 7518 are: each check of a member, in the order a reason names it.
@@ -336,7 +400,7 @@ mod tests {
         serde_json::json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": b64(&[1; 32]), "y": b64(&[2; 32])})
     }
 
-    fn parse(keys: Vec<Value>) -> Result<Parsed, String> {
+    fn parse(keys: Vec<Value>) -> Result<Parsed, KeySetError> {
         KeySet::parse(serde_json::json!({ "keys": keys }).to_string().as_bytes())
     }
 
@@ -360,8 +424,15 @@ mod tests {
             keys.find(Some("d")).expect("d").algorithms,
             [Algorithm::EdDSA]
         );
-        assert!(keys.find(Some("nope")).is_err());
-        assert!(keys.find(None).is_err(), "no kid and three keys");
+        assert_eq!(
+            keys.find(Some("nope")).err(),
+            Some(NoSuchKey::Kid { kid: "nope".into() })
+        );
+        assert_eq!(
+            keys.find(None).err(),
+            Some(NoSuchKey::NoKidAmong { keys: 3 }),
+            "no kid and three keys"
+        );
     }
 
     #[test]
@@ -407,13 +478,16 @@ mod tests {
 
     #[test]
     fn a_set_without_usable_keys_is_an_error() {
-        assert!(KeySet::parse(b"not json")
-            .err()
-            .unwrap()
-            .contains("not JSON"));
-        assert!(KeySet::parse(b"{}").err().unwrap().contains("no \"keys\""));
+        assert!(matches!(
+            KeySet::parse(b"not json").err(),
+            Some(KeySetError::NotJson { .. })
+        ));
+        assert_eq!(KeySet::parse(b"{}").err(), Some(KeySetError::NoKeysList));
         let err = parse(vec![rsa_jwk("short", 1024)]).err().expect("refused");
-        assert!(err.contains("1024 bits"), "{err}");
+        assert!(
+            matches!(&err, KeySetError::NoUsableKey { reasons } if reasons.contains("1024 bits")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,20 +21,23 @@ mod json;
 mod jws;
 pub mod keys;
 mod options;
+mod providers;
 mod revocations;
 mod source;
 mod verifier;
 
 use std::fmt;
 
+pub use crate::store_error::{Held, StoreError, StoreErrorKind};
 pub use jws::too_long;
 pub use options::{
-    fetchable, KeysFrom, ProviderOptions, TokenOptions, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES,
-    DEFAULT_JWKS_REFRESH, DEFAULT_LEEWAY_SECONDS, DEFAULT_REVOCATION_MAX_TTL,
+    fetchable, KeysFrom, ProviderOptions, TokenOptions, Unfetchable, DEFAULT_CACHE_BYTES,
+    DEFAULT_CACHE_ENTRIES, DEFAULT_JWKS_REFRESH, DEFAULT_LEEWAY_SECONDS,
+    DEFAULT_REVOCATION_MAX_TTL,
 };
-pub use revocations::{RevocationError, RevocationStore, Stored};
-pub use source::KeyReload;
-pub use verifier::{Check, Outcome, RevokeError, Revoked, TokenVerifier};
+pub use providers::ProvidersChanged;
+pub use revocations::{RevocationStore, RevokeError, Revoked, Stored};
+pub use verifier::{Outcome, TokenVerifier};
 
 /// Tokens longer than this are refused unread: real ones are a few hundred bytes to a few KiB.
 pub const MAX_TOKEN_BYTES: usize = 8192;

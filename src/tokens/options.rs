@@ -109,26 +109,50 @@ impl ProviderOptions {
 }
 
 /// Whether keys may be fetched from `url`: https, or http to a loopback address (an identity
-/// provider on the same host, in development). Anything else is a sentence saying why not.
-pub fn fetchable(url: &str) -> Result<(), String> {
-    let uri: ureq::http::Uri = url
-        .parse()
-        .map_err(|_| "not a URL, e.g. https://id.example/realms/apps".to_owned())?;
+/// provider on the same host, in development). Anything else says why not.
+pub fn fetchable(url: &str) -> Result<(), Unfetchable> {
+    let uri: ureq::http::Uri = url.parse().map_err(|_| Unfetchable::NotAUrl)?;
     let host = uri.host().unwrap_or_default();
     if host.is_empty() {
-        return Err("the URL names no host".to_owned());
+        return Err(Unfetchable::NoHost);
     }
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if is_loopback(host) => Ok(()),
-        Some("http") => Err(
-            "keys are fetched over https only (plain http only from a loopback address): \
-             anyone on the path could replace them"
-                .to_owned(),
-        ),
-        _ => Err("only https URLs are fetched".to_owned()),
+        Some("http") => Err(Unfetchable::PlainHttp),
+        _ => Err(Unfetchable::NotHttps),
     }
 }
+
+/// Why keys may not be fetched from a URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unfetchable {
+    /// Not a URL.
+    NotAUrl,
+    /// A URL without a host.
+    NoHost,
+    /// Plain http to a host that is not this one.
+    PlainHttp,
+    /// Another scheme.
+    NotHttps,
+}
+
+impl std::fmt::Display for Unfetchable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotAUrl => "not a URL, e.g. https://id.example/realms/apps",
+            Self::NoHost => "the URL names no host",
+            Self::PlainHttp => {
+                "keys are fetched over https only (plain http only from a loopback address): \
+                 anyone on the path could replace them"
+            }
+            Self::NotHttps => "only https URLs are fetched",
+        })
+    }
+}
+
+impl std::error::Error for Unfetchable {}
 
 fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -204,15 +228,15 @@ mod tests {
         ] {
             assert_eq!(fetchable(ok), Ok(()), "{ok}");
         }
-        for refused in [
-            "http://id.example/",
-            "http://10.0.0.1/",
-            "ftp://id.example/",
-            "file:///etc/jwks.json",
-            "id.example",
-            "https://",
+        for (refused, why) in [
+            ("http://id.example/", Unfetchable::PlainHttp),
+            ("http://10.0.0.1/", Unfetchable::PlainHttp),
+            ("ftp://id.example/", Unfetchable::NotHttps),
+            ("file:///etc/jwks.json", Unfetchable::NotAUrl),
+            ("id.example", Unfetchable::NotHttps),
+            ("https://", Unfetchable::NotAUrl),
         ] {
-            assert!(fetchable(refused).is_err(), "{refused}");
+            assert_eq!(fetchable(refused), Err(why), "{refused}");
         }
     }
 

@@ -203,7 +203,7 @@ struct Loads {
 /// validation names exactly the key set that verified it.
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
-struct Shared {
+struct KeySourceState {
     /// The provider's issuer: its keys verify its tokens only.
     issuer: String,
     location: Location,
@@ -215,7 +215,7 @@ struct Shared {
     loaded: Availability,
 }
 
-impl Shared {
+impl KeySourceState {
     fn loads(&self) -> std::sync::MutexGuard<'_, Loads> {
         // Only flags and a list are changed under the lock: consistent even after a panic.
         self.loads.lock().unwrap_or_else(PoisonError::into_inner)
@@ -229,7 +229,10 @@ impl Shared {
             loads.requested = false;
             loads.running = true;
         }
-        let result = self.location.read().and_then(|bytes| KeySet::parse(&bytes));
+        let result = self
+            .location
+            .read()
+            .and_then(|bytes| KeySet::parse(&bytes).map_err(|e| e.to_string()));
         let outcome = match result {
             Ok(parsed) => {
                 self.install(parsed, why);
@@ -307,7 +310,7 @@ impl Shared {
 
 /// The loaded key set and the thread that loads it again. Dropping it stops the thread.
 pub(super) struct KeySource {
-    shared: Arc<Shared>,
+    shared: Arc<KeySourceState>,
     wake: mpsc::Sender<()>,
 }
 
@@ -316,7 +319,7 @@ impl KeySource {
     /// `refresh`. A file must load now; a fetch that fails now is tried again in the background,
     /// and [`KeySource::loaded`] turns up once the first key set is in (at once when it is now).
     pub fn start(issuer: &str, location: Location, refresh: Duration) -> Result<Self, TokenError> {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(KeySourceState {
             issuer: issuer.to_owned(),
             location,
             generation: AtomicU64::new(0),
@@ -400,7 +403,12 @@ impl KeySource {
 }
 
 /// The loader thread: loads when asked, and on schedule for a URL (sooner after a failure).
-fn run(shared: &Shared, woken: &mpsc::Receiver<()>, refresh: Option<Duration>, loaded: bool) {
+fn run(
+    shared: &KeySourceState,
+    woken: &mpsc::Receiver<()>,
+    refresh: Option<Duration>,
+    loaded: bool,
+) {
     let mut retry = FIRST_RETRY;
     let mut next = refresh.map(|every| Instant::now() + if loaded { every } else { retry });
     loop {

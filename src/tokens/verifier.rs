@@ -1,103 +1,36 @@
 //! [`TokenVerifier`]: a token's checks in order (shape, algorithm, key, signature, claims,
 //! revocation), with valid results cached and revocations asked on every call.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use futures::future::{self, BoxFuture, FutureExt as _};
 
 use super::cache::{self, TokenCache};
-use super::claims::{self, Rules};
-use super::source::{KeyReload, KeySource, Location};
+use super::claims;
+use super::providers::{Provider, Providers, ProvidersChanged};
+use super::revocations::{revocation_until, RevokeError, Revoked};
+use super::source::KeyReload;
 use super::{
-    jws, ProviderOptions, Refusal, RevocationError, RevocationStore, TokenError, TokenOptions,
-    ValidToken, Verdict, MAX_TOKEN_BYTES, MAX_TOKEN_ID_BYTES,
+    jws, ProviderOptions, Refusal, RevocationStore, TokenError, TokenOptions, ValidToken, Verdict,
+    MAX_TOKEN_BYTES,
 };
 use crate::availability::Availability;
+use crate::eventually::Eventually;
 use crate::metrics;
 use crate::quote::quoted;
-use crate::time::{rfc3339, unix_now};
+use crate::time::unix_now;
 
 /// The answer for one token.
 pub type Outcome = Result<Arc<ValidToken>, Refusal>;
 
 /// What checking a token came to: an answer, or a key set load to wait for before asking again
-/// with [`TokenVerifier::check_after_reload`] (the token names a kid that is not loaded).
-pub enum Check {
+/// (the token names a kid that is not loaded).
+enum Check {
     /// The answer.
     Done(Outcome),
     /// Wait for this, then ask again.
     AfterKeyReload(KeyReload),
-}
-
-/// A revocation as stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Revoked {
-    /// The token id is refused until this time (Unix seconds).
-    Until(i64),
-}
-
-/// Why a revocation was not stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RevokeError {
-    /// The request cannot be carried out as asked; the message says why.
-    InvalidArgument(String),
-    /// The store refused it.
-    Store(RevocationError),
-}
-
-impl std::fmt::Display for RevokeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::InvalidArgument(why) => f.write_str(why),
-            Self::Store(e) => e.fmt(f),
-        }
-    }
-}
-
-/// Ids of providers, unique across reloads of the providers file: a cached validation is
-/// used only while the provider that made it (its keys, audiences, leeway) is the one in place.
-static PROVIDER_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// One identity provider as the verifier uses it: its issuer's own key set and rules.
-struct Provider {
-    id: u64,
-    options: ProviderOptions,
-    rules: Rules,
-    keys: KeySource,
-}
-
-impl Provider {
-    fn start(options: &ProviderOptions, refresh: Duration) -> Result<Self, TokenError> {
-        let location = Location::of(options)?;
-        Ok(Self {
-            id: PROVIDER_IDS.fetch_add(1, Ordering::Relaxed),
-            options: options.clone(),
-            rules: Rules {
-                audiences: options.audiences.clone(),
-                leeway: i64::from(options.leeway_seconds),
-            },
-            keys: KeySource::start(&options.issuer, location, refresh)?,
-        })
-    }
-}
-
-/// The providers in place, by issuer.
-type Providers = HashMap<String, Arc<Provider>>;
-
-/// What [`TokenVerifier::replace_providers`] changed.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ProvidersChanged {
-    /// Issuers of the providers started.
-    pub added: Vec<String>,
-    /// Issuers of the providers stopped.
-    pub removed: Vec<String>,
-    /// Issuers whose settings changed (started again).
-    pub changed: Vec<String>,
-    /// Providers that could not be started, each with why; the others are in place.
-    pub failed: Vec<String>,
 }
 
 /// Validates tokens, in the server, each only with the keys of the identity provider its `iss`
@@ -233,18 +166,29 @@ impl TokenVerifier {
         }
     }
 
-    /// Checks `token` now. A token naming a kid that is not loaded may ask for its provider's
-    /// keys to be loaded again; then the answer comes from [`TokenVerifier::check_after_reload`].
-    pub fn check(&self, token: &str) -> Check {
-        let check = self.check_at(token, unix_now(), true);
-        if let Check::Done(outcome) = &check {
-            count(outcome);
+    /// Checks `token`: the outcome now, or, for a token naming a kid its provider's set lacks,
+    /// once that provider's keys have loaded again (at most one such load per 30 s a provider).
+    pub fn check(self: &Arc<Self>, token: &str) -> Eventually<Outcome> {
+        match self.check_at(token, unix_now(), true) {
+            Check::Done(outcome) => {
+                count(&outcome);
+                Eventually::Now(outcome)
+            }
+            Check::AfterKeyReload(reload) => {
+                let (verifier, token) = (Arc::clone(self), token.to_owned());
+                Eventually::Later(
+                    async move {
+                        reload.await;
+                        verifier.check_after_reload(&token)
+                    }
+                    .boxed(),
+                )
+            }
         }
-        check
     }
 
     /// Checks `token` once the load [`Check::AfterKeyReload`] waited for is done.
-    pub fn check_after_reload(&self, token: &str) -> Outcome {
+    fn check_after_reload(&self, token: &str) -> Outcome {
         match self.check_at(token, unix_now(), false) {
             Check::Done(outcome) => {
                 count(&outcome);
@@ -321,38 +265,9 @@ impl TokenVerifier {
         expires_at: i64,
     ) -> BoxFuture<'static, Result<Revoked, RevokeError>> {
         let now = unix_now();
-        let refused = |why: String| future::ready(Err(RevokeError::InvalidArgument(why))).boxed();
-        if token_id.is_empty() {
-            return refused("token_id is empty: give the jti of the token to revoke".to_owned());
-        }
-        if token_id.len() > MAX_TOKEN_ID_BYTES {
-            return refused(format!(
-                "token_id is {} bytes long; the limit is {MAX_TOKEN_ID_BYTES} bytes",
-                token_id.len()
-            ));
-        }
-        let longest = now.saturating_add(self.max_revocation_seconds);
-        let until = match expires_at {
-            0 => longest,
-            // Never "done" for a revocation that would not take effect: the token's real `exp`
-            // may be hours away, and an admin who sent the wrong time must be told.
-            at if at <= now => {
-                return refused(format!(
-                    "expires_at {} has passed, so the revocation would not take effect: send the \
-                     token's exp, or 0 to keep it for as long as this server keeps revocations",
-                    rfc3339(at)
-                ))
-            }
-            at if at > longest => {
-                return refused(format!(
-                    "expires_at {} is further away than this server keeps revocations ({} s, \
-                     until {}); raise --revocation-max-ttl to revoke longer-lived tokens",
-                    rfc3339(at),
-                    self.max_revocation_seconds,
-                    rfc3339(longest)
-                ))
-            }
-            at => at,
+        let until = match revocation_until(token_id, expires_at, now, self.max_revocation_seconds) {
+            Ok(until) => until,
+            Err(refused) => return future::ready(Err(refused)).boxed(),
         };
         self.revocations
             .revoke(token_id, until, now)
@@ -406,7 +321,7 @@ fn verify(
             Refusal::new(Verdict::UnknownKey, format!("{why} of {issuer}")),
             Arc::clone(provider),
         ),
-        None => Unverified::Refused(Refusal::new(Verdict::UnknownKey, why)),
+        None => Unverified::Refused(Refusal::new(Verdict::UnknownKey, why.to_string())),
     })?;
     if !key.algorithms.contains(&jws.alg) {
         return Err(Unverified::Refused(Refusal::new(

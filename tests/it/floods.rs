@@ -99,7 +99,7 @@ fn flood_and_measure(args: &[&str], served: f64) -> (u64, u64, ServerProcess, Fl
     let token = key.sign(&claims("polite"));
     let flood = Flood::start(&server.address, args);
     let received = r#"grpc_server_msg_received_total{grpc_method="ValidateBatches",grpc_service="TokenV1Proto",grpc_type="bidi_stream"}"#;
-    let under_way = common::hostile::eventually(Duration::from_secs(60), || {
+    let under_way = common::holds_within(Duration::from_secs(60), || {
         server.metric(received).is_some_and(|n| n >= served)
     });
     assert!(under_way, "the flood never reached every stream");

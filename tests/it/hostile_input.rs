@@ -135,6 +135,7 @@ fn undecodable() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+#[track_caller]
 fn assert_internal_naming(result: grpcio::Result<Vec<u8>>, message_type: &str, case: &str) {
     match result {
         Err(grpcio::Error::RpcFailure(status)) => {

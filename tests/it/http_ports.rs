@@ -6,7 +6,8 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::hostile::{self, eventually, Raw};
+use common::holds_within;
+use common::hostile::{self, Raw};
 use common::{rss_kib, ServerProcess};
 
 fn metrics_server(extra: &[&str]) -> (ServerProcess, String) {
@@ -35,7 +36,7 @@ fn refusals_now(server: &ServerProcess, reason: &str) -> Option<f64> {
 /// As [`refusals_now`], once a scrape is answered (connections close asynchronously).
 fn refusals(server: &ServerProcess, reason: &str) -> f64 {
     let mut found = None;
-    eventually(Duration::from_secs(10), || {
+    holds_within(Duration::from_secs(10), || {
         found = refusals_now(server, reason);
         found.is_some()
     });
@@ -131,7 +132,7 @@ fn a_client_that_pipelines_and_never_reads_delays_no_other_and_is_let_go() {
     // Its answers back up in its own socket; once one has not been taken for the request
     // timeout, the server closes its end (the attacker, who reads nothing, still holds its own).
     assert!(
-        eventually(Duration::from_secs(30), || {
+        holds_within(Duration::from_secs(30), || {
             refusals_now(&server, "write_timeout") == Some(1.0)
         }),
         "the non-reading connection is closed for its write timeout"
@@ -175,7 +176,7 @@ fn beyond_the_connection_cap_a_new_client_is_told_503_and_served_once_one_closes
     let mut first = Raw::from(held.remove(0));
     assert!(first.get("/metrics"));
     assert_eq!(first.answer().expect("an answer").status, 200);
-    let turned_away = eventually(Duration::from_secs(10), || {
+    let turned_away = holds_within(Duration::from_secs(10), || {
         hostile::get(&address, "/metrics").is_some_and(|answer| answer.status == 503)
     });
     assert!(turned_away, "the ninth connection is answered 503");
@@ -185,7 +186,7 @@ fn beyond_the_connection_cap_a_new_client_is_told_503_and_served_once_one_closes
     assert!(answer.body.contains("8 connections open"), "{answer:?}");
     drop(first);
     assert!(
-        eventually(Duration::from_secs(10), || {
+        holds_within(Duration::from_secs(10), || {
             hostile::get(&address, "/metrics").is_some_and(|answer| answer.status == 200)
         }),
         "served again once a connection closed"
@@ -306,7 +307,7 @@ fn out_of_file_descriptors_the_port_says_so_once_and_serves_again_when_some_clos
     assert!(said.contains("WARN"), "{said}");
     drop(idle);
     assert!(
-        eventually(Duration::from_secs(10), || {
+        holds_within(Duration::from_secs(10), || {
             hostile::get(&address, "/metrics").is_some_and(|answer| answer.status == 200)
         }),
         "served again once connections closed"

@@ -5,8 +5,8 @@
 use crate::common;
 
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use common::jwt::{claims, input, token_config, KeyFile, SigningKey};
 use common::pki::Pki;
@@ -92,15 +92,6 @@ fn verdict(client: &TokenV1ProtoClient, token: &str) -> TokenV1Verdict {
         .enum_value_or_default()
 }
 
-/// Polls `done` every 20 ms until it holds; fails with `what` after `timeout`.
-fn eventually(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn keys_are_fetched_from_the_url_and_refreshed_on_schedule() {
     let first = SigningKey::rsa("2026-11", jsonwebtoken::Algorithm::RS256);
@@ -125,9 +116,9 @@ fn keys_are_fetched_from_the_url_and_refreshed_on_schedule() {
     // The provider rotates: the next scheduled fetch brings the new key and drops the old.
     keys.write(&[&second]);
     let second_token = second.sign(&claims("kim"));
-    eventually(
-        Duration::from_secs(10),
+    common::wait_until(
         "the refresh brings the new key",
+        Duration::from_secs(10),
         || verdict(&client, &second_token) == TokenV1Verdict::TOKEN_V1_VALID,
     );
     assert_eq!(
@@ -172,9 +163,9 @@ fn with_the_provider_down_at_start_the_service_is_not_serving_until_the_keys_loa
 
     // The provider comes up; the retries (1 s, doubling) find it.
     let _provider = Provider::start(&keys, port, None);
-    eventually(
-        Duration::from_secs(20),
+    common::wait_until(
         "SERVING once the keys load",
+        Duration::from_secs(20),
         || health(&server) == ServingStatus::SERVING,
     );
     assert_eq!(verdict(&client, &token), TokenV1Verdict::TOKEN_V1_VALID);

@@ -3,15 +3,16 @@
 //! behaviour; `common` starts real servers and clients for them.
 //!
 //! `ci/test --quick` leaves out the tests that start PostgreSQL, network namespaces, Prometheus,
-//! Python or a proxy: their paths say so (`postgres`, `netns`, `replicas`, `interop`,
-//! `prometheus`, `promtool`, `python`, `jwks_url`, whose identity provider is Python's HTTP
-//! server, and `proxies`: Envoy, nginx, Caddy, Traefik), and a new test that needs one of those
-//! must keep such a word in its name.
+//! Python or a proxy, by module path: `ci/test`'s `SLOW` lists the modules (`interop`, `netns`,
+//! `replicas`, `jwks_url`, `providers`, `proxies`, `floods`) and the submodules of mixed ones
+//! (`store::with_postgres`, `metrics::with_prometheus`, ...). A new test that starts such a peer goes in
+//! one of those modules, or in a new one added to that list.
 
 mod common;
 
 mod bench;
 mod cli;
+mod docs;
 mod ext_authz;
 mod faults;
 mod floods;

@@ -306,292 +306,6 @@ fn handled(scrape: &Scrape, kind: &str, service: &str, method: &str, code: &str)
     )
 }
 
-#[test]
-fn counters_move_by_exactly_the_calls_made_and_the_text_passes_promtool() {
-    let fixture = Fixture::start();
-    let before = scrape(&fixture.metrics);
-    assert_eq!(
-        before.single("mrmat_store_up"),
-        Some(1.0),
-        "the store answers"
-    );
-    assert!(
-        before
-            .single("process_resident_memory_bytes")
-            .unwrap_or(0.0)
-            > 0.0,
-        "the process collector reports memory"
-    );
-    assert!(before.single("process_open_fds").unwrap_or(0.0) > 0.0);
-    assert!(before.single("process_start_time_seconds").unwrap_or(0.0) > 1.7e9);
-
-    let user = TokenV1ProtoClient::new(fixture.channel("client"));
-    let admin = TokenV1ProtoClient::new(fixture.channel("admin-client"));
-    let greeter = GreetingV2ProtoClient::new(fixture.channel("client"));
-    let resources = ResourceV2ProtoClient::new(fixture.channel("client"));
-
-    // Unary OK: each verdict once over Validate (a refusal is an answer, status OK), the valid
-    // token twice more (from the cache), three greetings.
-    let tokens = tokens_by_verdict(&fixture.key);
-    let mut verdicts: BTreeMap<&str, f64> = BTreeMap::new();
-    for (verdict, token) in &tokens {
-        let answer = user
-            .validate_opt(&input(1, token), call())
-            .expect("Validate answers");
-        assert_eq!(
-            answer.verdict.enum_value_or_default() == TokenV1Verdict::TOKEN_V1_VALID,
-            *verdict == "valid",
-            "{verdict}: {answer:?}"
-        );
-        *verdicts.entry(verdict).or_default() += 1.0;
-    }
-    let (_, valid) = &tokens[0];
-    let cached = scrape(&fixture.metrics);
-    let cache_before = (
-        cached.sum("mrmat_token_cache_lookups_total", &[("result", "hit")]),
-        cached.sum("mrmat_token_cache_lookups_total", &[("result", "miss")]),
-    );
-    for _ in 0..2 {
-        user.validate_opt(&input(2, valid), call())
-            .expect("Validate answers");
-    }
-    *verdicts.entry("valid").or_default() += 2.0;
-    for name in ["ann", "bob", "cy"] {
-        let mut hello = GreetingV2Input::new();
-        hello.name = name.to_owned();
-        greeter
-            .get_greeting_opt(&hello, call())
-            .expect("a greeting");
-    }
-
-    // Unary errors: two Gets of what is not there, one Revoke by someone who may not.
-    for id in [1_000_001, 1_000_002] {
-        let mut get = ResourceV2GetRequest::new();
-        get.id = id;
-        match resources.get_opt(&get, call()) {
-            Err(grpcio::Error::RpcFailure(status)) => {
-                assert_eq!(status.code(), RpcStatusCode::NOT_FOUND)
-            }
-            other => panic!("a missing resource: {other:?}"),
-        }
-    }
-    let revoked = claims("mallory");
-    let mut revoke = TokenV1RevokeInput::new();
-    revoke.token_id = revoked["jti"].as_str().expect("a jti").to_owned();
-    revoke.expires_at = revoked["exp"].as_i64().expect("an exp");
-    match user.revoke_opt(&revoke, call()) {
-        Err(grpcio::Error::RpcFailure(status)) => {
-            assert_eq!(status.code(), RpcStatusCode::PERMISSION_DENIED)
-        }
-        other => panic!("a Revoke by a non-admin: {other:?}"),
-    }
-    admin
-        .revoke_opt(&revoke, call())
-        .expect("the admin revokes");
-
-    // One stream: four validations, the revoked token among them.
-    let revoked_token = fixture.key.sign_as(
-        Algorithm::ES256,
-        &json!({"alg": "ES256", "kid": fixture.key.kid}),
-        &revoked,
-    );
-    let inputs = vec![
-        input(10, valid),
-        input(11, &revoked_token),
-        input(12, "not-a-token"),
-        input(13, &revoked_token),
-    ];
-    let (answers, ended) = validate_stream(&user, inputs);
-    ended.expect("the stream ends OK");
-    assert_eq!(answers.len(), 4);
-    assert_eq!(
-        answers[1].verdict.enum_value_or_default(),
-        TokenV1Verdict::TOKEN_V1_REVOKED
-    );
-    *verdicts.entry("valid").or_default() += 1.0;
-    *verdicts.entry("revoked").or_default() += 2.0;
-    *verdicts.entry("malformed").or_default() += 1.0;
-
-    let validations = tokens.len() as f64 + 2.0;
-    let after = scrape_until(&fixture.metrics, |s| {
-        let mut wrong = Vec::new();
-        let mut expect = |what: String, got: f64, want: f64| {
-            if got != want {
-                wrong.push(format!("{what}: {got}, expected {want}"));
-            }
-        };
-        let delta =
-            |name: &str, labels: &[(&str, &str)]| s.sum(name, labels) - before.sum(name, labels);
-        let calls = [
-            ("unary", TOKEN, "Validate", "OK", validations),
-            ("unary", "GreetingV2Proto", "GetGreeting", "OK", 3.0),
-            ("unary", "ResourceV2Proto", "Get", "NOT_FOUND", 2.0),
-            ("unary", TOKEN, "Revoke", "PERMISSION_DENIED", 1.0),
-            ("unary", TOKEN, "Revoke", "OK", 1.0),
-            ("bidi_stream", TOKEN, "ValidateStream", "OK", 1.0),
-        ];
-        for (kind, service, method, code, want) in calls {
-            expect(
-                format!("handled {kind} {service}/{method} {code}"),
-                handled(s, kind, service, method, code)
-                    - handled(&before, kind, service, method, code),
-                want,
-            );
-            let labels = [
-                ("grpc_service", service),
-                ("grpc_method", method),
-                ("grpc_code", code),
-            ];
-            expect(
-                format!("handling_seconds_count {service}/{method} {code}"),
-                delta("grpc_server_handling_seconds_count", &labels),
-                want,
-            );
-        }
-        let method = |service, method| [("grpc_service", service), ("grpc_method", method)];
-        for (service, name, started) in [
-            (TOKEN, "Validate", validations),
-            (TOKEN, "Revoke", 2.0),
-            (TOKEN, "ValidateStream", 1.0),
-            ("ResourceV2Proto", "Get", 2.0),
-        ] {
-            expect(
-                format!("started {service}/{name}"),
-                delta("grpc_server_started_total", &method(service, name)),
-                started,
-            );
-        }
-        let stream = method(TOKEN, "ValidateStream");
-        expect(
-            "stream messages received".into(),
-            delta("grpc_server_msg_received_total", &stream),
-            4.0,
-        );
-        expect(
-            "stream messages sent".into(),
-            delta("grpc_server_msg_sent_total", &stream),
-            4.0,
-        );
-        expect(
-            "streams open".into(),
-            s.sum("grpc_server_open_streams", &stream),
-            0.0,
-        );
-        expect(
-            "unary Validate messages sent".into(),
-            delta("grpc_server_msg_sent_total", &method(TOKEN, "Validate")),
-            validations,
-        );
-        for (verdict, count) in &verdicts {
-            expect(
-                format!("validations {verdict}"),
-                delta("mrmat_token_validations_total", &[("verdict", verdict)]),
-                *count,
-            );
-        }
-        expect(
-            "store get not_found".into(),
-            delta(
-                "mrmat_store_operations_total",
-                &[("operation", "get"), ("outcome", "not_found")],
-            ),
-            2.0,
-        );
-        expect(
-            "store revoke ok".into(),
-            delta(
-                "mrmat_store_operations_total",
-                &[("operation", "revoke"), ("outcome", "ok")],
-            ),
-            1.0,
-        );
-        expect(
-            "revocations held".into(),
-            s.single("mrmat_token_revocations").unwrap_or(-1.0),
-            1.0,
-        );
-        wrong
-    });
-
-    // Since the first round: the valid token twice over Validate and once on the stream, and
-    // the revoked token's second time (verified once, then cached; revocation is asked apart).
-    let hits = after.sum("mrmat_token_cache_lookups_total", &[("result", "hit")]) - cache_before.0;
-    let misses =
-        after.sum("mrmat_token_cache_lookups_total", &[("result", "miss")]) - cache_before.1;
-    assert_eq!(hits, 4.0, "cache hits of tokens validated before");
-    // The revoked token's first time and `not-a-token` (any token is looked up).
-    assert_eq!(misses, 2.0, "cache misses of tokens never seen");
-    assert!(
-        after.sum(
-            "mrmat_token_key_set_loads_total",
-            &[("issuer", common::jwt::ISSUER), ("outcome", "loaded")]
-        ) >= 1.0,
-        "the key set loaded"
-    );
-    let age = after.sum(
-        "mrmat_token_key_set_age_seconds",
-        &[("issuer", common::jwt::ISSUER)],
-    );
-    assert!(
-        after.samples.keys().any(|series| {
-            series.name == "mrmat_token_key_set_age_seconds"
-                && series.labels.get("issuer").map(String::as_str) == Some(common::jwt::ISSUER)
-        }),
-        "the key set's age, by issuer"
-    );
-    assert!(age.is_finite() && age >= 0.0, "key set age {age}");
-    assert_eq!(
-        after
-            .types
-            .get("grpc_server_handling_seconds")
-            .map(String::as_str),
-        Some("histogram")
-    );
-    // The buckets start below a millisecond, where these answers fall, and are cumulative
-    // up to +Inf, which counts every call. (How fast a call was is a benchmark's business.)
-    let greeting = [
-        ("grpc_service", "GreetingV2Proto"),
-        ("grpc_method", "GetGreeting"),
-    ];
-    let bucket = |le: &str| {
-        let mut labels = greeting.to_vec();
-        labels.push(("le", le));
-        after.sum("grpc_server_handling_seconds_bucket", &labels)
-    };
-    let mut counts = Vec::new();
-    for le in mrmat_rust_api_grpc::metrics::LATENCY_BUCKETS {
-        let le = le.to_string();
-        assert!(
-            after.samples.keys().any(|series| {
-                series.name == "grpc_server_handling_seconds_bucket"
-                    && series.labels.get("grpc_method").map(String::as_str) == Some("GetGreeting")
-                    && series.labels.get("le") == Some(&le)
-            }),
-            "no bucket le={le}"
-        );
-        counts.push(bucket(&le));
-    }
-    counts.push(bucket("+Inf"));
-    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
-    let count = after.sum("grpc_server_handling_seconds_count", &greeting);
-    assert!(count >= 3.0, "greetings counted: {count}");
-    assert_eq!(counts.last(), Some(&count), "+Inf counts every call");
-
-    // The dashboard asks only for families the server serves.
-    let names = dashboard_metrics(&dashboard_queries());
-    assert!(names.len() >= 6, "{names:?}");
-    for name in &names {
-        assert!(
-            after.types.contains_key(name),
-            "the dashboard asks for {name}, which /metrics does not serve"
-        );
-    }
-
-    // Any other path is 404; the endpoint's own answers are not gRPC calls.
-    let (status, body) = http_get(&format!("http://{}/nothing-here", fixture.metrics));
-    assert_eq!(status, 404, "{body}");
-}
-
 /// The PromQL queries of the Grafana dashboard.
 fn dashboard_queries() -> Vec<String> {
     let dashboard: Value = serde_json::from_str(
@@ -733,47 +447,6 @@ impl Drop for Prometheus {
 }
 
 #[test]
-fn a_real_prometheus_scrapes_the_server_and_its_query_api_returns_the_calls() {
-    let server = ServerProcess::start(&["--metrics-listen", "127.0.0.1:0"]);
-    let metrics = metrics_address(&server);
-    let prometheus = Prometheus::start(&metrics);
-    let greeter = GreetingV2ProtoClient::new(server.channel());
-    for _ in 0..7 {
-        greeter
-            .get_greeting_opt(&GreetingV2Input::new(), call())
-            .expect("a greeting");
-    }
-    let query = r#"grpc_server_handled_total{job="mrmat",grpc_service="GreetingV2Proto",grpc_method="GetGreeting",grpc_code="OK"}"#;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let value = prometheus.query(query);
-        if value.as_deref() == Some("7") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus did not see 7 greetings within 30 s; last answer: {value:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(
-        prometheus.query(r#"up{job="mrmat"}"#).as_deref(),
-        Some("1"),
-        "the scrape target is up"
-    );
-
-    // Every query of the dashboard is PromQL this Prometheus evaluates, with Grafana's
-    // variables as Grafana fills them in.
-    for expr in dashboard_queries() {
-        let expr = expr
-            .replace("$__rate_interval", "1m")
-            .replace("$instance", ".*");
-        let answer = prometheus.evaluate(&expr);
-        assert_eq!(answer["status"], "success", "{expr}: {answer}");
-    }
-}
-
-#[test]
 fn metrics_listen_on_a_port_in_use_exits_1_before_listening_with_one_line_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = taken.local_addr().expect("its address").to_string();
@@ -793,4 +466,339 @@ fn metrics_listen_on_a_port_in_use_exits_1_before_listening_with_one_line_naming
         "{stderr}"
     );
     assert!(!stderr.contains("listening on"), "{stderr}");
+}
+
+/// Checked by a real Prometheus and promtool (`ci/test --quick` skips them).
+mod with_prometheus {
+    use super::*;
+
+    #[test]
+    fn counters_move_by_exactly_the_calls_made_and_the_text_passes_promtool() {
+        let fixture = Fixture::start();
+        let before = scrape(&fixture.metrics);
+        assert_eq!(
+            before.single("mrmat_store_up"),
+            Some(1.0),
+            "the store answers"
+        );
+        assert!(
+            before
+                .single("process_resident_memory_bytes")
+                .unwrap_or(0.0)
+                > 0.0,
+            "the process collector reports memory"
+        );
+        assert!(before.single("process_open_fds").unwrap_or(0.0) > 0.0);
+        assert!(before.single("process_start_time_seconds").unwrap_or(0.0) > 1.7e9);
+
+        let user = TokenV1ProtoClient::new(fixture.channel("client"));
+        let admin = TokenV1ProtoClient::new(fixture.channel("admin-client"));
+        let greeter = GreetingV2ProtoClient::new(fixture.channel("client"));
+        let resources = ResourceV2ProtoClient::new(fixture.channel("client"));
+
+        // Unary OK: each verdict once over Validate (a refusal is an answer, status OK), the valid
+        // token twice more (from the cache), three greetings.
+        let tokens = tokens_by_verdict(&fixture.key);
+        let mut verdicts: BTreeMap<&str, f64> = BTreeMap::new();
+        for (verdict, token) in &tokens {
+            let answer = user
+                .validate_opt(&input(1, token), call())
+                .expect("Validate answers");
+            assert_eq!(
+                answer.verdict.enum_value_or_default() == TokenV1Verdict::TOKEN_V1_VALID,
+                *verdict == "valid",
+                "{verdict}: {answer:?}"
+            );
+            *verdicts.entry(verdict).or_default() += 1.0;
+        }
+        let (_, valid) = &tokens[0];
+        let cached = scrape(&fixture.metrics);
+        let cache_before = (
+            cached.sum("mrmat_token_cache_lookups_total", &[("result", "hit")]),
+            cached.sum("mrmat_token_cache_lookups_total", &[("result", "miss")]),
+        );
+        for _ in 0..2 {
+            user.validate_opt(&input(2, valid), call())
+                .expect("Validate answers");
+        }
+        *verdicts.entry("valid").or_default() += 2.0;
+        for name in ["ann", "bob", "cy"] {
+            let mut hello = GreetingV2Input::new();
+            hello.name = name.to_owned();
+            greeter
+                .get_greeting_opt(&hello, call())
+                .expect("a greeting");
+        }
+
+        // Unary errors: two Gets of what is not there, one Revoke by someone who may not.
+        for id in [1_000_001, 1_000_002] {
+            let mut get = ResourceV2GetRequest::new();
+            get.id = id;
+            match resources.get_opt(&get, call()) {
+                Err(grpcio::Error::RpcFailure(status)) => {
+                    assert_eq!(status.code(), RpcStatusCode::NOT_FOUND)
+                }
+                other => panic!("a missing resource: {other:?}"),
+            }
+        }
+        let revoked = claims("mallory");
+        let mut revoke = TokenV1RevokeInput::new();
+        revoke.token_id = revoked["jti"].as_str().expect("a jti").to_owned();
+        revoke.expires_at = revoked["exp"].as_i64().expect("an exp");
+        match user.revoke_opt(&revoke, call()) {
+            Err(grpcio::Error::RpcFailure(status)) => {
+                assert_eq!(status.code(), RpcStatusCode::PERMISSION_DENIED)
+            }
+            other => panic!("a Revoke by a non-admin: {other:?}"),
+        }
+        admin
+            .revoke_opt(&revoke, call())
+            .expect("the admin revokes");
+
+        // One stream: four validations, the revoked token among them.
+        let revoked_token = fixture.key.sign_as(
+            Algorithm::ES256,
+            &json!({"alg": "ES256", "kid": fixture.key.kid}),
+            &revoked,
+        );
+        let inputs = vec![
+            input(10, valid),
+            input(11, &revoked_token),
+            input(12, "not-a-token"),
+            input(13, &revoked_token),
+        ];
+        let (answers, ended) = validate_stream(&user, inputs);
+        ended.expect("the stream ends OK");
+        assert_eq!(answers.len(), 4);
+        assert_eq!(
+            answers[1].verdict.enum_value_or_default(),
+            TokenV1Verdict::TOKEN_V1_REVOKED
+        );
+        *verdicts.entry("valid").or_default() += 1.0;
+        *verdicts.entry("revoked").or_default() += 2.0;
+        *verdicts.entry("malformed").or_default() += 1.0;
+
+        let validations = tokens.len() as f64 + 2.0;
+        let after = scrape_until(&fixture.metrics, |s| {
+            let mut wrong = Vec::new();
+            let mut expect = |what: String, got: f64, want: f64| {
+                if got != want {
+                    wrong.push(format!("{what}: {got}, expected {want}"));
+                }
+            };
+            let delta = |name: &str, labels: &[(&str, &str)]| {
+                s.sum(name, labels) - before.sum(name, labels)
+            };
+            let calls = [
+                ("unary", TOKEN, "Validate", "OK", validations),
+                ("unary", "GreetingV2Proto", "GetGreeting", "OK", 3.0),
+                ("unary", "ResourceV2Proto", "Get", "NOT_FOUND", 2.0),
+                ("unary", TOKEN, "Revoke", "PERMISSION_DENIED", 1.0),
+                ("unary", TOKEN, "Revoke", "OK", 1.0),
+                ("bidi_stream", TOKEN, "ValidateStream", "OK", 1.0),
+            ];
+            for (kind, service, method, code, want) in calls {
+                expect(
+                    format!("handled {kind} {service}/{method} {code}"),
+                    handled(s, kind, service, method, code)
+                        - handled(&before, kind, service, method, code),
+                    want,
+                );
+                let labels = [
+                    ("grpc_service", service),
+                    ("grpc_method", method),
+                    ("grpc_code", code),
+                ];
+                expect(
+                    format!("handling_seconds_count {service}/{method} {code}"),
+                    delta("grpc_server_handling_seconds_count", &labels),
+                    want,
+                );
+            }
+            let method = |service, method| [("grpc_service", service), ("grpc_method", method)];
+            for (service, name, started) in [
+                (TOKEN, "Validate", validations),
+                (TOKEN, "Revoke", 2.0),
+                (TOKEN, "ValidateStream", 1.0),
+                ("ResourceV2Proto", "Get", 2.0),
+            ] {
+                expect(
+                    format!("started {service}/{name}"),
+                    delta("grpc_server_started_total", &method(service, name)),
+                    started,
+                );
+            }
+            let stream = method(TOKEN, "ValidateStream");
+            expect(
+                "stream messages received".into(),
+                delta("grpc_server_msg_received_total", &stream),
+                4.0,
+            );
+            expect(
+                "stream messages sent".into(),
+                delta("grpc_server_msg_sent_total", &stream),
+                4.0,
+            );
+            expect(
+                "streams open".into(),
+                s.sum("grpc_server_open_streams", &stream),
+                0.0,
+            );
+            expect(
+                "unary Validate messages sent".into(),
+                delta("grpc_server_msg_sent_total", &method(TOKEN, "Validate")),
+                validations,
+            );
+            for (verdict, count) in &verdicts {
+                expect(
+                    format!("validations {verdict}"),
+                    delta("mrmat_token_validations_total", &[("verdict", verdict)]),
+                    *count,
+                );
+            }
+            expect(
+                "store get not_found".into(),
+                delta(
+                    "mrmat_store_operations_total",
+                    &[("operation", "get"), ("outcome", "not_found")],
+                ),
+                2.0,
+            );
+            expect(
+                "store revoke ok".into(),
+                delta(
+                    "mrmat_store_operations_total",
+                    &[("operation", "revoke"), ("outcome", "ok")],
+                ),
+                1.0,
+            );
+            expect(
+                "revocations held".into(),
+                s.single("mrmat_token_revocations").unwrap_or(-1.0),
+                1.0,
+            );
+            wrong
+        });
+
+        // Since the first round: the valid token twice over Validate and once on the stream, and
+        // the revoked token's second time (verified once, then cached; revocation is asked apart).
+        let hits =
+            after.sum("mrmat_token_cache_lookups_total", &[("result", "hit")]) - cache_before.0;
+        let misses =
+            after.sum("mrmat_token_cache_lookups_total", &[("result", "miss")]) - cache_before.1;
+        assert_eq!(hits, 4.0, "cache hits of tokens validated before");
+        // The revoked token's first time and `not-a-token` (any token is looked up).
+        assert_eq!(misses, 2.0, "cache misses of tokens never seen");
+        assert!(
+            after.sum(
+                "mrmat_token_key_set_loads_total",
+                &[("issuer", common::jwt::ISSUER), ("outcome", "loaded")]
+            ) >= 1.0,
+            "the key set loaded"
+        );
+        let age = after.sum(
+            "mrmat_token_key_set_age_seconds",
+            &[("issuer", common::jwt::ISSUER)],
+        );
+        assert!(
+            after.samples.keys().any(|series| {
+                series.name == "mrmat_token_key_set_age_seconds"
+                    && series.labels.get("issuer").map(String::as_str) == Some(common::jwt::ISSUER)
+            }),
+            "the key set's age, by issuer"
+        );
+        assert!(age.is_finite() && age >= 0.0, "key set age {age}");
+        assert_eq!(
+            after
+                .types
+                .get("grpc_server_handling_seconds")
+                .map(String::as_str),
+            Some("histogram")
+        );
+        // The buckets start below a millisecond, where these answers fall, and are cumulative
+        // up to +Inf, which counts every call. (How fast a call was is a benchmark's business.)
+        let greeting = [
+            ("grpc_service", "GreetingV2Proto"),
+            ("grpc_method", "GetGreeting"),
+        ];
+        let bucket = |le: &str| {
+            let mut labels = greeting.to_vec();
+            labels.push(("le", le));
+            after.sum("grpc_server_handling_seconds_bucket", &labels)
+        };
+        let mut counts = Vec::new();
+        for le in mrmat_rust_api_grpc::metrics::LATENCY_BUCKETS {
+            let le = le.to_string();
+            assert!(
+                after.samples.keys().any(|series| {
+                    series.name == "grpc_server_handling_seconds_bucket"
+                        && series.labels.get("grpc_method").map(String::as_str)
+                            == Some("GetGreeting")
+                        && series.labels.get("le") == Some(&le)
+                }),
+                "no bucket le={le}"
+            );
+            counts.push(bucket(&le));
+        }
+        counts.push(bucket("+Inf"));
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+        let count = after.sum("grpc_server_handling_seconds_count", &greeting);
+        assert!(count >= 3.0, "greetings counted: {count}");
+        assert_eq!(counts.last(), Some(&count), "+Inf counts every call");
+
+        // The dashboard asks only for families the server serves.
+        let names = dashboard_metrics(&dashboard_queries());
+        assert!(names.len() >= 6, "{names:?}");
+        for name in &names {
+            assert!(
+                after.types.contains_key(name),
+                "the dashboard asks for {name}, which /metrics does not serve"
+            );
+        }
+
+        // Any other path is 404; the endpoint's own answers are not gRPC calls.
+        let (status, body) = http_get(&format!("http://{}/nothing-here", fixture.metrics));
+        assert_eq!(status, 404, "{body}");
+    }
+
+    #[test]
+    fn a_real_prometheus_scrapes_the_server_and_its_query_api_returns_the_calls() {
+        let server = ServerProcess::start(&["--metrics-listen", "127.0.0.1:0"]);
+        let metrics = metrics_address(&server);
+        let prometheus = Prometheus::start(&metrics);
+        let greeter = GreetingV2ProtoClient::new(server.channel());
+        for _ in 0..7 {
+            greeter
+                .get_greeting_opt(&GreetingV2Input::new(), call())
+                .expect("a greeting");
+        }
+        let query = r#"grpc_server_handled_total{job="mrmat",grpc_service="GreetingV2Proto",grpc_method="GetGreeting",grpc_code="OK"}"#;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let value = prometheus.query(query);
+            if value.as_deref() == Some("7") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus did not see 7 greetings within 30 s; last answer: {value:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(
+            prometheus.query(r#"up{job="mrmat"}"#).as_deref(),
+            Some("1"),
+            "the scrape target is up"
+        );
+
+        // Every query of the dashboard is PromQL this Prometheus evaluates, with Grafana's
+        // variables as Grafana fills them in.
+        for expr in dashboard_queries() {
+            let expr = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*");
+            let answer = prometheus.evaluate(&expr);
+            assert_eq!(answer["status"], "success", "{expr}: {answer}");
+        }
+    }
 }

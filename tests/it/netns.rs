@@ -158,7 +158,11 @@ fn plain(address: &str) -> Channel {
 
 fn balanced(servers: &str, service: &str) -> Channel {
     let env = Arc::new(EnvBuilder::new().cq_count(1).build());
-    Servers::new(servers).connect(ChannelBuilder::new(env), &Default::default(), service)
+    Servers::new(servers).expect("a server list").connect(
+        ChannelBuilder::new(env),
+        &Default::default(),
+        service,
+    )
 }
 
 /// What a load saw: calls answered and failed, by kind.
@@ -337,6 +341,7 @@ fn created_by_name(servers: &str) -> BTreeMap<String, Vec<u64>> {
 
 /// Every acknowledged create exists exactly once, with the id it was acknowledged with, and
 /// nothing else was created.
+#[track_caller]
 fn assert_created_exactly_once(servers: &str, acknowledged: &BTreeMap<String, u64>) {
     let stored = created_by_name(servers);
     for (request_id, id) in acknowledged {

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::io::Write as _;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pki::Pki;
 use common::python::{interop_dir, python};
@@ -130,14 +130,6 @@ fn validate(client: &TokenV1ProtoClient, token: &str) -> Result<TokenV1Output, R
 fn verdict(client: &TokenV1ProtoClient, token: &str) -> TokenV1Verdict {
     let answer = validate(client, token).expect("an answer");
     answer.verdict.enum_value_or_default()
-}
-
-fn eventually(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn health(server: &TestServer) -> ServingStatus {
@@ -293,9 +285,9 @@ fn a_provider_down_at_start_is_unavailable_then_valid_without_a_restart() {
     let mut late = Idp::start(&pki, port, "RS256", "late", &[]);
     assert_eq!(late.issuer, down_issuer);
     let token = late.mint(in_an_hour(json!({"sub": "b"})));
-    eventually(
-        Duration::from_secs(30),
+    common::wait_until(
         "the late provider's keys load",
+        Duration::from_secs(30),
         || {
             validate(&client, &token)
                 .is_ok_and(|a| a.verdict == TokenV1Verdict::TOKEN_V1_VALID.into())
@@ -471,7 +463,7 @@ fn sighup_reads_the_providers_file_again_and_a_broken_file_keeps_the_providers()
 
     write_providers(&file, &pki, &[&a, &b]);
     server.signal("HUP");
-    eventually(Duration::from_secs(20), "B is added on SIGHUP", || {
+    common::wait_until("B is added on SIGHUP", Duration::from_secs(20), || {
         validate(&client, &token_b)
             .is_ok_and(|a| a.verdict == TokenV1Verdict::TOKEN_V1_VALID.into())
     });
@@ -596,7 +588,7 @@ fn key_set_loads_and_age_are_labelled_by_issuer() {
         "mrmat_token_key_set_loads_total{{issuer=\"{}\",outcome=\"loaded\"}}",
         a.issuer
     );
-    eventually(Duration::from_secs(20), "a load counted by issuer", || {
+    common::wait_until("a load counted by issuer", Duration::from_secs(20), || {
         server.metric(&loaded).is_some_and(|n| n >= 1.0)
     });
     let age = server

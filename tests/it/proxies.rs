@@ -67,6 +67,7 @@ impl Backend {
 }
 
 /// What every proxy must do, asked through `proxy`.
+#[track_caller]
 fn assert_the_proxy_gates_the_app(proxy: &Proxy, backend: &Backend) {
     let mut alice = claims("alice");
     alice["email"] = "alice@example.com".into();
@@ -129,6 +130,7 @@ fn assert_the_proxy_gates_the_app(proxy: &Proxy, backend: &Backend) {
     assert!(answer.app_saw("x-auth-email").is_empty(), "{answer:?}");
 }
 
+#[track_caller]
 fn assert_denied(answer: &Answer, status: u16) {
     assert_eq!(answer.status, status, "{answer:?}");
     assert!(!answer.reached_app(), "{answer:?}");

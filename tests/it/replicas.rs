@@ -44,7 +44,7 @@ fn postgres_store(cluster: &PgCluster, password: &tempfile::NamedTempFile) -> St
 /// A plaintext channel balanced over `addresses`, routing by the health of `service`.
 fn balanced(addresses: &[&str], service: &str) -> Channel {
     let env = Arc::new(EnvBuilder::new().cq_count(1).build());
-    let servers = Servers::new(&addresses.join(","));
+    let servers = Servers::new(&addresses.join(",")).expect("a server list");
     assert!(servers.balanced());
     servers.connect(ChannelBuilder::new(env), &LoadedTls::default(), service)
 }

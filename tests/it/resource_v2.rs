@@ -120,108 +120,6 @@ fn on_each_store(test: fn(&TestServer)) {
 }
 
 #[test]
-fn create_get_update_and_delete_answer_with_grpc_status_codes_on_sqlite_memory_and_postgres() {
-    on_each_store(|server| {
-        let client = client(server);
-        let created = create(&client, "", 7, "first").expect("created");
-        assert_eq!((created.owner_id, created.name.as_str()), (7, "first"));
-        assert_eq!(get(&client, created.id).expect("found"), created);
-
-        let (code, message) = refused(get(&client, 999_999));
-        assert_eq!(code, RpcStatusCode::NOT_FOUND);
-        assert_eq!(message, "no resource has id 999999");
-
-        let renamed = update(&client, created.id, "second", &created.etag).expect("updated");
-        assert_eq!(renamed.name, "second");
-        assert_ne!(renamed.etag, created.etag, "a change moves the etag on");
-
-        let (code, message) = refused(update(&client, created.id, "lost", &created.etag));
-        assert_eq!(code, RpcStatusCode::ABORTED, "{message}");
-        assert!(message.contains(&renamed.etag), "{message}");
-        assert_eq!(get(&client, created.id).expect("found").name, "second");
-
-        let (code, _) = refused(update(&client, created.id, "x", "not-an-etag"));
-        assert_eq!(code, RpcStatusCode::INVALID_ARGUMENT);
-        let (code, _) = refused(update(&client, 999_999, "x", ""));
-        assert_eq!(code, RpcStatusCode::NOT_FOUND);
-        let (code, _) = refused(create(&client, &"r".repeat(129), 1, "x"));
-        assert_eq!(code, RpcStatusCode::INVALID_ARGUMENT);
-
-        let (code, _) = refused(delete(&client, created.id, &created.etag));
-        assert_eq!(code, RpcStatusCode::ABORTED, "a stale etag deletes nothing");
-        delete(&client, created.id, &renamed.etag).expect("deleted");
-        let (code, _) = refused(delete(&client, created.id, ""));
-        assert_eq!(code, RpcStatusCode::NOT_FOUND);
-    });
-}
-
-#[test]
-fn a_create_repeated_with_its_request_id_creates_once_on_sqlite_memory_and_postgres() {
-    on_each_store(|server| {
-        let client = client(server);
-        let first = create(&client, "req-1", 3, "once").expect("created");
-        let again = create(&client, "req-1", 3, "once").expect("answered");
-        assert_eq!(again, first, "the first answer, not a second resource");
-        let (resources, _) = list(&client, 0, "", None).expect("listed");
-        assert_eq!(resources.len(), 1);
-
-        // Renamed since: a retry still answers what the create made.
-        update(&client, first.id, "renamed", "").expect("updated");
-        assert_eq!(
-            create(&client, "req-1", 3, "once").expect("answered").id,
-            first.id
-        );
-
-        let (code, message) = refused(create(&client, "req-1", 3, "something else"));
-        assert_eq!(code, RpcStatusCode::ALREADY_EXISTS, "{message}");
-        assert!(message.contains("new request_id"), "{message}");
-
-        let other = create(&client, "req-2", 3, "once").expect("created");
-        assert_ne!(other.id, first.id, "another request id is another create");
-    });
-}
-
-#[test]
-fn pages_walk_every_resource_once_in_id_order_on_sqlite_memory_and_postgres() {
-    on_each_store(|server| {
-        let client = client(server);
-        let ids: Vec<u64> = (0..250)
-            .map(|n| {
-                create(&client, "", n % 2, &format!("r{n}"))
-                    .expect("created")
-                    .id
-            })
-            .collect();
-
-        let pages = all_pages(&client, 100, None);
-        assert_eq!(
-            pages.iter().map(Vec::len).collect::<Vec<_>>(),
-            [100, 100, 50]
-        );
-        assert_eq!(pages.concat(), ids, "every resource once, in id order");
-        assert_eq!(all_pages(&client, 0, None)[0].len(), 100, "100 by default");
-
-        let owned_by_one = all_pages(&client, 30, Some(1)).concat();
-        let expected: Vec<u64> = ids.iter().copied().skip(1).step_by(2).collect();
-        assert_eq!(owned_by_one, expected);
-
-        // A resource removed between pages shifts nothing.
-        let (first, token) = list(&client, 100, "", None).expect("listed");
-        delete(&client, first[99].id, "").expect("deleted");
-        delete(&client, ids[100], "").expect("deleted");
-        let (second, _) = list(&client, 100, &token, None).expect("listed");
-        assert_eq!(second[0].id, ids[101]);
-
-        let (code, message) = refused(list(&client, 10, "garbage", None));
-        assert_eq!(code, RpcStatusCode::INVALID_ARGUMENT, "{message}");
-        let (_, owned_token) = list(&client, 10, "", Some(1)).expect("listed");
-        let (code, message) = refused(list(&client, 10, &owned_token, Some(0)));
-        assert_eq!(code, RpcStatusCode::INVALID_ARGUMENT, "{message}");
-        assert!(message.contains("owner_id"), "{message}");
-    });
-}
-
-#[test]
 fn a_page_token_forged_with_an_issued_at_at_either_end_of_time_is_stale() {
     use base64::Engine as _;
     let server = spawn_server_with(test_config());
@@ -425,4 +323,111 @@ fn the_client_speaks_v2_and_reports_its_errors_on_stderr() {
         String::from_utf8_lossy(&deleted.stdout),
         "Deleted resource 0\n"
     );
+}
+
+/// ResourceV2Proto over a throwaway PostgreSQL cluster (`ci/test --quick` skips them).
+mod with_postgres {
+    use super::*;
+
+    #[test]
+    fn create_get_update_and_delete_answer_with_grpc_status_codes_on_sqlite_memory_and_postgres() {
+        on_each_store(|server| {
+            let client = client(server);
+            let created = create(&client, "", 7, "first").expect("created");
+            assert_eq!((created.owner_id, created.name.as_str()), (7, "first"));
+            assert_eq!(get(&client, created.id).expect("found"), created);
+
+            let (code, message) = refused(get(&client, 999_999));
+            assert_eq!(code, RpcStatusCode::NOT_FOUND);
+            assert_eq!(message, "no resource has id 999999");
+
+            let renamed = update(&client, created.id, "second", &created.etag).expect("updated");
+            assert_eq!(renamed.name, "second");
+            assert_ne!(renamed.etag, created.etag, "a change moves the etag on");
+
+            let (code, message) = refused(update(&client, created.id, "lost", &created.etag));
+            assert_eq!(code, RpcStatusCode::ABORTED, "{message}");
+            assert!(message.contains(&renamed.etag), "{message}");
+            assert_eq!(get(&client, created.id).expect("found").name, "second");
+
+            let (code, _) = refused(update(&client, created.id, "x", "not-an-etag"));
+            assert_eq!(code, RpcStatusCode::INVALID_ARGUMENT);
+            let (code, _) = refused(update(&client, 999_999, "x", ""));
+            assert_eq!(code, RpcStatusCode::NOT_FOUND);
+            let (code, _) = refused(create(&client, &"r".repeat(129), 1, "x"));
+            assert_eq!(code, RpcStatusCode::INVALID_ARGUMENT);
+
+            let (code, _) = refused(delete(&client, created.id, &created.etag));
+            assert_eq!(code, RpcStatusCode::ABORTED, "a stale etag deletes nothing");
+            delete(&client, created.id, &renamed.etag).expect("deleted");
+            let (code, _) = refused(delete(&client, created.id, ""));
+            assert_eq!(code, RpcStatusCode::NOT_FOUND);
+        });
+    }
+
+    #[test]
+    fn a_create_repeated_with_its_request_id_creates_once_on_sqlite_memory_and_postgres() {
+        on_each_store(|server| {
+            let client = client(server);
+            let first = create(&client, "req-1", 3, "once").expect("created");
+            let again = create(&client, "req-1", 3, "once").expect("answered");
+            assert_eq!(again, first, "the first answer, not a second resource");
+            let (resources, _) = list(&client, 0, "", None).expect("listed");
+            assert_eq!(resources.len(), 1);
+
+            // Renamed since: a retry still answers what the create made.
+            update(&client, first.id, "renamed", "").expect("updated");
+            assert_eq!(
+                create(&client, "req-1", 3, "once").expect("answered").id,
+                first.id
+            );
+
+            let (code, message) = refused(create(&client, "req-1", 3, "something else"));
+            assert_eq!(code, RpcStatusCode::ALREADY_EXISTS, "{message}");
+            assert!(message.contains("new request_id"), "{message}");
+
+            let other = create(&client, "req-2", 3, "once").expect("created");
+            assert_ne!(other.id, first.id, "another request id is another create");
+        });
+    }
+
+    #[test]
+    fn pages_walk_every_resource_once_in_id_order_on_sqlite_memory_and_postgres() {
+        on_each_store(|server| {
+            let client = client(server);
+            let ids: Vec<u64> = (0..250)
+                .map(|n| {
+                    create(&client, "", n % 2, &format!("r{n}"))
+                        .expect("created")
+                        .id
+                })
+                .collect();
+
+            let pages = all_pages(&client, 100, None);
+            assert_eq!(
+                pages.iter().map(Vec::len).collect::<Vec<_>>(),
+                [100, 100, 50]
+            );
+            assert_eq!(pages.concat(), ids, "every resource once, in id order");
+            assert_eq!(all_pages(&client, 0, None)[0].len(), 100, "100 by default");
+
+            let owned_by_one = all_pages(&client, 30, Some(1)).concat();
+            let expected: Vec<u64> = ids.iter().copied().skip(1).step_by(2).collect();
+            assert_eq!(owned_by_one, expected);
+
+            // A resource removed between pages shifts nothing.
+            let (first, token) = list(&client, 100, "", None).expect("listed");
+            delete(&client, first[99].id, "").expect("deleted");
+            delete(&client, ids[100], "").expect("deleted");
+            let (second, _) = list(&client, 100, &token, None).expect("listed");
+            assert_eq!(second[0].id, ids[101]);
+
+            let (code, message) = refused(list(&client, 10, "garbage", None));
+            assert_eq!(code, RpcStatusCode::INVALID_ARGUMENT, "{message}");
+            let (_, owned_token) = list(&client, 10, "", Some(1)).expect("listed");
+            let (code, message) = refused(list(&client, 10, &owned_token, Some(0)));
+            assert_eq!(code, RpcStatusCode::INVALID_ARGUMENT, "{message}");
+            assert!(message.contains("owner_id"), "{message}");
+        });
+    }
 }

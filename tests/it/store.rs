@@ -227,13 +227,6 @@ fn sqlite_keeps_every_acknowledged_change_through_sigkill() {
     every_acknowledged_change_survives_sigkill(|| ServerProcess::start(&["--store", &store]));
 }
 
-#[test]
-fn postgres_keeps_every_acknowledged_change_through_sigkill() {
-    let url = postgres::shared().new_database();
-    let password = password_file();
-    every_acknowledged_change_survives_sigkill(|| start_on_postgres(&url, &password, &[]));
-}
-
 fn health_of(address: &str, service: &str) -> Option<ServingStatus> {
     let env = Arc::new(EnvBuilder::new().cq_count(1).build());
     let health = HealthClient::new(ChannelBuilder::new(env).connect(address));
@@ -243,172 +236,6 @@ fn health_of(address: &str, service: &str) -> Option<ServingStatus> {
         .check_opt(&request, deadline(3))
         .ok()
         .map(|answer| answer.status.enum_value_or_default())
-}
-
-/// Polls `check` until it holds, failing after `seconds`.
-fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(seconds);
-    while !check() {
-        assert!(Instant::now() < until, "{what} within {seconds} s");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-#[test]
-fn a_postgres_outage_is_unavailable_and_not_serving_and_heals_by_itself() {
-    // A cluster of its own: this test stops it.
-    let cluster = PgCluster::start();
-    let url = cluster.new_database();
-    let password = password_file();
-    // Every API served, the token service too, so that each one's health can be watched.
-    let key = SigningKey::ed25519("outage");
-    let keys = KeyFile::new(&[&key]);
-    let mut more = vec!["--store-timeout", "2", "--metrics-listen", "127.0.0.1:0"];
-    let token_args = token_args(&keys);
-    more.extend(token_args.iter().map(String::as_str));
-    let server = start_on_postgres(&url, &password, &more);
-    let registered = common::registered_apis();
-    let client = client(&server.address);
-    assert_eq!(server.metric("mrmat_store_up"), Some(1.0));
-    let kept = client
-        .create_opt(&resource(0, 1, "before the outage"), deadline(5))
-        .expect("Create answers")
-        .resource
-        .into_option()
-        .expect("created");
-    assert_eq!(
-        health_of(&server.address, "ResourceV1Proto"),
-        Some(ServingStatus::SERVING)
-    );
-
-    // Load while the database goes away: every call answers, none waits past its deadline.
-    let stop = Arc::new(AtomicBool::new(false));
-    // Answers the load has had: OK, and UNAVAILABLE.
-    let answered = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
-    let load = {
-        let (address, stop, answered) = (server.address.clone(), stop.clone(), answered.clone());
-        thread::spawn(move || {
-            let client = self::client(&address);
-            let mut codes = BTreeMap::<String, usize>::new();
-            while !stop.load(Ordering::Relaxed) {
-                let asked = Instant::now();
-                let code = match client.get_opt(&resource_id(kept.id), deadline(3)) {
-                    Ok(_) => {
-                        answered[0].fetch_add(1, Ordering::Relaxed);
-                        "OK".to_owned()
-                    }
-                    Err(grpcio::Error::RpcFailure(status)) => {
-                        assert_eq!(
-                            status.code(),
-                            RpcStatusCode::UNAVAILABLE,
-                            "the only failure is UNAVAILABLE, none waits out its deadline"
-                        );
-                        answered[1].fetch_add(1, Ordering::Relaxed);
-                        "UNAVAILABLE".to_owned()
-                    }
-                    Err(e) => panic!("{e}"),
-                };
-                assert!(asked.elapsed() < Duration::from_secs(3));
-                *codes.entry(code).or_default() += 1;
-                thread::sleep(Duration::from_millis(2));
-            }
-            codes
-        })
-    };
-    // The load is under way before the database goes (a busy machine may start it late).
-    eventually(10, "the load gets answers", || {
-        answered[0].load(Ordering::Relaxed) > 0
-    });
-    cluster.stop();
-    let database = format!("PostgreSQL at 127.0.0.1:{}/", cluster.port);
-    eventually(
-        10,
-        "Get answers UNAVAILABLE naming the database",
-        || match client.get_opt(&resource_id(kept.id), deadline(3)) {
-            Err(grpcio::Error::RpcFailure(status)) => {
-                let message = status.message();
-                assert!(!message.contains(PASSWORD), "{message}");
-                status.code() == RpcStatusCode::UNAVAILABLE && message.contains(&database)
-            }
-            _ => false,
-        },
-    );
-    let refused = client
-        .create_opt(&resource(0, 1, "during the outage"), deadline(3))
-        .expect_err("no create while the database is down");
-    let grpcio::Error::RpcFailure(status) = refused else {
-        panic!("{refused:?}")
-    };
-    assert_eq!(status.code(), RpcStatusCode::UNAVAILABLE, "{status:?}");
-    for (name, depends_on) in &registered {
-        if *depends_on == DependsOn::Store {
-            eventually(10, &format!("health says {name} NOT_SERVING"), || {
-                health_of(&server.address, name) == Some(ServingStatus::NOT_SERVING)
-            });
-        }
-    }
-    for (name, depends_on) in &registered {
-        if *depends_on != DependsOn::Store {
-            assert_eq!(
-                health_of(&server.address, name),
-                Some(ServingStatus::SERVING),
-                "{name} needs no database and keeps serving"
-            );
-        }
-    }
-    // What an operator's alert sees.
-    eventually(10, "mrmat_store_up says 0", || {
-        server.metric("mrmat_store_up") == Some(0.0)
-    });
-    let unavailable = r#"mrmat_store_operations_total{operation="get",outcome="unavailable"}"#;
-    assert!(
-        server.metric(unavailable).unwrap_or(0.0) >= 1.0,
-        "{unavailable}"
-    );
-
-    // A call that was waiting for a connection when the database went may outlast a short
-    // outage and succeed; the load must see the outage itself before it ends.
-    eventually(10, "the load sees UNAVAILABLE", || {
-        answered[1].load(Ordering::Relaxed) > 0
-    });
-    cluster.start_again();
-    eventually(20, "the same server answers OK again", || {
-        client.get_opt(&resource_id(kept.id), deadline(3)).is_ok()
-    });
-    for (name, _) in &registered {
-        eventually(10, &format!("health says {name} SERVING again"), || {
-            health_of(&server.address, name) == Some(ServingStatus::SERVING)
-        });
-    }
-    eventually(10, "mrmat_store_up says 1 again", || {
-        server.metric("mrmat_store_up") == Some(1.0)
-    });
-    let after = client
-        .create_opt(&resource(0, 1, "after the outage"), deadline(5))
-        .expect("Create answers")
-        .resource
-        .into_option()
-        .expect("created");
-    stop.store(true, Ordering::Relaxed);
-    let codes = load.join().expect("the load");
-    assert!(
-        codes.contains_key("OK") && codes.contains_key("UNAVAILABLE"),
-        "{codes:?}"
-    );
-    let stored = listed(&client);
-    assert_eq!(
-        stored.get(&kept.id).map(|(_, n)| n.as_str()),
-        Some("before the outage")
-    );
-    assert_eq!(
-        stored.get(&after.id).map(|(_, n)| n.as_str()),
-        Some("after the outage")
-    );
-    assert_eq!(
-        stored.len(),
-        2,
-        "nothing of the refused create was kept: {stored:?}"
-    );
 }
 
 /// Revokes a token through one server, stops it, and checks a new server on the same store
@@ -433,89 +260,9 @@ fn revocations_survive_a_restart_on(store: StoreOptions) {
 }
 
 #[test]
-fn a_revocation_during_a_postgres_outage_is_unavailable_yet_holds_on_this_server() {
-    let cluster = PgCluster::start();
-    let password = password_file();
-    let revocation = Revocation::new(StoreOptions {
-        timeout: Duration::from_secs(2),
-        ..StoreOptions::postgres(&cluster.new_database(), Some(password.path()))
-    });
-    let server = spawn_server_with(revocation.config.clone());
-    assert_eq!(revocation.verdict(&server), TokenV1Verdict::TOKEN_V1_VALID);
-
-    cluster.stop();
-    let asked = Instant::now();
-    let refused = revocation.revoke(&server).expect_err("not stored");
-    assert!(
-        asked.elapsed() < Duration::from_secs(5),
-        "answered within the store timeout"
-    );
-    let grpcio::Error::RpcFailure(status) = refused else {
-        panic!("{refused:?}")
-    };
-    assert_eq!(status.code(), RpcStatusCode::UNAVAILABLE, "{status:?}");
-    assert!(
-        status.message().contains("PostgreSQL at 127.0.0.1:"),
-        "{}",
-        status.message()
-    );
-    assert_eq!(
-        revocation.verdict(&server),
-        TokenV1Verdict::TOKEN_V1_REVOKED,
-        "refused here all the same: the safe side"
-    );
-
-    cluster.start_again();
-    eventually(
-        20,
-        "the revocation is stored once the database is back",
-        || {
-            revocation
-                .revoke(&server)
-                .is_ok_and(|answer| answer.code == 200)
-        },
-    );
-    assert!(server.shutdown());
-    let restarted = spawn_server_with(revocation.config.clone());
-    assert_eq!(
-        revocation.verdict(&restarted),
-        TokenV1Verdict::TOKEN_V1_REVOKED
-    );
-}
-
-#[test]
 fn revocations_survive_a_restart_on_sqlite() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     revocations_survive_a_restart_on(StoreOptions::sqlite(&dir.path().join("store.sqlite3")));
-}
-
-#[test]
-fn revocations_survive_a_restart_on_postgres() {
-    let password = password_file();
-    revocations_survive_a_restart_on(StoreOptions::postgres(
-        &postgres::shared().new_database(),
-        Some(password.path()),
-    ));
-}
-
-#[test]
-fn postgres_refuses_a_name_it_cannot_hold_without_failing_other_changes() {
-    let url = postgres::shared().new_database();
-    let password = password_file();
-    let server = start_on_postgres(&url, &password, &[]);
-    let client = client(&server.address);
-    let refused = client
-        .create_opt(&resource(0, 1, "nul\0inside"), deadline(5))
-        .expect_err("refused");
-    let grpcio::Error::RpcFailure(status) = refused else {
-        panic!("{refused:?}")
-    };
-    assert_eq!(status.code(), RpcStatusCode::INVALID_ARGUMENT);
-    assert!(status.message().contains("U+0000"), "{}", status.message());
-    let created = client
-        .create_opt(&resource(0, 1, "fine"), deadline(5))
-        .expect("Create answers");
-    assert_eq!(created.status.code, 201);
 }
 
 /// Runs the server binary with `args` and `env`; it must exit 1 with one line on stderr
@@ -542,109 +289,6 @@ fn refused_at_start(args: &[&str], env: &[(&str, &str)], says: &[&str]) {
 }
 
 #[test]
-fn a_store_that_cannot_be_used_stops_the_server_before_it_listens_sqlite_and_postgres_alike() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let file = dir.path().join("a-file");
-    std::fs::write(&file, "not a directory").expect("write");
-    let under_a_file = format!("sqlite:{}/store.sqlite3", file.display());
-    refused_at_start(
-        &["--store", &under_a_file],
-        &[],
-        &["cannot create the directory", "a-file"],
-    );
-    let not_a_database = format!("sqlite:{}", file.display());
-    refused_at_start(
-        &["--store", &not_a_database],
-        &[],
-        &["a-file", "not a database"],
-    );
-    let a_directory = format!("sqlite:{}", dir.path().display());
-    refused_at_start(
-        &["--store", &a_directory],
-        &[],
-        &["cannot open the SQLite store"],
-    );
-    refused_at_start(
-        &["--store", "mysql://root:secret@db/x"],
-        &[],
-        &["is not a store", "sqlite:PATH"],
-    );
-    refused_at_start(
-        &["--store", "postgres://mrmat@127.0.0.1:notaport/x"],
-        &[],
-        &["not a usable PostgreSQL URL"],
-    );
-
-    let cluster = postgres::shared();
-    let url = cluster.url("postgres");
-    refused_at_start(
-        &["--store", &url],
-        &[("MRMAT_GRPC_STORE_PASSWORD", "wrong-password")],
-        &["cannot connect to", "password authentication failed"],
-    );
-    let closed = format!("postgres://mrmat@127.0.0.1:{}/x", common::free_port());
-    refused_at_start(
-        &["--store", &closed, "--store-timeout", "2"],
-        &[("MRMAT_GRPC_STORE_PASSWORD", PASSWORD)],
-        &["cannot connect to PostgreSQL at 127.0.0.1:"],
-    );
-    refused_at_start(
-        &[
-            "--store",
-            &url,
-            "--store-password-file",
-            "/nonexistent/password",
-        ],
-        &[],
-        &["cannot read the store password file /nonexistent/password"],
-    );
-}
-
-#[test]
-fn a_schema_newer_than_the_server_knows_is_refused_by_sqlite_and_postgres() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("store.sqlite3");
-    let store = format!("sqlite:{}", path.display());
-    drop(ServerProcess::start(&["--store", &store]));
-    let db = rusqlite::Connection::open(&path).expect("open");
-    db.execute(
-        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
-         VALUES (99, 'from_the_future', '2030-01-01T00:00:00Z', '0')",
-        [],
-    )
-    .expect("record a newer migration");
-    drop(db);
-    refused_at_start(
-        &["--store", &store],
-        &[],
-        &["schema version 99", "newer than this server knows"],
-    );
-
-    let url = postgres::shared().new_database();
-    let password = password_file();
-    let password = password.path().to_str().expect("UTF-8").to_owned();
-    drop(ServerProcess::start(&[
-        "--store",
-        &url,
-        "--store-password-file",
-        &password,
-    ]));
-    let database = url.rsplit('/').next().expect("a database name");
-    postgres::shared()
-        .client(database)
-        .batch_execute(
-            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
-             VALUES (7, 'from_the_future', '2030-01-01T00:00:00Z', '0')",
-        )
-        .expect("record a newer migration");
-    refused_at_start(
-        &["--store", &url, "--store-password-file", &password],
-        &[],
-        &["schema version 7", "newer than this server knows"],
-    );
-}
-
-#[test]
 fn by_default_the_store_is_an_sqlite_file_under_data_named_at_start() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut child = Command::new(SERVER)
@@ -666,4 +310,365 @@ fn by_default_the_store_is_an_sqlite_file_under_data_named_at_start() {
         "{line}"
     );
     assert!(file.exists(), "the file is created");
+}
+
+/// The store on a throwaway PostgreSQL cluster (`ci/test --quick` skips them).
+mod with_postgres {
+    use super::*;
+
+    #[test]
+    fn postgres_keeps_every_acknowledged_change_through_sigkill() {
+        let url = postgres::shared().new_database();
+        let password = password_file();
+        every_acknowledged_change_survives_sigkill(|| start_on_postgres(&url, &password, &[]));
+    }
+
+    #[test]
+    fn a_postgres_outage_is_unavailable_and_not_serving_and_heals_by_itself() {
+        // A cluster of its own: this test stops it.
+        let cluster = PgCluster::start();
+        let url = cluster.new_database();
+        let password = password_file();
+        // Every API served, the token service too, so that each one's health can be watched.
+        let key = SigningKey::ed25519("outage");
+        let keys = KeyFile::new(&[&key]);
+        let mut more = vec!["--store-timeout", "2", "--metrics-listen", "127.0.0.1:0"];
+        let token_args = token_args(&keys);
+        more.extend(token_args.iter().map(String::as_str));
+        let server = start_on_postgres(&url, &password, &more);
+        let registered = common::registered_apis();
+        let client = client(&server.address);
+        assert_eq!(server.metric("mrmat_store_up"), Some(1.0));
+        let kept = client
+            .create_opt(&resource(0, 1, "before the outage"), deadline(5))
+            .expect("Create answers")
+            .resource
+            .into_option()
+            .expect("created");
+        assert_eq!(
+            health_of(&server.address, "ResourceV1Proto"),
+            Some(ServingStatus::SERVING)
+        );
+
+        // Load while the database goes away: every call answers, none waits past its deadline.
+        let stop = Arc::new(AtomicBool::new(false));
+        // Answers the load has had: OK, and UNAVAILABLE.
+        let answered = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let load = {
+            let (address, stop, answered) =
+                (server.address.clone(), stop.clone(), answered.clone());
+            thread::spawn(move || {
+                let client = self::client(&address);
+                let mut codes = BTreeMap::<String, usize>::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let asked = Instant::now();
+                    let code = match client.get_opt(&resource_id(kept.id), deadline(3)) {
+                        Ok(_) => {
+                            answered[0].fetch_add(1, Ordering::Relaxed);
+                            "OK".to_owned()
+                        }
+                        Err(grpcio::Error::RpcFailure(status)) => {
+                            assert_eq!(
+                                status.code(),
+                                RpcStatusCode::UNAVAILABLE,
+                                "the only failure is UNAVAILABLE, none waits out its deadline"
+                            );
+                            answered[1].fetch_add(1, Ordering::Relaxed);
+                            "UNAVAILABLE".to_owned()
+                        }
+                        Err(e) => panic!("{e}"),
+                    };
+                    assert!(asked.elapsed() < Duration::from_secs(3));
+                    *codes.entry(code).or_default() += 1;
+                    thread::sleep(Duration::from_millis(2));
+                }
+                codes
+            })
+        };
+        // The load is under way before the database goes (a busy machine may start it late).
+        common::wait_until("the load gets answers", Duration::from_secs(10), || {
+            answered[0].load(Ordering::Relaxed) > 0
+        });
+        cluster.stop();
+        let database = format!("PostgreSQL at 127.0.0.1:{}/", cluster.port);
+        common::wait_until(
+            "Get answers UNAVAILABLE naming the database",
+            Duration::from_secs(10),
+            || match client.get_opt(&resource_id(kept.id), deadline(3)) {
+                Err(grpcio::Error::RpcFailure(status)) => {
+                    let message = status.message();
+                    assert!(!message.contains(PASSWORD), "{message}");
+                    status.code() == RpcStatusCode::UNAVAILABLE && message.contains(&database)
+                }
+                _ => false,
+            },
+        );
+        let refused = client
+            .create_opt(&resource(0, 1, "during the outage"), deadline(3))
+            .expect_err("no create while the database is down");
+        let grpcio::Error::RpcFailure(status) = refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(status.code(), RpcStatusCode::UNAVAILABLE, "{status:?}");
+        for (name, depends_on) in &registered {
+            if *depends_on == DependsOn::Store {
+                common::wait_until(
+                    &format!("health says {name} NOT_SERVING"),
+                    Duration::from_secs(10),
+                    || health_of(&server.address, name) == Some(ServingStatus::NOT_SERVING),
+                );
+            }
+        }
+        for (name, depends_on) in &registered {
+            if *depends_on != DependsOn::Store {
+                assert_eq!(
+                    health_of(&server.address, name),
+                    Some(ServingStatus::SERVING),
+                    "{name} needs no database and keeps serving"
+                );
+            }
+        }
+        // What an operator's alert sees.
+        common::wait_until("mrmat_store_up says 0", Duration::from_secs(10), || {
+            server.metric("mrmat_store_up") == Some(0.0)
+        });
+        let unavailable = r#"mrmat_store_operations_total{operation="get",outcome="unavailable"}"#;
+        assert!(
+            server.metric(unavailable).unwrap_or(0.0) >= 1.0,
+            "{unavailable}"
+        );
+
+        // A call that was waiting for a connection when the database went may outlast a short
+        // outage and succeed; the load must see the outage itself before it ends.
+        common::wait_until("the load sees UNAVAILABLE", Duration::from_secs(10), || {
+            answered[1].load(Ordering::Relaxed) > 0
+        });
+        cluster.start_again();
+        common::wait_until(
+            "the same server answers OK again",
+            Duration::from_secs(20),
+            || client.get_opt(&resource_id(kept.id), deadline(3)).is_ok(),
+        );
+        for (name, _) in &registered {
+            common::wait_until(
+                &format!("health says {name} SERVING again"),
+                Duration::from_secs(10),
+                || health_of(&server.address, name) == Some(ServingStatus::SERVING),
+            );
+        }
+        common::wait_until(
+            "mrmat_store_up says 1 again",
+            Duration::from_secs(10),
+            || server.metric("mrmat_store_up") == Some(1.0),
+        );
+        let after = client
+            .create_opt(&resource(0, 1, "after the outage"), deadline(5))
+            .expect("Create answers")
+            .resource
+            .into_option()
+            .expect("created");
+        stop.store(true, Ordering::Relaxed);
+        let codes = load.join().expect("the load");
+        assert!(
+            codes.contains_key("OK") && codes.contains_key("UNAVAILABLE"),
+            "{codes:?}"
+        );
+        let stored = listed(&client);
+        assert_eq!(
+            stored.get(&kept.id).map(|(_, n)| n.as_str()),
+            Some("before the outage")
+        );
+        assert_eq!(
+            stored.get(&after.id).map(|(_, n)| n.as_str()),
+            Some("after the outage")
+        );
+        assert_eq!(
+            stored.len(),
+            2,
+            "nothing of the refused create was kept: {stored:?}"
+        );
+    }
+
+    #[test]
+    fn a_revocation_during_a_postgres_outage_is_unavailable_yet_holds_on_this_server() {
+        let cluster = PgCluster::start();
+        let password = password_file();
+        let revocation = Revocation::new(StoreOptions {
+            timeout: Duration::from_secs(2),
+            ..StoreOptions::postgres(&cluster.new_database(), Some(password.path()))
+        });
+        let server = spawn_server_with(revocation.config.clone());
+        assert_eq!(revocation.verdict(&server), TokenV1Verdict::TOKEN_V1_VALID);
+
+        cluster.stop();
+        let asked = Instant::now();
+        let refused = revocation.revoke(&server).expect_err("not stored");
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "answered within the store timeout"
+        );
+        let grpcio::Error::RpcFailure(status) = refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(status.code(), RpcStatusCode::UNAVAILABLE, "{status:?}");
+        assert!(
+            status.message().contains("PostgreSQL at 127.0.0.1:"),
+            "{}",
+            status.message()
+        );
+        assert_eq!(
+            revocation.verdict(&server),
+            TokenV1Verdict::TOKEN_V1_REVOKED,
+            "refused here all the same: the safe side"
+        );
+
+        cluster.start_again();
+        common::wait_until(
+            "the revocation is stored once the database is back",
+            Duration::from_secs(20),
+            || {
+                revocation
+                    .revoke(&server)
+                    .is_ok_and(|answer| answer.code == 200)
+            },
+        );
+        assert!(server.shutdown());
+        let restarted = spawn_server_with(revocation.config.clone());
+        assert_eq!(
+            revocation.verdict(&restarted),
+            TokenV1Verdict::TOKEN_V1_REVOKED
+        );
+    }
+
+    #[test]
+    fn revocations_survive_a_restart_on_postgres() {
+        let password = password_file();
+        revocations_survive_a_restart_on(StoreOptions::postgres(
+            &postgres::shared().new_database(),
+            Some(password.path()),
+        ));
+    }
+
+    #[test]
+    fn postgres_refuses_a_name_it_cannot_hold_without_failing_other_changes() {
+        let url = postgres::shared().new_database();
+        let password = password_file();
+        let server = start_on_postgres(&url, &password, &[]);
+        let client = client(&server.address);
+        let refused = client
+            .create_opt(&resource(0, 1, "nul\0inside"), deadline(5))
+            .expect_err("refused");
+        let grpcio::Error::RpcFailure(status) = refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(status.code(), RpcStatusCode::INVALID_ARGUMENT);
+        assert!(status.message().contains("U+0000"), "{}", status.message());
+        let created = client
+            .create_opt(&resource(0, 1, "fine"), deadline(5))
+            .expect("Create answers");
+        assert_eq!(created.status.code, 201);
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_used_stops_the_server_before_it_listens_sqlite_and_postgres_alike() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "not a directory").expect("write");
+        let under_a_file = format!("sqlite:{}/store.sqlite3", file.display());
+        refused_at_start(
+            &["--store", &under_a_file],
+            &[],
+            &["cannot create the directory", "a-file"],
+        );
+        let not_a_database = format!("sqlite:{}", file.display());
+        refused_at_start(
+            &["--store", &not_a_database],
+            &[],
+            &["a-file", "not a database"],
+        );
+        let a_directory = format!("sqlite:{}", dir.path().display());
+        refused_at_start(
+            &["--store", &a_directory],
+            &[],
+            &["cannot open the SQLite store"],
+        );
+        refused_at_start(
+            &["--store", "mysql://root:secret@db/x"],
+            &[],
+            &["is not a store", "sqlite:PATH"],
+        );
+        refused_at_start(
+            &["--store", "postgres://mrmat@127.0.0.1:notaport/x"],
+            &[],
+            &["not a usable PostgreSQL URL"],
+        );
+
+        let cluster = postgres::shared();
+        let url = cluster.url("postgres");
+        refused_at_start(
+            &["--store", &url],
+            &[("MRMAT_GRPC_STORE_PASSWORD", "wrong-password")],
+            &["cannot connect to", "password authentication failed"],
+        );
+        let closed = format!("postgres://mrmat@127.0.0.1:{}/x", common::free_port());
+        refused_at_start(
+            &["--store", &closed, "--store-timeout", "2"],
+            &[("MRMAT_GRPC_STORE_PASSWORD", PASSWORD)],
+            &["cannot connect to PostgreSQL at 127.0.0.1:"],
+        );
+        refused_at_start(
+            &[
+                "--store",
+                &url,
+                "--store-password-file",
+                "/nonexistent/password",
+            ],
+            &[],
+            &["cannot read the store password file /nonexistent/password"],
+        );
+    }
+
+    #[test]
+    fn a_schema_newer_than_the_server_knows_is_refused_by_sqlite_and_postgres() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("store.sqlite3");
+        let store = format!("sqlite:{}", path.display());
+        drop(ServerProcess::start(&["--store", &store]));
+        let db = rusqlite::Connection::open(&path).expect("open");
+        db.execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+         VALUES (99, 'from_the_future', '2030-01-01T00:00:00Z', '0')",
+            [],
+        )
+        .expect("record a newer migration");
+        drop(db);
+        refused_at_start(
+            &["--store", &store],
+            &[],
+            &["schema version 99", "newer than this server knows"],
+        );
+
+        let url = postgres::shared().new_database();
+        let password = password_file();
+        let password = password.path().to_str().expect("UTF-8").to_owned();
+        drop(ServerProcess::start(&[
+            "--store",
+            &url,
+            "--store-password-file",
+            &password,
+        ]));
+        let database = url.rsplit('/').next().expect("a database name");
+        postgres::shared()
+            .client(database)
+            .batch_execute(
+                "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+             VALUES (7, 'from_the_future', '2030-01-01T00:00:00Z', '0')",
+            )
+            .expect("record a newer migration");
+        refused_at_start(
+            &["--store", &url, "--store-password-file", &password],
+            &[],
+            &["schema version 7", "newer than this server knows"],
+        );
+    }
 }

@@ -39,6 +39,7 @@ fn healthz(channel: Channel) -> Result<u32, grpcio::Error> {
         .map(|answer| answer.code)
 }
 
+#[track_caller]
 fn assert_refused(result: Result<u32, grpcio::Error>, what: &str) {
     match result {
         Err(grpcio::Error::RpcFailure(status)) => {

@@ -13,8 +13,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::jwt::{claims, token_args, KeyFile, SigningKey};
-use common::{rss_kib_if_running, OutputLines, ServerProcess};
-use mrmat_rust_api_grpc::client::{TlsOptions, TokenValidator, ValidatorConfig};
+use common::{OutputLines, ServerProcess};
+use mrmat_rust_api_grpc::client::{
+    ConnectErrorKind, ServersErrorKind, TlsOptions, TokenValidator, ValidatorConfig,
+};
 use mrmat_rust_api_grpc::proto::TokenV1Verdict;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
@@ -44,15 +46,6 @@ fn tokens(key: &SigningKey, count: usize) -> Arc<Vec<String>> {
             .map(|n| key.sign(&claims(&format!("user{n}"))))
             .collect(),
     )
-}
-
-/// Polls `done` every few milliseconds until it holds; panics with `what` after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Validations from several threads at a few hundred a second, each checked against the
@@ -115,7 +108,7 @@ impl Load {
     /// Waits until `more` further validations have been answered.
     fn wait_for(&self, more: u64, timeout: Duration) {
         let target = self.answered() + more;
-        wait_until("validations answered", timeout, || {
+        common::wait_until("validations answered", timeout, || {
             self.answered() >= target
         });
     }
@@ -133,6 +126,7 @@ impl Load {
 }
 
 /// Fails with the first few of `problems`, if there are any.
+#[track_caller]
 fn assert_every_answer_right(problems: &[String]) {
     assert!(
         problems.is_empty(),
@@ -199,7 +193,7 @@ fn sigterm_ends_the_stream_with_unavailable_and_the_validator_moves_to_the_resta
         .expect("it stops");
     assert!(status.success(), "{status}");
     // The client may see the stream end after the process has gone; the first failure is it.
-    wait_until("the stream's end seen", Duration::from_secs(10), || {
+    common::wait_until("the stream's end seen", Duration::from_secs(10), || {
         validator.stats().stream_failures >= 1
     });
     let failure = validator.stats().recent_failures[0].clone();
@@ -233,7 +227,7 @@ fn a_silent_server_is_caught_by_keepalive_and_nothing_is_lost_after_sigcont() {
     server.signal("STOP");
     let stopped = Instant::now();
     // keepalive_time + keepalive_timeout is 2 s (measured: 2.15-2.19 s); slack for a busy host.
-    wait_until(
+    common::wait_until(
         "the silent server noticed",
         Duration::from_millis(3500),
         || validator.stats().stream_failures >= 1,
@@ -444,63 +438,63 @@ fn the_stream_pipe_keeps_every_line_in_order_across_a_server_restart() {
 fn the_stream_pipe_answers_a_line_not_utf8_or_over_long_in_place_and_every_other_line() {
     let key = SigningKey::p256("k1");
     let (_keys, tokens, server) = serve(&key, 700, &[]);
-    let mut input = Vec::new();
-    for token in &tokens[..600] {
-        input.extend_from_slice(format!("{token}\n").as_bytes());
-    }
-    input.extend_from_slice(b"eyJ\xff\xfe.not.utf8\n");
-    // 64 MiB on one line: read up to the limit and counted, never held.
-    input.extend(std::iter::repeat_n(b'a', 64 << 20));
-    input.push(b'\n');
-    for token in &tokens[600..] {
-        input.extend_from_slice(format!("{token}\n").as_bytes());
-    }
-    let mut cli = Command::new(CLIENT)
-        .args(["--server", &server.address, "--timeout", "30"])
-        .args(["token", "v1", "validate", "--stream"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the client runs");
-    let mut stdin = cli.stdin.take().expect("piped");
-    let mut stdout = cli.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
-    });
-    let pid = cli.id();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    // Sampled while it runs (not a wait for readiness: the loop ends when the client does).
-    let mut peak = 0;
-    while cli.try_wait().expect("wait").is_none() {
-        // The client may end between try_wait and this sample.
-        peak = peak.max(rss_kib_if_running(pid).unwrap_or(0));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    writer
-        .join()
-        .expect("the writer")
-        .expect("stdin taken whole");
-    let out = cli.wait_with_output().expect("the client ends");
-    let stdout = reader.join().expect("the reader").expect("UTF-8 answers");
-    let got: Vec<&str> = stdout.lines().collect();
+    const LONG_LINE: usize = 100 << 20;
+    let feed = {
+        let tokens = tokens.clone();
+        move |mut stdin: std::process::ChildStdin| {
+            let mut lines = |tokens: &[String]| {
+                for token in tokens {
+                    stdin
+                        .write_all(format!("{token}\n").as_bytes())
+                        .expect("a token line taken");
+                }
+            };
+            lines(&tokens[..600]);
+            stdin
+                .write_all(b"eyJ\xff\xfe.not.utf8\n")
+                .expect("the line taken");
+            // 100 MiB on one line, written a MiB at a time: read up to the limit and
+            // counted, never held.
+            let chunk = vec![b'a'; 1 << 20];
+            for _ in 0..LONG_LINE / chunk.len() {
+                stdin.write_all(&chunk).expect("the long line taken");
+            }
+            stdin.write_all(b"\n").expect("its end taken");
+            let mut lines = |tokens: &[String]| {
+                for token in tokens {
+                    stdin
+                        .write_all(format!("{token}\n").as_bytes())
+                        .expect("a token line taken");
+                }
+            };
+            lines(&tokens[600..]);
+        }
+    };
+    let mut cli = Command::new(CLIENT);
+    cli.args(["--server", &server.address, "--timeout", "30"])
+        .args(["token", "v1", "validate", "--stream"]);
+
+    let (out, peak_kib) = common::output_and_peak_kib(&mut cli, Some(Box::new(feed)));
+
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 answers");
+    let got: Vec<&str> = stdout.lines().collect();
     assert_eq!(got.len(), tokens.len() + 2, "one line out per line in");
     for (n, line) in got.iter().enumerate() {
         let expected = match n {
             600 => "[401] Malformed: the line is not UTF-8".to_owned(),
-            601 => format!("[401] Malformed: the token is {} bytes long", 64 << 20),
+            601 => format!("[401] Malformed: the token is {LONG_LINE} bytes long"),
             n if n < 600 => format!("[200] Valid: sub=user{n} "),
             n => format!("[200] Valid: sub=user{} ", n - 2),
         };
         assert!(line.starts_with(&expected), "line {}: {line}", n + 1);
     }
-    assert!(peak < 48 * 1024, "the client peaked at {peak} KiB");
+    // The token limit and a read buffer on top of the client itself, whatever the line's length.
+    assert!(peak_kib < 48 * 1024, "the client peaked at {peak_kib} KiB");
 }
 
 #[test]
@@ -749,4 +743,25 @@ fn against_a_server_without_batches_the_validator_asks_over_validate_stream() {
         assert_eq!(answer.output().subject, "older");
     }
     validator.close();
+}
+
+#[test]
+fn a_validator_for_a_port_above_65535_is_refused_before_anything_connects() {
+    let refused = TokenValidator::connect(
+        "127.0.0.1:116437",
+        &TlsOptions::default(),
+        ValidatorConfig::default(),
+    );
+
+    let Err(error) = refused else {
+        panic!("port 116437 must be refused, not taken as 50901");
+    };
+    assert!(
+        matches!(
+            error.kind(),
+            ConnectErrorKind::Servers(servers)
+                if matches!(servers.kind(), ServersErrorKind::BadPort { entry } if entry == "127.0.0.1:116437")
+        ),
+        "{error}"
+    );
 }

@@ -494,7 +494,7 @@ fn a_connection_opens_at_most_its_token_streams_and_the_next_is_resource_exhaust
         sink.close().await.expect("half-close");
         while answers.next().await.is_some() {}
     });
-    let reopened = common::hostile::eventually(Duration::from_secs(10), || {
+    let reopened = common::holds_within(Duration::from_secs(10), || {
         let (mut sink, mut answers) = client.validate_stream().expect("the call starts");
         let answered = matches!(ask(&mut sink, &mut answers, 5), Some(Ok(_)));
         if answered {
@@ -562,14 +562,14 @@ fn streams_that_leave_answers_unread_stop_being_read_once_the_budget_is_spent_an
         .collect();
 
     // Held back: the budget spent, the writers stop making progress.
-    let held_back = common::hostile::eventually(Duration::from_secs(60), || {
+    let held_back = common::holds_within(Duration::from_secs(60), || {
         server
             .metric("mrmat_stream_reads_held_back_total")
             .is_some_and(|n| n > 0.0)
     });
     assert!(held_back, "no stream waited for room");
     let mut last = (0, Instant::now());
-    let stalled = common::hostile::eventually(Duration::from_secs(60), || {
+    let stalled = common::holds_within(Duration::from_secs(60), || {
         let now: u64 = greedy
             .iter()
             .map(|(_, _, sent, _)| sent.load(Ordering::Relaxed))

@@ -82,6 +82,7 @@ fn verdict(answer: &TokenV1Output) -> TokenV1Verdict {
 
 /// Asserts the answer is `expected`, with the status that goes with it and a reason that
 /// contains `reason`; a refusal carries nothing about the bearer.
+#[track_caller]
 fn assert_answer(answer: &TokenV1Output, expected: TokenV1Verdict, reason: &str, case: &str) {
     assert_eq!(verdict(answer), expected, "{case}: {answer:?}");
     let status = answer.status.as_ref().expect("a status");

@@ -11,7 +11,7 @@ use crate::codec;
 
 /// What a `CheckRequest` asks.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Question {
+pub struct CheckRequestFields {
     /// Whether it has `attributes.request.http`, the HTTP request to judge.
     pub http: bool,
     /// Every `authorization` header's value, as sent: from `header_map` when Envoy sends that
@@ -25,12 +25,12 @@ pub struct Question {
 const CHECK_REQUEST: &str = "envoy.service.auth.v3.CheckRequest";
 
 /// grpcio's deserializer for `Check`.
-pub fn decode(reader: MessageReader) -> grpcio::Result<Question> {
+pub fn decode(reader: MessageReader) -> grpcio::Result<CheckRequestFields> {
     codec::decode_with(reader, CHECK_REQUEST, read)
 }
 
-fn read(input: &mut CodedInputStream<'_>) -> protobuf::Result<Question> {
-    let mut question = Question::default();
+fn read(input: &mut CodedInputStream<'_>) -> protobuf::Result<CheckRequestFields> {
+    let mut question = CheckRequestFields::default();
     let mut headers = Headers::default();
     // CheckRequest.attributes = 1
     fields(input, |input, tag| match tag {
@@ -58,7 +58,7 @@ struct Headers {
 /// AttributeContext: request = 4, context_extensions = 10 (map<string, string>).
 fn attributes(
     input: &mut CodedInputStream<'_>,
-    question: &mut Question,
+    question: &mut CheckRequestFields,
     headers: &mut Headers,
 ) -> protobuf::Result<()> {
     fields(input, |input, tag| match tag {
@@ -168,7 +168,7 @@ mod tests {
     use crate::proto::ext_authz::v3::{CheckRequest, HeaderValue};
 
     /// The question in `request`'s encoding.
-    fn asked(request: &CheckRequest) -> Question {
+    fn asked(request: &CheckRequest) -> CheckRequestFields {
         let bytes = request.write_to_bytes().expect("encodes");
         let mut input = CodedInputStream::from_bytes(&bytes);
         read(&mut input).expect("decodes")
@@ -207,13 +207,13 @@ mod tests {
         ));
         assert_eq!(
             question,
-            Question {
+            CheckRequestFields {
                 http: true,
                 authorization: vec![b"Bearer abc".to_vec()],
                 scope: Some(b"read admin".to_vec()),
             }
         );
-        assert_eq!(asked(&CheckRequest::new()), Question::default());
+        assert_eq!(asked(&CheckRequest::new()), CheckRequestFields::default());
     }
 
     #[test]

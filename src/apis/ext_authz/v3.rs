@@ -11,10 +11,11 @@ use grpcio::{
     ServiceBuilder, UnarySink,
 };
 
-use super::question::{self, Question};
+use super::question::{self, CheckRequestFields};
 use super::response;
-use crate::apis::{keys_not_loaded, Api, Call, DependsOn, Offer, Serving};
-use crate::authz::{credential, Decision, Gate, Judged};
+use crate::apis::call::{keys_not_loaded, Call};
+use crate::apis::offer::{Api, ApiOffer, DependsOn, ServingContext};
+use crate::authz::{credential, AuthzPolicy, Decision};
 use crate::metrics::{self, Transport};
 use crate::proto::ext_authz::v3::{external_auth, service_names, CheckResponse};
 use crate::tokens::TokenVerifier;
@@ -24,7 +25,7 @@ pub const NAME: &str = service_names::AUTHORIZATION;
 
 /// `Check`, its request read by [`question::decode`] (only what the decision needs), its
 /// response encoded as generated.
-const CHECK: Method<Question, CheckResponse> = Method {
+const CHECK: Method<CheckRequestFields, CheckResponse> = Method {
     ty: MethodType::Unary,
     name: "/envoy.service.auth.v3.Authorization/Check",
     req_mar: Marshaller {
@@ -38,7 +39,7 @@ const CHECK: Method<Question, CheckResponse> = Method {
 };
 
 /// A server only reads requests.
-fn never_sent(_: &Question, _: &mut GrpcSlice) -> grpcio::Result<()> {
+fn never_sent(_: &CheckRequestFields, _: &mut GrpcSlice) -> grpcio::Result<()> {
     Err(grpcio::Error::Codec(
         "a server sends no CheckRequest".into(),
     ))
@@ -48,28 +49,28 @@ fn never_sent(_: &Question, _: &mut GrpcSlice) -> grpcio::Result<()> {
 #[derive(Clone)]
 struct ExtAuthzApi {
     verifier: Arc<TokenVerifier>,
-    gate: Arc<Gate>,
+    policy: Arc<AuthzPolicy>,
 }
 
 /// Served whenever the token service is (the same verifier, cache and revocations), ready once
 /// the keys have loaded.
-pub fn offer(serving: &Serving<'_>) -> Offer {
+pub fn offer(serving: &ServingContext<'_>) -> ApiOffer {
     let Some(verifier) = serving.verifier else {
-        return Offer::NotServed {
+        return ApiOffer::NotServed {
             name: NAME,
             why: "no identity provider: --oidc-issuer, --jwks-file or --jwks-url, or --config",
         };
     };
     let api = ExtAuthzApi {
         verifier: Arc::clone(verifier),
-        gate: Arc::new(serving.gate.clone()),
+        policy: Arc::new(serving.policy.clone()),
     };
     let service = ServiceBuilder::new()
         .add_unary_handler(&CHECK, move |ctx, question, sink| {
             api.check(&ctx, question, sink)
         })
         .build();
-    Offer::Served(Api {
+    ApiOffer::Served(Api {
         name: NAME,
         service,
         file: external_auth::file_descriptor(),
@@ -78,7 +79,12 @@ pub fn offer(serving: &Serving<'_>) -> Offer {
 }
 
 impl ExtAuthzApi {
-    fn check(&self, ctx: &RpcContext, question: Question, sink: UnarySink<CheckResponse>) {
+    fn check(
+        &self,
+        ctx: &RpcContext,
+        question: CheckRequestFields,
+        sink: UnarySink<CheckResponse>,
+    ) {
         let call = Call::start(ctx);
         if !question.http {
             return call.fail(
@@ -104,35 +110,27 @@ impl ExtAuthzApi {
                 )
             }
         };
-        let required = match Gate::required_scopes([scope]) {
+        let required = match AuthzPolicy::required_scopes([scope]) {
             Ok(required) => required,
-            Err(why) => return call.fail(ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why),
+            Err(refused) => {
+                return call.fail(
+                    ctx,
+                    sink,
+                    RpcStatusCode::INVALID_ARGUMENT,
+                    refused.to_string(),
+                )
+            }
         };
         let authorization: Vec<&[u8]> = question.authorization.iter().map(Vec::as_slice).collect();
-        match self
-            .gate
-            .judge(&self.verifier, credential(&authorization), &required)
-        {
-            Judged::Now(decision) => match answer(decision) {
-                Ok(response) => call.reply(ctx, sink, response),
-                Err(status) => call.fail(ctx, sink, status.code(), status.message().to_owned()),
-            },
-            Judged::AfterKeyReload { reload, token } => {
-                let (verifier, gate) = (Arc::clone(&self.verifier), Arc::clone(&self.gate));
-                let token = token.to_owned();
-                let required: Vec<String> = required.iter().map(|s| (*s).to_owned()).collect();
-                call.answer_later(ctx, sink, async move {
-                    reload.await;
-                    let required: Vec<&str> = required.iter().map(String::as_str).collect();
-                    answer(gate.after_reload(&verifier, &token, &required))
-                });
-            }
-        }
+        let decision = self
+            .policy
+            .judge(&self.verifier, credential(&authorization), &required);
+        call.answer(ctx, sink, decision.map(check_response));
     }
 }
 
 /// The response to `decision`, or the status of a call that cannot be judged now.
-fn answer(decision: Decision) -> Result<CheckResponse, RpcStatus> {
+fn check_response(decision: Decision) -> Result<CheckResponse, RpcStatus> {
     metrics::authz_decision(Transport::ExtAuthz, decision.label(), decision.left_out());
     match decision {
         Decision::Allow { set, remove, .. } => Ok(response::allowed(set, remove)),

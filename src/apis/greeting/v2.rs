@@ -2,7 +2,8 @@
 
 use grpcio::{RpcContext, UnarySink};
 
-use crate::apis::{Api, Call, DependsOn, Offer, Serving};
+use crate::apis::call::Call;
+use crate::apis::offer::{Api, ApiOffer, DependsOn, ServingContext};
 use crate::proto::{
     create_greeting_v2_proto, grpc_api, service_names, GreetingV2Input, GreetingV2Output,
     GreetingV2Proto,
@@ -16,8 +17,8 @@ pub const NAME: &str = service_names::GREETING_V2_PROTO;
 pub struct GreetingV2Api;
 
 /// Always served, ready from the start.
-pub fn offer(_: &Serving<'_>) -> Offer {
-    Offer::Served(Api {
+pub fn offer(_: &ServingContext<'_>) -> ApiOffer {
+    ApiOffer::Served(Api {
         name: NAME,
         service: create_greeting_v2_proto(GreetingV2Api),
         file: grpc_api::file_descriptor(),

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use grpcio::{RpcContext, RpcStatusCode, UnarySink};
 
-use crate::apis::{status, Api, Call, DependsOn, Offer, Serving};
+use crate::apis::call::{application_status, Call};
+use crate::apis::offer::{Api, ApiOffer, DependsOn, ServingContext};
 use crate::proto::{
     create_resource_v1_proto, grpc_api, service_names, Empty, ResourceV1, ResourceV1IdInput,
     ResourceV1Output, ResourceV1Proto, ResourcesV1, StatusOutput,
@@ -38,12 +39,12 @@ impl ResourceV1Api {
 
 /// Always served, over the store; every call needs the store, so it is ready while the store
 /// is.
-pub fn offer(serving: &Serving<'_>) -> Offer {
+pub fn offer(serving: &ServingContext<'_>) -> ApiOffer {
     let api = ResourceV1Api::new(
         Arc::clone(serving.resources),
         serving.options.max_name_bytes,
     );
-    Offer::Served(Api {
+    ApiOffer::Served(Api {
         name: NAME,
         service: create_resource_v1_proto(api),
         file: grpc_api::file_descriptor(),
@@ -62,7 +63,7 @@ fn to_message(resource: Resource) -> ResourceV1 {
 /// An answer with a status and, when there is one, the resource.
 fn output(code: u32, text: &str, resource: Option<Resource>) -> ResourceV1Output {
     let mut answer = ResourceV1Output::new();
-    answer.status = Some(status(code, text)).into();
+    answer.status = Some(application_status(code, text)).into();
     answer.resource = resource.map(to_message).into();
     answer
 }
@@ -75,7 +76,7 @@ fn found_or_not(resource: Option<Resource>) -> ResourceV1Output {
 }
 
 /// Answers with what the store's `pending` result comes to (v1 answers every outcome with OK).
-fn answer<T, R>(
+fn answer_ok_from_store<T, R>(
     call: Call,
     ctx: &RpcContext,
     sink: UnarySink<R>,
@@ -85,15 +86,15 @@ fn answer<T, R>(
     T: Send + 'static,
     R: Send + 'static,
 {
-    super::answer(call, ctx, sink, pending, move |done| Ok(to_answer(done)));
+    super::answer_from_store(call, ctx, sink, pending, move |done| Ok(to_answer(done)));
 }
 
 impl ResourceV1Proto for ResourceV1Api {
     fn list(&mut self, ctx: RpcContext, _req: Empty, sink: UnarySink<ResourcesV1>) {
         let call = Call::start(&ctx);
-        answer(call, &ctx, sink, self.store.list(), |resources| {
+        answer_ok_from_store(call, &ctx, sink, self.store.list(), |resources| {
             let mut answer = ResourcesV1::new();
-            answer.status = Some(status(200, "OK")).into();
+            answer.status = Some(application_status(200, "OK")).into();
             answer.resources = resources.into_iter().map(to_message).collect();
             answer
         });
@@ -101,7 +102,7 @@ impl ResourceV1Proto for ResourceV1Api {
 
     fn get(&mut self, ctx: RpcContext, req: ResourceV1IdInput, sink: UnarySink<ResourceV1Output>) {
         let call = Call::start(&ctx);
-        answer(call, &ctx, sink, self.store.get(req.id), found_or_not);
+        answer_ok_from_store(call, &ctx, sink, self.store.get(req.id), found_or_not);
     }
 
     fn create(&mut self, ctx: RpcContext, req: ResourceV1, sink: UnarySink<ResourceV1Output>) {
@@ -111,7 +112,7 @@ impl ResourceV1Proto for ResourceV1Api {
         }
         // The caller's id is ignored: the store assigns ids.
         let created = self.store.create(req.owner_id, req.name);
-        answer(call, &ctx, sink, created, |created| {
+        answer_ok_from_store(call, &ctx, sink, created, |created| {
             output(201, "Created", Some(created))
         });
     }
@@ -122,18 +123,18 @@ impl ResourceV1Proto for ResourceV1Api {
             return call.fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why);
         }
         let renamed = self.store.rename(req.id, req.name);
-        answer(call, &ctx, sink, renamed, found_or_not);
+        answer_ok_from_store(call, &ctx, sink, renamed, found_or_not);
     }
 
     fn remove(&mut self, ctx: RpcContext, req: ResourceV1IdInput, sink: UnarySink<StatusOutput>) {
         let call = Call::start(&ctx);
-        answer(call, &ctx, sink, self.store.remove(req.id), |removed| {
+        answer_ok_from_store(call, &ctx, sink, self.store.remove(req.id), |removed| {
             // 401 is the original's code for a successful removal; kept so its clients see the
             // same.
             if removed {
-                status(401, "Removed")
+                application_status(401, "Removed")
             } else {
-                status(410, "Gone")
+                application_status(410, "Gone")
             }
         });
     }

@@ -9,8 +9,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use grpcio::{RpcContext, RpcStatus, RpcStatusCode, UnarySink};
 
-use super::{answer, check_name};
-use crate::apis::{Api, Call, DependsOn, Offer, Serving};
+use super::{answer_from_store, check_name};
+use crate::apis::call::Call;
+use crate::apis::offer::{Api, ApiOffer, DependsOn, ServingContext};
 use crate::proto::{
     create_resource_v2_proto, grpc_api, service_names, Empty, ResourceV2, ResourceV2CreateRequest,
     ResourceV2DeleteRequest, ResourceV2GetRequest, ResourceV2ListRequest, ResourceV2ListResponse,
@@ -45,12 +46,12 @@ pub struct ResourceV2Api {
 }
 
 /// Always served, over the same store as v1; ready while the store is.
-pub fn offer(serving: &Serving<'_>) -> Offer {
+pub fn offer(serving: &ServingContext<'_>) -> ApiOffer {
     let api = ResourceV2Api {
         store: Arc::clone(serving.resources),
         max_name_bytes: serving.options.max_name_bytes,
     };
-    Offer::Served(Api {
+    ApiOffer::Served(Api {
         name: NAME,
         service: create_resource_v2_proto(api),
         file: grpc_api::file_descriptor(),
@@ -211,7 +212,7 @@ impl ResourceV2Proto for ResourceV2Api {
             limit: query.limit + 1,
             ..query
         };
-        answer(call, &ctx, sink, self.store.page(asked), move |mut page| {
+        answer_from_store(call, &ctx, sink, self.store.page(asked), move |mut page| {
             let mut response = ResourceV2ListResponse::new();
             if page.len() > query.limit {
                 page.truncate(query.limit);
@@ -234,7 +235,7 @@ impl ResourceV2Proto for ResourceV2Api {
     fn get(&mut self, ctx: RpcContext, req: ResourceV2GetRequest, sink: UnarySink<ResourceV2>) {
         let call = Call::start(&ctx);
         let id = req.id;
-        answer(call, &ctx, sink, self.store.get(id), move |found| {
+        answer_from_store(call, &ctx, sink, self.store.get(id), move |found| {
             found.map(to_message).ok_or_else(|| not_found(id))
         });
     }
@@ -259,7 +260,7 @@ impl ResourceV2Proto for ResourceV2Api {
         }
         let request_id = (!req.request_id.is_empty()).then(|| req.request_id.clone());
         let created = self.store.create_once(request_id, req.owner_id, req.name);
-        answer(call, &ctx, sink, created, move |created| match created {
+        answer_from_store(call, &ctx, sink, created, move |created| match created {
             Created::Done(resource) => Ok(to_message(resource)),
             Created::Conflict(first) => Err(RpcStatus::with_message(
                 RpcStatusCode::ALREADY_EXISTS,
@@ -288,7 +289,7 @@ impl ResourceV2Proto for ResourceV2Api {
         };
         let (id, sent) = (req.id, req.etag);
         let updated = self.store.update(id, req.name, expected);
-        answer(call, &ctx, sink, updated, move |changed| match changed {
+        answer_from_store(call, &ctx, sink, updated, move |changed| match changed {
             Changed::Done(resource) => Ok(to_message(resource)),
             Changed::Missing => Err(not_found(id)),
             Changed::Stale { current } => Err(stale(id, &sent, current)),
@@ -302,7 +303,7 @@ impl ResourceV2Proto for ResourceV2Api {
             Err(why) => return call.fail(&ctx, sink, RpcStatusCode::INVALID_ARGUMENT, why),
         };
         let (id, sent) = (req.id, req.etag);
-        answer(
+        answer_from_store(
             call,
             &ctx,
             sink,

@@ -18,9 +18,10 @@ use protobuf::Message as _;
 
 use super::claims::{encode_claims, CLAIMS_FIELD};
 use crate::apis::budget::{Holding, StreamBudget};
-use crate::apis::call::Kind;
+use crate::apis::call::{application_status, keys_not_loaded, store_status, Call, Kind};
+use crate::apis::offer::{Api, ApiOffer, DependsOn, ServingContext};
 use crate::apis::streams::{self, StreamsEnd, StreamsPerConnection};
-use crate::apis::{keys_not_loaded, status, Api, Call, DependsOn, Offer, Serving};
+use crate::eventually::Eventually;
 use crate::proto::{
     create_token_v1_proto, grpc_api, service_names, StatusOutput, TokenV1Input, TokenV1InputBatch,
     TokenV1Output, TokenV1OutputBatch, TokenV1Proto, TokenV1RevokeInput, TokenV1Verdict,
@@ -28,8 +29,8 @@ use crate::proto::{
 use crate::quote::quoted;
 use crate::time::rfc3339;
 use crate::tokens::{
-    Check, Outcome, RevocationError, RevokeError, Revoked, TokenVerifier, Verdict,
-    MAX_BATCH_QUESTIONS, MAX_BATCH_TOKEN_BYTES,
+    Outcome, RevokeError, Revoked, TokenVerifier, Verdict, MAX_BATCH_QUESTIONS,
+    MAX_BATCH_TOKEN_BYTES,
 };
 
 /// The name health checking and reflection know the service by.
@@ -52,7 +53,7 @@ const QUESTION_BYTES: usize = size_of::<TokenV1Input>();
 /// The token API, version 1.
 #[derive(Clone)]
 pub struct TokenV1Api {
-    validator: Arc<TokenVerifier>,
+    verifier: Arc<TokenVerifier>,
     /// Client certificate names (common name or DNS name) allowed to revoke.
     admins: Arc<[String]>,
     streams_end: StreamsEnd,
@@ -65,36 +66,26 @@ pub struct TokenV1Api {
 /// Served when a key set is configured: tokens checked by the verifier, revocations allowed to
 /// the token admins. Ready once the keys have loaded; validations never need the store (the
 /// revocations they ask are in memory), so a store outage leaves it SERVING.
-pub fn offer(serving: &Serving<'_>) -> Offer {
-    let Some(validator) = serving.verifier else {
-        return Offer::NotServed {
+pub fn offer(serving: &ServingContext<'_>) -> ApiOffer {
+    let Some(verifier) = serving.verifier else {
+        return ApiOffer::NotServed {
             name: NAME,
             why: "no identity provider: --oidc-issuer, --jwks-file or --jwks-url, or --config",
         };
     };
     let api = TokenV1Api {
-        validator: Arc::clone(validator),
+        verifier: Arc::clone(verifier),
         admins: serving.options.token_admins.clone().into(),
         streams_end: serving.streams_end.clone(),
         budget: StreamBudget::new(serving.options.stream_budget),
         per_connection: StreamsPerConnection::new(serving.options.streams_per_connection),
     };
-    Offer::Served(Api {
+    ApiOffer::Served(Api {
         name: NAME,
         service: create_token_v1_proto(api),
         file: grpc_api::file_descriptor(),
         depends_on: DependsOn::Keys,
     })
-}
-
-/// The gRPC status a refused revocation is answered with.
-fn revocation_status(error: &RevocationError) -> RpcStatus {
-    let code = match error {
-        RevocationError::TooMany { .. } => RpcStatusCode::RESOURCE_EXHAUSTED,
-        RevocationError::Unstorable(_) => RpcStatusCode::INVALID_ARGUMENT,
-        RevocationError::Unavailable { .. } => RpcStatusCode::UNAVAILABLE,
-    };
-    RpcStatus::with_message(code, error.to_string())
 }
 
 fn wire_verdict(verdict: Verdict) -> TokenV1Verdict {
@@ -119,7 +110,7 @@ fn output(request_id: u64, outcome: &Outcome) -> TokenV1Output {
     answer.request_id = request_id;
     match outcome {
         Ok(valid) => {
-            answer.status = Some(status(200, "Valid")).into();
+            answer.status = Some(application_status(200, "Valid")).into();
             answer.verdict = TokenV1Verdict::TOKEN_V1_VALID.into();
             answer.subject.clone_from(&valid.subject);
             answer.issuer.clone_from(&valid.issuer);
@@ -144,7 +135,7 @@ fn output(request_id: u64, outcome: &Outcome) -> TokenV1Output {
             } else {
                 401
             };
-            answer.status = Some(status(code, &refusal.reason)).into();
+            answer.status = Some(application_status(code, &refusal.reason)).into();
             answer.verdict = wire_verdict(refusal.verdict).into();
         }
     }
@@ -163,20 +154,9 @@ fn unary_answer(request_id: u64, outcome: &Outcome) -> Result<TokenV1Output, Rpc
     }
 }
 
-/// The outcome for `input`, after waiting for a key set load when the token asks for one.
-async fn outcome(validator: &TokenVerifier, input: &TokenV1Input) -> Outcome {
-    match validator.check(&input.token) {
-        Check::Done(outcome) => outcome,
-        Check::AfterKeyReload(reload) => {
-            reload.await;
-            validator.check_after_reload(&input.token)
-        }
-    }
-}
-
 /// The answer to `input`.
-async fn answer(validator: &TokenVerifier, input: &TokenV1Input) -> TokenV1Output {
-    output(input.request_id, &outcome(validator, input).await)
+async fn validated(verifier: &Arc<TokenVerifier>, input: &TokenV1Input) -> TokenV1Output {
+    output(input.request_id, &verifier.check(&input.token).get().await)
 }
 
 /// What the answer `output` made of `outcome` takes encoded, estimated from above without
@@ -372,11 +352,11 @@ fn batch_bytes(batch: &TokenV1InputBatch) -> usize {
 
 /// The answer to one `ValidateStream` question, as its message.
 fn stream_answer(
-    validator: Arc<TokenVerifier>,
+    verifier: Arc<TokenVerifier>,
     input: TokenV1Input,
 ) -> impl Stream<Item = Result<Answered<TokenV1Output>, RpcStatus>> {
     stream::once(async move {
-        let outcome = outcome(&validator, &input).await;
+        let outcome = verifier.check(&input.token).get().await;
         let message = output(input.request_id, &outcome);
         Ok(Answered {
             bytes: answer_bytes(&outcome),
@@ -389,7 +369,7 @@ fn stream_answer(
 /// Where a batch's answers are: its questions not yet answered, and an answer made that did not
 /// fit the message before.
 struct BatchAnswers {
-    validator: Arc<TokenVerifier>,
+    verifier: Arc<TokenVerifier>,
     questions: std::vec::IntoIter<TokenV1Input>,
     carried: Option<(TokenV1Output, usize, usize)>,
     /// Whether a message has been made (an empty batch is answered by one empty message).
@@ -400,11 +380,11 @@ struct BatchAnswers {
 /// [`MAX_ANSWER_MESSAGE_BYTES`], each made when the stream asks for it; or the status that
 /// ends the stream when the batch is out of bounds.
 fn batch_answers(
-    validator: Arc<TokenVerifier>,
+    verifier: Arc<TokenVerifier>,
     batch: TokenV1InputBatch,
 ) -> impl Stream<Item = Result<Answered<TokenV1OutputBatch>, RpcStatus>> {
     let state = batch_bounds(&batch).map(|()| BatchAnswers {
-        validator,
+        verifier,
         questions: batch.inputs.into_iter(),
         carried: None,
         made_one: false,
@@ -433,7 +413,7 @@ impl BatchAnswers {
             message.answered += answered;
         }
         for input in self.questions.by_ref() {
-            let output = answer(&self.validator, &input).await;
+            let output = validated(&self.verifier, &input).await;
             let size = output.compute_size();
             // The field's tag, its length and the answer.
             let bytes = 1 + protobuf::rt::compute_raw_varint64_size(size) as usize + size as usize;
@@ -459,7 +439,7 @@ impl BatchAnswers {
 impl TokenV1Api {
     /// Why no token can be validated yet, if none can.
     fn not_ready(&self) -> Option<String> {
-        keys_not_loaded(&self.validator, NAME)
+        keys_not_loaded(&self.verifier, NAME)
     }
 
     /// Serves one stream with [`answer_each`], or ends it UNAVAILABLE at once when no token
@@ -482,7 +462,7 @@ impl TokenV1Api {
             None => self
                 .per_connection
                 .open(ctx.peer())
-                .map_err(|why| (RpcStatusCode::RESOURCE_EXHAUSTED, why)),
+                .map_err(|refused| (RpcStatusCode::RESOURCE_EXHAUSTED, refused.to_string())),
         };
         let open = match refusal {
             Ok(open) => open,
@@ -549,19 +529,13 @@ impl TokenV1Proto for TokenV1Api {
         if let Some(why) = self.not_ready() {
             return call.fail(&ctx, sink, RpcStatusCode::UNAVAILABLE, why);
         }
-        match self.validator.check(&req.token) {
-            Check::Done(outcome) => match unary_answer(req.request_id, &outcome) {
-                Ok(answer) => call.reply(&ctx, sink, answer),
-                Err(status) => call.fail(&ctx, sink, status.code(), status.message().to_owned()),
-            },
-            Check::AfterKeyReload(reload) => {
-                let validator = Arc::clone(&self.validator);
-                call.answer_later(&ctx, sink, async move {
-                    reload.await;
-                    unary_answer(req.request_id, &validator.check_after_reload(&req.token))
-                });
-            }
-        }
+        let request_id = req.request_id;
+        let outcome = self.verifier.check(&req.token);
+        call.answer(
+            &ctx,
+            sink,
+            outcome.map(move |outcome| unary_answer(request_id, &outcome)),
+        );
     }
 
     fn validate_stream(
@@ -570,9 +544,9 @@ impl TokenV1Proto for TokenV1Api {
         requests: RequestStream<TokenV1Input>,
         sink: DuplexSink<TokenV1Output>,
     ) {
-        let validator = Arc::clone(&self.validator);
+        let verifier = Arc::clone(&self.verifier);
         self.serve(&ctx, (requests, question_bytes), sink, move |input| {
-            stream_answer(Arc::clone(&validator), input)
+            stream_answer(Arc::clone(&verifier), input)
         });
     }
 
@@ -582,9 +556,9 @@ impl TokenV1Proto for TokenV1Api {
         requests: RequestStream<TokenV1InputBatch>,
         sink: DuplexSink<TokenV1OutputBatch>,
     ) {
-        let validator = Arc::clone(&self.validator);
+        let verifier = Arc::clone(&self.verifier);
         self.serve(&ctx, (requests, batch_bytes), sink, move |batch| {
-            batch_answers(Arc::clone(&validator), batch)
+            batch_answers(Arc::clone(&verifier), batch)
         });
     }
 
@@ -594,10 +568,10 @@ impl TokenV1Proto for TokenV1Api {
             Ok(admin) => admin,
             Err(why) => return call.fail(&ctx, sink, RpcStatusCode::PERMISSION_DENIED, why),
         };
-        let revoked = self.validator.revoke(&req.token_id, req.expires_at);
-        let token_id = req.token_id;
-        call.answer_later(&ctx, sink, async move {
-            match revoked.await {
+        let token_id = req.token_id.clone();
+        let revoked = Eventually::of(self.verifier.revoke(&req.token_id, req.expires_at));
+        let answer = revoked.map(move |revoked| {
+            match revoked {
                 Ok(Revoked::Until(until)) => {
                     // An audit line: who revoked which token id (an id, not a secret).
                     log::info!(
@@ -606,14 +580,18 @@ impl TokenV1Proto for TokenV1Api {
                         rfc3339(until),
                         quoted(&admin)
                     );
-                    Ok(status(200, &format!("Revoked until {}", rfc3339(until))))
+                    Ok(application_status(
+                        200,
+                        &format!("Revoked until {}", rfc3339(until)),
+                    ))
                 }
                 Err(RevokeError::InvalidArgument(why)) => Err(RpcStatus::with_message(
                     RpcStatusCode::INVALID_ARGUMENT,
                     why,
                 )),
-                Err(RevokeError::Store(e)) => Err(revocation_status(&e)),
+                Err(RevokeError::Store(e)) => Err(store_status(&e)),
             }
         });
+        call.answer(&ctx, sink, answer);
     }
 }

@@ -1,6 +1,8 @@
 //! [`TokenValidator`]: what an app embeds to ask a token service whether bearer tokens are
 //! valid. Created once and shared between threads, it sends every question over one
-//! `ValidateStream` call, keeps each one until it is answered, and when the stream fails (the
+//! `ValidateBatches` call (the questions waiting at each moment to one message; a server older
+//! than batches answers UNIMPLEMENTED, and is asked over `ValidateStream` from then on), keeps
+//! each one until it is answered, and when the stream fails (the
 //! server restarts, the connection resets, a silent peer is caught by keepalive) opens a new one
 //! and sends the unanswered questions again. Validation is idempotent, so at-least-once on the
 //! wire is right; each caller still gets exactly one answer, or an error once its own deadline
@@ -23,10 +25,9 @@ use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode};
 pub use answer::TokenAnswer;
 pub use pending::PendingValidation;
 
-use super::{LoadedTls, Servers, TlsOptions};
+use super::{ConnectError, LoadedTls, Servers, ServersError, TlsOptions, DEFAULT_TIMEOUT};
 use crate::proto::{service_names, StatusOutput, TokenV1Output, TokenV1Verdict};
 use crate::status::status_name;
-use crate::tls::TlsError;
 use crate::tokens::{self, MAX_TOKEN_BYTES};
 use shared::Shared;
 
@@ -53,17 +54,21 @@ pub struct ValidatorConfig {
     pub reconnect_max: Duration,
 }
 
+/// The validator's defaults, written once: [`ValidatorConfig::default`] and the CLI's flags
+/// both read them.
+pub const VALIDATOR_DEFAULTS: ValidatorConfig = ValidatorConfig {
+    timeout: DEFAULT_TIMEOUT,
+    keepalive_time: Duration::from_secs(10),
+    keepalive_timeout: Duration::from_secs(5),
+    max_in_flight: 1024,
+    max_queued: 65_536,
+    reconnect_initial: Duration::from_millis(50),
+    reconnect_max: Duration::from_secs(5),
+};
+
 impl Default for ValidatorConfig {
     fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(5),
-            keepalive_time: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(5),
-            max_in_flight: 1024,
-            max_queued: 65_536,
-            reconnect_initial: Duration::from_millis(50),
-            reconnect_max: Duration::from_secs(5),
-        }
+        VALIDATOR_DEFAULTS
     }
 }
 
@@ -151,12 +156,16 @@ impl TokenValidator {
         server: &str,
         tls: &TlsOptions,
         config: ValidatorConfig,
-    ) -> Result<Self, TlsError> {
-        Ok(Self::connect_loaded(server, &tls.load()?, config))
+    ) -> Result<Self, ConnectError> {
+        Ok(Self::connect_loaded(server, &tls.load()?, config)?)
     }
 
     /// As [`Self::connect`], with the TLS files already read (many validators, one read).
-    pub fn connect_loaded(server: &str, tls: &LoadedTls, config: ValidatorConfig) -> Self {
+    pub fn connect_loaded(
+        server: &str,
+        tls: &LoadedTls,
+        config: ValidatorConfig,
+    ) -> Result<Self, ServersError> {
         let env = Arc::new(
             EnvBuilder::new()
                 .cq_count(1)
@@ -178,7 +187,7 @@ impl TokenValidator {
             .use_local_subchannel_pool(true);
         // Several replicas: the stream opens on one whose token service is SERVING, and again
         // on another when that one is lost.
-        let servers = Servers::new(server);
+        let servers = Servers::new(server)?;
         let channel = servers.connect(builder, tls, service_names::TOKEN_V1_PROTO);
         let shared = Arc::new(Shared::new(
             grpcio::Client::new(channel),
@@ -192,10 +201,10 @@ impl TokenValidator {
                 .spawn(move || shared.supervise())
                 .expect("a thread for the token validator")
         };
-        Self {
+        Ok(Self {
             shared,
             supervisor: Mutex::new(Some(supervisor)),
-        }
+        })
     }
 
     /// Validates `token`, blocking until the answer or the configured timeout. Not from a gRPC

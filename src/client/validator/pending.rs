@@ -10,16 +10,16 @@ use super::{ValidateError, Validation};
 
 /// A validation on its way: a future of its [`Validation`], independent of any executor.
 #[must_use = "the answer comes through this future"]
-pub struct PendingValidation(pub(super) Pending);
+pub struct PendingValidation(pub(super) Awaited);
 
-pub(super) enum Pending {
+pub(super) enum Awaited {
     Ready(Option<Validation>),
     Waiting(oneshot::Receiver<Validation>),
 }
 
 impl PendingValidation {
     pub(super) fn ready(validation: Validation) -> Self {
-        Self(Pending::Ready(Some(validation)))
+        Self(Awaited::Ready(Some(validation)))
     }
 
     /// An answer already known, in line with answers on their way (a caller that keeps its
@@ -34,14 +34,14 @@ impl Future for PendingValidation {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Validation> {
         match &mut self.0 {
-            Pending::Ready(validation) => Poll::Ready(
+            Awaited::Ready(validation) => Poll::Ready(
                 validation
                     .take()
                     .expect("a ready validation is polled once"),
             ),
             // The supervisor answers every request before it drops it; a dropped sender can
             // only mean the validator is gone.
-            Pending::Waiting(answer) => Pin::new(answer)
+            Awaited::Waiting(answer) => Pin::new(answer)
                 .poll(cx)
                 .map(|answer| answer.unwrap_or(Err(ValidateError::Closed))),
         }

@@ -9,8 +9,8 @@ use futures::channel::oneshot;
 use grpcio::RpcStatusCode;
 
 use super::answer::TokenAnswer;
-use super::pending::{Pending, PendingValidation};
-use super::state::{Link, Request, State};
+use super::pending::{Awaited, PendingValidation};
+use super::state::{Link, Request, StreamState};
 use super::{ValidateError, ValidatorConfig, RECENT_FAILURES};
 use crate::status::status_name;
 
@@ -19,7 +19,7 @@ pub(super) struct Shared {
     pub(super) client: grpcio::Client,
     pub(super) server: String,
     pub(super) config: ValidatorConfig,
-    state: Mutex<State>,
+    state: Mutex<StreamState>,
     /// Wakes the supervisor: a stream ended, an earlier deadline, closing.
     pub(super) wake: Condvar,
     /// Tells `close` that the supervisor has answered everyone and stopped.
@@ -55,7 +55,7 @@ impl Shared {
         Self {
             client,
             server,
-            state: Mutex::new(State::new(Instant::now(), config.reconnect_initial)),
+            state: Mutex::new(StreamState::new(Instant::now(), config.reconnect_initial)),
             config,
             wake: Condvar::new(),
             done: Condvar::new(),
@@ -64,7 +64,7 @@ impl Shared {
         }
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, StreamState> {
         self.state
             .lock()
             .expect("the validator's lock is never poisoned")
@@ -101,7 +101,7 @@ impl Shared {
             state.next_wake = deadline;
             self.wake.notify_one();
         }
-        PendingValidation(Pending::Waiting(answer))
+        PendingValidation(Awaited::Waiting(answer))
     }
 
     /// Takes the answers of one message off stream `generation`.

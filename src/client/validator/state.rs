@@ -32,7 +32,7 @@ pub(super) enum Link {
     },
 }
 
-pub(super) struct State {
+pub(super) struct StreamState {
     pub(super) next_id: u64,
     pub(super) next_generation: u64,
     /// Sent, or to be sent once a stream is up, and unanswered; re-sent oldest first.
@@ -50,7 +50,7 @@ pub(super) struct State {
     pub(super) stats: ValidatorStats,
 }
 
-impl State {
+impl StreamState {
     /// Nothing waiting and no stream, one due at `now`; the first backoff is `backoff`.
     pub(super) fn new(now: Instant, backoff: Duration) -> Self {
         Self {

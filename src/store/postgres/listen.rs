@@ -11,6 +11,7 @@ use postgres::{Client, Config, NoTls};
 
 use super::monitor::PROBE_UP;
 use super::{load_revocations, reason};
+use crate::store::batch::DatabaseFailure;
 use crate::store::durable::hold_all;
 use crate::store::MemoryRevocations;
 use crate::time::unix_now;
@@ -103,10 +104,11 @@ fn parse_revocation(payload: &str) -> Option<(&str, i64)> {
 }
 
 /// A connection listening on the [`REVOCATIONS`] channel.
-pub(super) fn listen(config: &Config) -> Result<Client, String> {
-    let mut client = config.connect(NoTls).map_err(|e| reason(&e))?;
+pub(super) fn listen(config: &Config) -> Result<Client, DatabaseFailure> {
+    let failed = |e: postgres::Error| DatabaseFailure::from(reason(&e));
+    let mut client = config.connect(NoTls).map_err(failed)?;
     client
         .batch_execute(&format!("LISTEN {REVOCATIONS}"))
-        .map_err(|e| reason(&e))?;
+        .map_err(failed)?;
     Ok(client)
 }

@@ -188,11 +188,11 @@ fn resource(row: &postgres::Row) -> Resource {
 
 /// PostgreSQL text cannot hold U+0000; such text is refused before it reaches a batch, where
 /// it would fail every change committed with it.
-fn storable(text: &str) -> Result<(), String> {
+fn storable(text: &str) -> Result<(), StoreError> {
     if text.contains('\0') {
-        return Err(
-            "the text contains U+0000 (NUL), which this store (PostgreSQL) cannot hold".to_owned(),
-        );
+        return Err(StoreError::unstorable(
+            "the text contains U+0000 (NUL), which this store (PostgreSQL) cannot hold",
+        ));
     }
     Ok(())
 }
@@ -230,15 +230,15 @@ impl ResourceStore for PgStore {
         name: String,
     ) -> Pending<Created> {
         let checked = storable(&name).and_then(|()| request_id.as_deref().map_or(Ok(()), storable));
-        if let Err(why) = checked {
-            return future::ready(Err(StoreError::Unstorable(why))).boxed();
+        if let Err(refused) = checked {
+            return future::ready(Err(refused)).boxed();
         }
         self.writer.create(request_id, owner_id, name)
     }
 
     fn update(&self, id: u64, name: String, expected: Option<u64>) -> Pending<Changed<Resource>> {
-        if let Err(why) = storable(&name) {
-            return future::ready(Err(StoreError::Unstorable(why))).boxed();
+        if let Err(refused) = storable(&name) {
+            return future::ready(Err(refused)).boxed();
         }
         self.writer.update(id, name, expected)
     }

@@ -9,6 +9,7 @@ use futures::channel::oneshot;
 use postgres::{Client, Config, NoTls, Statement};
 
 use super::{reason, resource};
+use crate::store::batch::DatabaseFailure;
 use crate::store::{Availability, PageQuery, Resource, StoreError};
 
 /// Reader threads, each with its connection: enough to keep the database busy while one waits
@@ -120,14 +121,14 @@ pub(super) fn start_readers(
 fn with_reader<T>(
     pool: &r2d2::Pool<Readers>,
     query: impl Fn(&mut Reader) -> Result<T, postgres::Error>,
-) -> Result<T, String> {
+) -> Result<T, DatabaseFailure> {
     let attempt = || match pool.get() {
         Ok(mut reader) => {
-            let answer = query(&mut reader).map_err(|e| reason(&e));
+            let answer = query(&mut reader).map_err(|e| DatabaseFailure::from(reason(&e)));
             let lost = answer.is_err() && reader.client.is_closed();
             (answer, lost)
         }
-        Err(e) => (Err(e.to_string()), false),
+        Err(e) => (Err(e.to_string().into()), false),
     };
     match attempt() {
         (Err(_), true) => attempt().0,
@@ -146,10 +147,7 @@ fn serve(
     let failed = |reason: &str| {
         // The monitor checks at once rather than at its next round.
         let _ = poke.send(());
-        StoreError::Unavailable {
-            database: database.to_owned(),
-            reason: reason.to_owned(),
-        }
+        StoreError::unavailable(database, reason)
     };
     let up = availability.is_up();
     let (gets, lists): (Vec<Read>, Vec<Read>) = batch
@@ -168,9 +166,9 @@ fn serve(
             Read::Get(..) => continue,
         };
         let listed = listed
-            .unwrap_or_else(|| Err(DOWN.to_owned()))
+            .unwrap_or_else(|| Err(DOWN.to_owned().into()))
             .map(|rows| rows.iter().map(resource).collect());
-        let _ = done.send(listed.map_err(|reason| failed(&reason)));
+        let _ = done.send(listed.map_err(|failure| failed(&failure.reason)));
     }
 }
 
@@ -198,20 +196,23 @@ fn serve_gets(
                 .collect::<HashMap<u64, Resource>>()
         })
     } else {
-        Err(DOWN.to_owned())
+        Err(DatabaseFailure::from(DOWN.to_owned()))
     };
     for read in gets {
         if let Read::Get(id, done) = read {
             let _ = done.send(match &found {
                 Ok(found) => Ok(found.get(&id).cloned()),
-                Err(reason) => Err(failed(reason)),
+                Err(failure) => Err(failed(&failure.reason)),
             });
         }
     }
 }
 
 /// One page, by its own statement when it is one owner's.
-fn page(pool: &r2d2::Pool<Readers>, query: PageQuery) -> Result<Vec<postgres::Row>, String> {
+fn page(
+    pool: &r2d2::Pool<Readers>,
+    query: PageQuery,
+) -> Result<Vec<postgres::Row>, DatabaseFailure> {
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
     // As in SQLite: a position past every signed 64-bit id has nothing (it must not wrap).
     let Ok(from) = i64::try_from(query.from_id) else {

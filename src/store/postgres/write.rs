@@ -7,7 +7,7 @@ use postgres::{Client, Config, NoTls, Statement};
 
 use super::listen::{MAX_PAYLOAD, REVOCATIONS};
 use super::{reason, resource};
-use crate::store::batch::{Counters, WriteConnection};
+use crate::store::batch::{Counters, DatabaseFailure, WriteConnection};
 use crate::store::{Changed, Resource};
 
 /// The writer's connection with its statements prepared.
@@ -82,17 +82,17 @@ pub(super) struct PgWriter {
 
 impl PgWriter {
     /// The connection, opened again at the start of a transaction if it was lost.
-    fn reconnected(&mut self) -> Result<&mut PreparedWriter, String> {
+    fn reconnected(&mut self) -> Result<&mut PreparedWriter, DatabaseFailure> {
         if self.client.as_ref().is_none_or(|w| w.client.is_closed()) {
             self.client = None;
-            let client = self.config.connect(NoTls).map_err(|e| reason(&e))?;
-            self.client = Some(PreparedWriter::new(client).map_err(|e| reason(&e))?);
+            let client = self.config.connect(NoTls).map_err(text)?;
+            self.client = Some(PreparedWriter::new(client).map_err(text)?);
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
 
     /// Why a conditional change changed nothing: no such resource, or another version.
-    fn not_changed<T>(&mut self, id: u64) -> Result<Changed<T>, String> {
+    fn not_changed<T>(&mut self, id: u64) -> Result<Changed<T>, DatabaseFailure> {
         let w = self.prepared()?;
         let row = w
             .client
@@ -108,19 +108,21 @@ impl PgWriter {
 
     /// The connection of the transaction under way; never a new one, which would run the rest
     /// of the transaction's statements outside it.
-    fn prepared(&mut self) -> Result<&mut PreparedWriter, String> {
-        self.client
-            .as_mut()
-            .ok_or_else(|| "the connection was lost during the transaction".to_owned())
+    fn prepared(&mut self) -> Result<&mut PreparedWriter, DatabaseFailure> {
+        self.client.as_mut().ok_or_else(|| {
+            "the connection was lost during the transaction"
+                .to_owned()
+                .into()
+        })
     }
 }
 
-fn text(e: postgres::Error) -> String {
-    reason(&e)
+fn text(e: postgres::Error) -> DatabaseFailure {
+    reason(&e).into()
 }
 
 impl WriteConnection for PgWriter {
-    fn begin(&mut self) -> Result<Counters, String> {
+    fn begin(&mut self) -> Result<Counters, DatabaseFailure> {
         // A connection the database closed (a restart) is only found out by using it; nothing
         // has been done yet at BEGIN, so one retry on a new connection is safe.
         if self.reconnected()?.client.batch_execute("BEGIN").is_err() {
@@ -136,7 +138,9 @@ impl WriteConnection for PgWriter {
             rows.iter()
                 .find(|row| row.get::<_, &str>(0) == name)
                 .map(|row| row.get::<_, i64>(1) as u64)
-                .ok_or_else(|| format!("the counters table has no `{name}` row"))
+                .ok_or_else(|| {
+                    DatabaseFailure::from(format!("the counters table has no `{name}` row"))
+                })
         };
         Ok(Counters {
             next_id: counter("next_resource_id")?,
@@ -144,7 +148,7 @@ impl WriteConnection for PgWriter {
         })
     }
 
-    fn find_request(&mut self, request_id: &str) -> Result<Option<Resource>, String> {
+    fn find_request(&mut self, request_id: &str) -> Result<Option<Resource>, DatabaseFailure> {
         let w = self.prepared()?;
         let row = w
             .client
@@ -158,7 +162,7 @@ impl WriteConnection for PgWriter {
         resource: &Resource,
         request_id: Option<&str>,
         now: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), DatabaseFailure> {
         let w = self.prepared()?;
         let (id, owner_id) = (resource.id as i64, resource.owner_id as i64);
         w.client
@@ -178,7 +182,7 @@ impl WriteConnection for PgWriter {
         Ok(())
     }
 
-    fn forget_requests(&mut self, before: i64) -> Result<(), String> {
+    fn forget_requests(&mut self, before: i64) -> Result<(), DatabaseFailure> {
         let w = self.prepared()?;
         w.client
             .execute(&w.forget_requests, &[&before])
@@ -191,7 +195,7 @@ impl WriteConnection for PgWriter {
         id: u64,
         name: &str,
         expected: Option<u64>,
-    ) -> Result<Changed<Resource>, String> {
+    ) -> Result<Changed<Resource>, DatabaseFailure> {
         let w = self.prepared()?;
         let expected = expected.map(|version| version as i64);
         let row = w
@@ -204,7 +208,7 @@ impl WriteConnection for PgWriter {
         }
     }
 
-    fn delete(&mut self, id: u64, expected: Option<u64>) -> Result<Changed<()>, String> {
+    fn delete(&mut self, id: u64, expected: Option<u64>) -> Result<Changed<()>, DatabaseFailure> {
         let w = self.prepared()?;
         let expected = expected.map(|version| version as i64);
         let deleted = w
@@ -217,7 +221,7 @@ impl WriteConnection for PgWriter {
         self.not_changed(id)
     }
 
-    fn revoke(&mut self, token_id: &str, expires_at: i64, now: i64) -> Result<(), String> {
+    fn revoke(&mut self, token_id: &str, expires_at: i64, now: i64) -> Result<(), DatabaseFailure> {
         let w = self.prepared()?;
         w.client
             .execute(&w.revoke, &[&token_id, &expires_at])
@@ -230,7 +234,7 @@ impl WriteConnection for PgWriter {
         w.client.execute(&w.forget, &[&now]).map(drop).map_err(text)
     }
 
-    fn commit(&mut self, counters: Counters) -> Result<(), String> {
+    fn commit(&mut self, counters: Counters) -> Result<(), DatabaseFailure> {
         let w = self.prepared()?;
         w.client
             .execute(

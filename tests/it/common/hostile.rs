@@ -196,17 +196,3 @@ pub fn threads(pid: u32) -> u64 {
         .and_then(|value| value.trim().parse().ok())
         .expect("a Threads line")
 }
-
-/// Polls `check` until it holds or `timeout` passes; whether it held.
-pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}

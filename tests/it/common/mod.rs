@@ -488,6 +488,7 @@ pub fn bench_json(address: &str, args: &[&str]) -> serde_json::Value {
 
 /// Checks what every bench report must satisfy: `calls` calls, each a success or an error by
 /// status, a positive rate, latency percentiles in order.
+#[track_caller]
 pub fn assert_consistent_bench_report(report: &serde_json::Value, calls: u64) {
     let number = |key: &str| {
         report[key]
@@ -535,4 +536,77 @@ pub fn serve_in_process(service: grpcio::Service) -> (grpcio::Server, u16) {
         .expect("a free port");
     server.start();
     (server, port)
+}
+
+/// Polls `check` every 10 ms until it holds or `timeout` passes; whether it held. For a test
+/// that asserts something else when it does not.
+pub fn holds_within(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `check` until it holds; fails the calling test, at its line, saying `what` did not
+/// happen within `timeout`. Readiness is waited for this way, never slept for.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, check: impl FnMut() -> bool) {
+    assert!(
+        holds_within(timeout, check),
+        "not within {timeout:?}: {what}"
+    );
+}
+
+/// Runs `command` to its end under a wrapper that reaps it with `wait4`, and gives its output
+/// and its peak resident memory in KiB (`ru_maxrss`): the process's own high-water mark, which
+/// no sampling can miss. `feed` writes its stdin (piped when given) from another thread.
+pub fn output_and_peak_kib(
+    command: &mut std::process::Command,
+    feed: Option<Box<dyn FnOnce(std::process::ChildStdin) + Send>>,
+) -> (std::process::Output, u64) {
+    use std::process::{Command, Stdio};
+    const REAP: &str = "import os, subprocess, sys\n\
+        child = subprocess.Popen(sys.argv[2:])\n\
+        _, status, usage = os.wait4(child.pid, 0)\n\
+        open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n\
+        sys.exit(os.waitstatus_to_exitcode(status))\n";
+    let peak = tempfile::NamedTempFile::new().expect("a file for the peak");
+    let mut wrapped = Command::new("python3");
+    wrapped
+        .args(["-c", REAP])
+        .arg(peak.path())
+        .arg(command.get_program())
+        .args(command.get_args())
+        .envs(
+            command
+                .get_envs()
+                .filter_map(|(key, value)| value.map(|value| (key, value))),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if feed.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = wrapped.spawn().expect("python3 runs the command");
+    let writer = feed.map(|feed| {
+        let stdin = child.stdin.take().expect("piped");
+        std::thread::spawn(move || feed(stdin))
+    });
+    let output = child.wait_with_output().expect("the command ends");
+    if let Some(writer) = writer {
+        writer.join().expect("the stdin writer");
+    }
+    let peak = std::fs::read_to_string(peak.path())
+        .ok()
+        .and_then(|kib| kib.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak reported: {output:?}"));
+    (output, peak)
 }

@@ -225,8 +225,9 @@ pub struct App {
 impl App {
     pub fn start() -> Self {
         let handler: http::Handler = http::answer_at_once(echo);
-        let server = http::Server::start("app", "127.0.0.1:0", http::Limits::default(), handler)
-            .expect("the app listens");
+        let server =
+            http::Server::start("app", "127.0.0.1:0", http::HttpLimits::default(), handler)
+                .expect("the app listens");
         Self { server }
     }
 
