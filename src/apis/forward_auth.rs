@@ -97,7 +97,8 @@ fn respond(decision: Decision) -> Response {
             www_authenticate,
             reason,
         } => {
-            let status = StatusCode::from_u16(denial.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            let status =
+                StatusCode::from_u16(denial.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
             let mut response = http::text(status, format!("{reason}\n"));
             if let Ok(value) = header::HeaderValue::from_str(&www_authenticate) {
                 response

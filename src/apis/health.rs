@@ -84,7 +84,7 @@ impl HealthRegistry {
     }
 
     /// The status of `service`, if it is known.
-    pub fn status(&self, service: &str) -> Option<ServingStatus> {
+    pub fn serving_status(&self, service: &str) -> Option<ServingStatus> {
         self.state().statuses.get(service).copied()
     }
 
@@ -132,7 +132,7 @@ impl Health for HealthRegistry {
         sink: UnarySink<HealthCheckResponse>,
     ) {
         let call = Call::start(&ctx);
-        match self.status(&req.service) {
+        match self.serving_status(&req.service) {
             Some(status) => call.reply(&ctx, sink, response(status)),
             None => call.fail(
                 &ctx,
@@ -207,14 +207,17 @@ mod tests {
     #[test]
     fn statuses_are_set_and_read_until_shut_down() {
         let registry = HealthRegistry::new();
-        assert_eq!(registry.status(""), None);
+        assert_eq!(registry.serving_status(""), None);
         registry.set("", ServingStatus::SERVING);
-        assert_eq!(registry.status(""), Some(ServingStatus::SERVING));
+        assert_eq!(registry.serving_status(""), Some(ServingStatus::SERVING));
         registry.shut_down();
-        assert_eq!(registry.status(""), Some(ServingStatus::NOT_SERVING));
+        assert_eq!(
+            registry.serving_status(""),
+            Some(ServingStatus::NOT_SERVING)
+        );
         registry.set("", ServingStatus::SERVING);
         assert_eq!(
-            registry.status(""),
+            registry.serving_status(""),
             Some(ServingStatus::NOT_SERVING),
             "a server shutting down stays NOT_SERVING"
         );

@@ -64,7 +64,7 @@ pub enum Denial {
 
 impl Denial {
     /// The HTTP status the client gets.
-    pub fn status(self) -> u16 {
+    pub fn http_status(self) -> u16 {
         match self {
             Self::NoToken | Self::InvalidToken => 401,
             Self::Malformed => 400,

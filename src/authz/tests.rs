@@ -85,7 +85,7 @@ fn a_malformed_credential_is_a_400_invalid_request() {
     else {
         panic!("denied");
     };
-    assert_eq!(denial.status(), 400);
+    assert_eq!(denial.http_status(), 400);
     assert_eq!(
         www_authenticate,
         r#"Bearer realm="mrmat", error="invalid_request", error_description="the Bearer credential has no token""#
@@ -187,7 +187,7 @@ fn no_token_a_refused_token_and_a_missing_scope_get_the_rfc_6750_challenges() {
         panic!("denied");
     };
     assert_eq!(
-        (denial.status(), www_authenticate.as_str()),
+        (denial.http_status(), www_authenticate.as_str()),
         (401, r#"Bearer realm="mrmat""#)
     );
 
@@ -203,7 +203,7 @@ fn no_token_a_refused_token_and_a_missing_scope_get_the_rfc_6750_challenges() {
     else {
         panic!("denied");
     };
-    assert_eq!((denial, denial.status()), (Denial::InvalidToken, 401));
+    assert_eq!((denial, denial.http_status()), (Denial::InvalidToken, 401));
     assert_eq!(
         www_authenticate,
         r#"Bearer realm="mrmat", error="invalid_token", error_description="the token expired at 'then'??""#
@@ -220,7 +220,7 @@ fn no_token_a_refused_token_and_a_missing_scope_get_the_rfc_6750_challenges() {
     else {
         panic!("denied");
     };
-    assert_eq!(denial.status(), 403);
+    assert_eq!(denial.http_status(), 403);
     assert_eq!(
         www_authenticate,
         r#"Bearer realm="mrmat", error="insufficient_scope", scope="read admin audit""#

@@ -7,8 +7,16 @@ use std::time::Duration;
 use grpcio::{CallOption, Channel, ChannelBuilder, ChannelCredentialsBuilder, EnvBuilder};
 use grpcio::{ChannelCredentials, RpcStatusCode};
 
-use super::{ClientError, OutputFormat, Servers, ServersError};
+use super::error::ClientError;
+use super::output::OutputFormat;
+use super::servers::{Servers, ServersError};
 use crate::tls::{self, TlsError};
+
+/// Where a client connects unless told otherwise, as the original did.
+pub const DEFAULT_SERVER: &str = "localhost:50051";
+
+/// The deadline of a call (and of a validation) unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a client could not be set up to call a server: its TLS files, or its server list.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use protobuf::MessageFull;
 use protobuf_json_mapping::PrintOptions;
 
-use super::ClientError;
+use super::error::ClientError;
 
 /// The format of the client's output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use std::net::{SocketAddr, ToSocketAddrs as _};
 
 use grpcio::{Channel, ChannelBuilder};
 
-use super::LoadedTls;
+use super::connection::LoadedTls;
 use crate::proto::service_names;
 
 /// Calls the channel retries on another replica: those that change nothing, and v2's Create,

@@ -132,16 +132,17 @@ mod tests {
 
     #[test]
     fn malformed_addresses_are_refused_with_a_reason() {
-        for bad in [
-            "localhost",
-            ":50051",
-            "localhost:http",
-            "localhost:70000",
-            "::1:80",
-            "a b:1",
+        for (bad, kind) in [
+            ("localhost", AddressErrorKind::NotHostPort),
+            (":50051", AddressErrorKind::NoHost),
+            ("localhost:http", AddressErrorKind::BadPort),
+            ("localhost:70000", AddressErrorKind::BadPort),
+            ("::1:80", AddressErrorKind::UnbracketedIpv6),
+            ("a b:1", AddressErrorKind::BadHost),
         ] {
-            let err = ListenAddress::parse(bad).expect_err(bad).to_string();
-            assert!(err.contains(bad), "{err}");
+            let err = ListenAddress::parse(bad).expect_err(bad);
+            assert_eq!(err.kind(), kind, "{bad}");
+            assert!(err.to_string().contains(bad), "the message names it: {err}");
         }
     }
 }

@@ -12,7 +12,9 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 
 use super::memory::replayed;
-use super::{Availability, Changed, Created, Held, Pending, Resource, StoreError, REQUEST_ID_DAYS};
+use super::resources::{Changed, Created, Pending, Resource, REQUEST_ID_DAYS};
+use crate::availability::Availability;
+use crate::store_error::{Held, StoreError};
 use crate::time::unix_now;
 use crate::tokens::Stored;
 

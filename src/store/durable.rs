@@ -6,8 +6,10 @@ use std::sync::Arc;
 use futures::FutureExt as _;
 
 use super::batch::Writer;
-use super::{MemoryRevocations, RevocationStore, StoreError};
+use super::memory::MemoryRevocations;
+use crate::store_error::StoreError;
 use crate::time::unix_now;
+use crate::tokens::RevocationStore;
 use crate::tokens::Stored;
 
 /// Revocations kept by the writer's database, each unexpired one also in memory, where every

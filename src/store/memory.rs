@@ -6,11 +6,12 @@ use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::future::{self, FutureExt as _};
 
-use super::{
-    Changed, Created, Held, PageQuery, Pending, Resource, ResourceStore, RevocationStore,
-    StoreError, REQUEST_ID_DAYS,
+use super::resources::{
+    Changed, Created, PageQuery, Pending, Resource, ResourceStore, REQUEST_ID_DAYS,
 };
+use crate::store_error::{Held, StoreError};
 use crate::time::unix_now;
+use crate::tokens::RevocationStore;
 use crate::tokens::Stored;
 
 /// How many independently locked parts the in-memory store is split into. Calls on different

@@ -8,11 +8,10 @@ use futures::FutureExt as _;
 
 use futures::future::BoxFuture;
 
-use super::{
-    Changed, Created, PageQuery, Pending, Resource, ResourceStore, RevocationStore, StoreError,
-    StoreErrorKind,
-};
+use super::resources::{Changed, Created, PageQuery, Pending, Resource, ResourceStore};
 use crate::metrics;
+use crate::store_error::{StoreError, StoreErrorKind};
+use crate::tokens::RevocationStore;
 use crate::tokens::Stored;
 
 /// The outcome label of a store's refusal.

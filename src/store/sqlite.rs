@@ -13,10 +13,12 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
 
 use super::batch::{Counters, DatabaseFailure, WriteConnection, Writer};
 use super::durable::DurableRevocations;
-use super::{
-    migrations, Availability, Changed, Created, OpenError, PageQuery, Pending, Resource,
-    ResourceStore, StoreError, StoreOptions, Stores,
-};
+use super::migrations;
+use super::options::StoreOptions;
+use super::resources::{Changed, Created, PageQuery, Pending, Resource, ResourceStore};
+use super::stores::{OpenError, Stores};
+use crate::availability::Availability;
+use crate::store_error::StoreError;
 
 /// Reader connections kept open: more than the server's completion-queue threads, which are the
 /// only callers.

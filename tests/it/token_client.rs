@@ -442,14 +442,14 @@ fn the_stream_pipe_answers_a_line_not_utf8_or_over_long_in_place_and_every_other
     let feed = {
         let tokens = tokens.clone();
         move |mut stdin: std::process::ChildStdin| {
-            let mut lines = |tokens: &[String]| {
+            let lines = |stdin: &mut std::process::ChildStdin, tokens: &[String]| {
                 for token in tokens {
                     stdin
                         .write_all(format!("{token}\n").as_bytes())
                         .expect("a token line taken");
                 }
             };
-            lines(&tokens[..600]);
+            lines(&mut stdin, &tokens[..600]);
             stdin
                 .write_all(b"eyJ\xff\xfe.not.utf8\n")
                 .expect("the line taken");
@@ -460,14 +460,7 @@ fn the_stream_pipe_answers_a_line_not_utf8_or_over_long_in_place_and_every_other
                 stdin.write_all(&chunk).expect("the long line taken");
             }
             stdin.write_all(b"\n").expect("its end taken");
-            let mut lines = |tokens: &[String]| {
-                for token in tokens {
-                    stdin
-                        .write_all(format!("{token}\n").as_bytes())
-                        .expect("a token line taken");
-                }
-            };
-            lines(&tokens[600..]);
+            lines(&mut stdin, &tokens[600..]);
         }
     };
     let mut cli = Command::new(CLIENT);

@@ -32,7 +32,7 @@ pub fn denied(denial: Denial, www_authenticate: String, reason: String) -> Check
         Denial::Malformed => RpcStatusCode::INVALID_ARGUMENT,
     };
     let mut http_status = HttpStatus::new();
-    http_status.code = EnumOrUnknown::from_i32(i32::from(denial.status()));
+    http_status.code = EnumOrUnknown::from_i32(i32::from(denial.http_status()));
     let mut denied = DeniedHttpResponse::new();
     denied.status = MessageField::some(http_status);
     denied.headers = vec![overwrite(("www-authenticate".to_owned(), www_authenticate))];

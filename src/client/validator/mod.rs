@@ -25,7 +25,8 @@ use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode};
 pub use answer::TokenAnswer;
 pub use pending::PendingValidation;
 
-use super::{ConnectError, LoadedTls, Servers, ServersError, TlsOptions, DEFAULT_TIMEOUT};
+use super::connection::{ConnectError, LoadedTls, TlsOptions, DEFAULT_TIMEOUT};
+use super::servers::{Servers, ServersError};
 use crate::proto::{service_names, StatusOutput, TokenV1Output, TokenV1Verdict};
 use crate::status::status_name;
 use crate::tokens::{self, MAX_TOKEN_BYTES};

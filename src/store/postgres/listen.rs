@@ -13,7 +13,7 @@ use super::monitor::PROBE_UP;
 use super::{load_revocations, reason};
 use crate::store::batch::DatabaseFailure;
 use crate::store::durable::hold_all;
-use crate::store::MemoryRevocations;
+use crate::store::memory::MemoryRevocations;
 use crate::time::unix_now;
 
 /// The channel replicas tell each other of revocations on (`NOTIFY`): `EXPIRES_AT TOKEN_ID`,

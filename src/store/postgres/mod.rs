@@ -26,10 +26,12 @@ use postgres::{Client, Config, NoTls};
 
 use super::batch::{answered, Writer};
 use super::durable::DurableRevocations;
-use super::{
-    migrations, Availability, Changed, Created, OpenError, PageQuery, Pending, Resource,
-    ResourceStore, StoreError, StoreOptions, Stores,
-};
+use crate::availability::Availability;
+use crate::store::migrations;
+use crate::store::options::StoreOptions;
+use crate::store::resources::{Changed, Created, PageQuery, Pending, Resource, ResourceStore};
+use crate::store::stores::{OpenError, Stores};
+use crate::store_error::StoreError;
 use listen::{listen, start_listener};
 use monitor::start_monitor;
 use read::{start_readers, Read, Readers, READERS};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use postgres::{Client, Config, NoTls};
 
 use super::reason;
-use crate::store::Availability;
+use crate::availability::Availability;
 
 /// How often the monitor asks a database that answers, and one that does not.
 pub(super) const PROBE_UP: Duration = Duration::from_secs(1);

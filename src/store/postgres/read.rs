@@ -9,8 +9,10 @@ use futures::channel::oneshot;
 use postgres::{Client, Config, NoTls, Statement};
 
 use super::{reason, resource};
+use crate::availability::Availability;
 use crate::store::batch::DatabaseFailure;
-use crate::store::{Availability, PageQuery, Resource, StoreError};
+use crate::store::resources::{PageQuery, Resource};
+use crate::store_error::StoreError;
 
 /// Reader threads, each with its connection: enough to keep the database busy while one waits
 /// for an answer, few enough to leave PostgreSQL's default of 100 connections to many replicas.

@@ -8,7 +8,7 @@ use postgres::{Client, Config, NoTls, Statement};
 use super::listen::{MAX_PAYLOAD, REVOCATIONS};
 use super::{reason, resource};
 use crate::store::batch::{Counters, DatabaseFailure, WriteConnection};
-use crate::store::{Changed, Resource};
+use crate::store::resources::{Changed, Resource};
 
 /// The writer's connection with its statements prepared.
 pub(super) struct PreparedWriter {
