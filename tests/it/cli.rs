@@ -164,7 +164,7 @@ fn bad_arguments_are_usage_errors() {
         &["resource", "v1", "get"][..],
         &["resource", "v1", "get", "--id", "-1"],
         &["resource", "v1", "get", "--id", "x"],
-        &["greeting", "v3"],
+        &["greeting", "v99"],
         &["--timeout", "0", "healthz"],
     ] {
         let out = client("127.0.0.1:1", args);
