@@ -1,6 +1,6 @@
 //! The forward-auth port (`--forward-auth-listen`): nginx's `auth_request`, Caddy's
 //! `forward_auth` and Traefik's `ForwardAuth` ask it whether a request may through, on the HTTP
-//! serving layer. Any path and method; the decision is [`authz::AuthzPolicy`]'s:
+//! serving layer. Any path and method; the decision is [`crate::authz::AuthzPolicy`]'s:
 //! - 200 with the identity headers (`x-auth-subject`, `--claim-header`s) for the proxy to pass on;
 //! - 401 or 403 with `WWW-Authenticate`, for the proxy to pass back to the client;
 //! - 503 when the token cannot be judged now (its provider's keys have not loaded).

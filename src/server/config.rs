@@ -218,7 +218,7 @@ impl Default for Keepalive {
 }
 
 /// What the transport accepts of one caller (the limits the APIs and the store enforce are
-/// theirs: [`ApiOptions`], [`Capacity`]).
+/// theirs: [`ApiOptions`], [`crate::store::Capacity`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TransportLimits {
     /// Largest request message, in bytes; larger ones get RESOURCE_EXHAUSTED.

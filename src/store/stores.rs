@@ -10,7 +10,7 @@ use super::resources::ResourceStore;
 use crate::availability::Availability;
 use crate::tokens::RevocationStore;
 
-/// The stores a server runs on, opened from [`StoreOptions`].
+/// The stores a server runs on, opened from [`super::StoreOptions`].
 pub struct Stores {
     /// Resources.
     pub resources: Arc<dyn ResourceStore>,

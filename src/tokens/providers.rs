@@ -40,7 +40,7 @@ impl Provider {
 /// The providers in place, by issuer.
 pub(super) type Providers = HashMap<String, Arc<Provider>>;
 
-/// What [`TokenVerifier::replace_providers`] changed.
+/// What [`super::TokenVerifier::replace_providers`] changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ProvidersChanged {
     /// Issuers of the providers started.
