@@ -470,6 +470,9 @@ impl TokenV1Api {
                 let failed = sink.fail(RpcStatus::with_message(code, why));
                 ctx.spawn(async move {
                     let sent = failed.await;
+                    // Dropping the requests of a call not yet finished cancels it: held until
+                    // the refusal has gone out, or the client may see CANCELLED instead of it.
+                    drop(requests);
                     call.finish(sent.map(|()| code));
                 });
                 return;
