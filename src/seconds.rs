@@ -79,7 +79,7 @@ impl From<Seconds> for Duration {
 }
 
 /// Parses a positive, finite number of seconds.
-pub fn parse_seconds(text: &str) -> Result<Duration, SecondsError> {
+fn parse_seconds(text: &str) -> Result<Duration, SecondsError> {
     let duration = parse_seconds_or_zero(text)?;
     if duration.is_zero() {
         return Err(refused(text, SecondsErrorKind::Zero));
@@ -88,7 +88,7 @@ pub fn parse_seconds(text: &str) -> Result<Duration, SecondsError> {
 }
 
 /// Parses a finite number of seconds that may be zero.
-pub fn parse_seconds_or_zero(text: &str) -> Result<Duration, SecondsError> {
+fn parse_seconds_or_zero(text: &str) -> Result<Duration, SecondsError> {
     let seconds: f64 = text
         .trim()
         .parse()

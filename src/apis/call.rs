@@ -84,8 +84,13 @@ impl Call {
         code: RpcStatusCode,
         message: String,
     ) {
-        self.log_refusal(code, &message);
-        let sent = sink.fail(RpcStatus::with_message(code, message));
+        self.fail_with(ctx, sink, RpcStatus::with_message(code, message));
+    }
+
+    fn fail_with<T>(self, ctx: &RpcContext, sink: UnarySink<T>, status: RpcStatus) {
+        let code = status.code();
+        self.log_refusal(code, status.message());
+        let sent = sink.fail(status);
         ctx.spawn(sent.map(move |sent| self.finish(sent.map(|()| code))));
     }
 
@@ -100,12 +105,7 @@ impl Call {
     ) {
         match answer {
             Eventually::Now(Ok(answer)) => self.reply(ctx, sink, answer),
-            Eventually::Now(Err(status)) => {
-                let code = status.code();
-                self.log_refusal(code, status.message());
-                let sent = sink.fail(status);
-                ctx.spawn(sent.map(move |sent| self.finish(sent.map(|()| code))));
-            }
+            Eventually::Now(Err(status)) => self.fail_with(ctx, sink, status),
             Eventually::Later(answer) => self.answer_later(ctx, sink, answer),
         }
     }

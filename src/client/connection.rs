@@ -206,14 +206,16 @@ impl Connection {
         tls: &TlsOptions,
         service: &str,
     ) -> Result<Self, ConnectError> {
+        // Checked before any thread is started.
+        let servers = Servers::new(server)?;
+        let tls = tls.load()?;
         let env = Arc::new(
             EnvBuilder::new()
                 .cq_count(1)
                 .name_prefix("grpc-client")
                 .build(),
         );
-        let servers = Servers::new(server)?;
-        let channel = servers.connect(ChannelBuilder::new(env), &tls.load()?, service);
+        let channel = servers.connect(ChannelBuilder::new(env), &tls, service);
         Ok(Self {
             channel,
             output,

@@ -245,6 +245,11 @@ impl HttpPort {
             path: api.path,
         })
     }
+
+    /// `; WHAT at http://ADDRESS/PATH`, for the start-up line.
+    fn line(&self, what: &str) -> String {
+        format!("; {what} at http://{}{}", self.address, self.path)
+    }
 }
 
 /// How long cancelled calls are given to end before the server stops regardless.
@@ -359,12 +364,12 @@ fn serve(
         _ => None,
     };
     let (server, address) = bind(config, services, credentials)?;
-    let metrics = scrape.as_ref().map_or(String::new(), |port| {
-        format!("; metrics at http://{}{}", port.address, port.path)
-    });
-    let forwarded = forward_auth.as_ref().map_or(String::new(), |port| {
-        format!("; forward auth at http://{}{}", port.address, port.path)
-    });
+    let metrics = scrape
+        .as_ref()
+        .map_or(String::new(), |port| port.line("metrics"));
+    let forwarded = forward_auth
+        .as_ref()
+        .map_or(String::new(), |port| port.line("forward auth"));
     let identity = verifier.as_ref().map_or(String::new(), |verifier| {
         format!(
             "; identity providers: {}",

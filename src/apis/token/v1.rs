@@ -571,8 +571,8 @@ impl TokenV1Proto for TokenV1Api {
             Ok(admin) => admin,
             Err(why) => return call.fail(&ctx, sink, RpcStatusCode::PERMISSION_DENIED, why),
         };
-        let token_id = req.token_id.clone();
         let revoked = Eventually::of(self.verifier.revoke(&req.token_id, req.expires_at));
+        let token_id = req.token_id;
         let answer = revoked.map(move |revoked| {
             match revoked {
                 Ok(Revoked::Until(until)) => {

@@ -167,6 +167,9 @@ impl TokenValidator {
         tls: &LoadedTls,
         config: ValidatorConfig,
     ) -> Result<Self, ServersError> {
+        // Several replicas: the stream opens on one whose token service is SERVING, and again
+        // on another when that one is lost. Checked before any thread is started.
+        let servers = Servers::new(server)?;
         let env = Arc::new(
             EnvBuilder::new()
                 .cq_count(1)
@@ -186,9 +189,6 @@ impl TokenValidator {
             .max_reconnect_backoff(config.reconnect_max)
             // Its own connection, not one shared with other channels of the process.
             .use_local_subchannel_pool(true);
-        // Several replicas: the stream opens on one whose token service is SERVING, and again
-        // on another when that one is lost.
-        let servers = Servers::new(server)?;
         let channel = servers.connect(builder, tls, service_names::TOKEN_V1_PROTO);
         let shared = Arc::new(Shared::new(
             grpcio::Client::new(channel),

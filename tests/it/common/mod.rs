@@ -443,28 +443,23 @@ pub fn signal(pid: u32, name: &str) {
 
 /// The resident memory of process `pid`, in KiB (VmRSS).
 pub fn rss_kib(pid: u32) -> u64 {
-    rss_kib_if_running(pid).expect("a VmRSS line")
+    status_kib(pid, "VmRSS:")
 }
 
 /// The peak resident memory of process `pid` so far, in KiB (VmHWM: the process's own
 /// high-water mark, which no sample can miss).
 pub fn peak_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// The value of `/proc/PID/status`'s line `field`, in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmHWM line")
-}
-
-/// As [`rss_kib`], or None once the process has exited (a zombie has no VmRSS), for sampling a
-/// process that may end between two samples.
-pub fn rss_kib_if_running(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("a {field} line"))
 }
 
 /// Runs `bench` with `args` against `address` and returns its JSON report; no progress line is
