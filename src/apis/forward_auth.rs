@@ -6,11 +6,14 @@
 //! - 503 when the token cannot be judged now (its provider's keys have not loaded).
 //!
 //! The route's required scopes come from the query: `?scope=admin`, repeated or space separated.
+//! With routes in the config file, the request judged is the one the proxy forwards:
+//! `X-Forwarded-Method`, `X-Forwarded-Host`, `X-Forwarded-Uri` (Traefik, Caddy) or nginx's
+//! `X-Original-Method`, `X-Original-URI`; without them it cannot be judged (400, never as `/`).
 
 use std::sync::Arc;
 
 use crate::apis::offer::HttpApi;
-use crate::authz::{credential, AuthzPolicy, Decision};
+use crate::authz::{credential, AuthzPolicy, Decision, RequestFacts};
 use crate::http::{self, header, Request, Response, StatusCode};
 use crate::metrics::{self, Transport};
 use crate::tokens::TokenVerifier;
@@ -63,16 +66,55 @@ async fn decide(
         .iter()
         .map(|value| value.as_bytes())
         .collect();
-    let decision = policy
-        .judge(verifier, credential(&authorization), &required)
-        .get()
-        .await;
+    let routes = policy.routes.current();
+    let decision = if routes.in_use() {
+        let request = match forwarded_request(request, routes.read_headers()) {
+            Ok(request) => request,
+            Err(missing) => {
+                metrics::authz_decision(Transport::ForwardAuth, "malformed", 0);
+                return http::text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the proxy did not send {missing}: with routes, the request judged is \
+                         the one the proxy forwards (X-Forwarded-Method and X-Forwarded-Uri, or \
+                         nginx's X-Original-Method and X-Original-URI)\n"
+                    ),
+                );
+            }
+        };
+        policy.judge_request(verifier, credential(&authorization), &required, &request)
+    } else {
+        policy.judge(verifier, credential(&authorization), &required)
+    };
+    let decision = decision.get().await;
     metrics::authz_decision(
         Transport::ForwardAuth,
         decision.label(),
         decision.left_out(),
     );
     respond(decision)
+}
+
+/// The request the proxy asks about, from the headers it forwards; or the header missing.
+fn forwarded_request(request: &Request, with_headers: bool) -> Result<RequestFacts, &'static str> {
+    let headers = request.headers();
+    let first = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+    };
+    let method = first(&["x-forwarded-method", "x-original-method"])
+        .ok_or("X-Forwarded-Method (or X-Original-Method)")?;
+    let uri = first(&["x-forwarded-uri", "x-original-uri"])
+        .ok_or("X-Forwarded-Uri (or X-Original-URI)")?;
+    let host = first(&["x-forwarded-host", "host"]).unwrap_or_default();
+    let mut facts = RequestFacts::new(method, host, uri);
+    if with_headers {
+        for (name, value) in headers {
+            facts.add_header(name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    Ok(facts)
 }
 
 fn respond(decision: Decision) -> Response {
@@ -100,6 +142,9 @@ fn respond(decision: Decision) -> Response {
             let status =
                 StatusCode::from_u16(denial.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
             let mut response = http::text(status, format!("{reason}\n"));
+            if www_authenticate.is_empty() {
+                return response;
+            }
             if let Ok(value) = header::HeaderValue::from_str(&www_authenticate) {
                 response
                     .headers_mut()

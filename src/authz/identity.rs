@@ -190,3 +190,16 @@ fn valid_value(value: &str) -> bool {
         .bytes()
         .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
+
+/// The allow decision that carries no identity: every identity header removed (a public route,
+/// or one a workload calls without a token), so that none a client sent reaches the app.
+pub(super) fn removed(claim_headers: &[ClaimHeader]) -> Decision {
+    let remove: BTreeSet<&str> = std::iter::once(SUBJECT_HEADER)
+        .chain(claim_headers.iter().map(|claim| claim.header.as_str()))
+        .collect();
+    Decision::Allow {
+        set: Vec::new(),
+        remove: remove.into_iter().map(str::to_owned).collect(),
+        left_out: 0,
+    }
+}

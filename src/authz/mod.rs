@@ -11,18 +11,30 @@
 //!   token lacks a required scope; cannot judge (the token's provider has no keys): say so, and
 //!   let the proxy apply its own failure mode.
 
+//! - with routes (`[[route]]` in the config file): the first route that matches the request
+//!   decides, by its scopes and its CEL rule ([`routes`], [`rules`]); a public one without
+//!   reading the token; a rule that is false, or fails, is 403.
+
 mod bearer;
 mod challenge;
+mod facts;
 mod identity;
+pub mod routes;
+pub mod rules;
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::eventually::Eventually;
-use crate::tokens::{Outcome, TokenVerifier, Verdict};
+use crate::metrics;
+use crate::tokens::{Outcome, TokenVerifier, ValidToken, Verdict};
 
 pub use bearer::{credential, Credential};
 pub use challenge::{challenge, Challenge};
+pub use facts::{normalized_path, Facts, RequestFacts};
 pub use identity::{ClaimHeader, ClaimHeaderError, ClaimHeaderErrorKind, SUBJECT_HEADER};
+pub use routes::{describe, Fallback, PathMatch, Route, RouteTable, Routes};
+pub use rules::{Rule, RuleError};
 
 /// Most scopes a route may require: a longer list is a misconfiguration, refused in one sentence
 /// rather than echoed back in a header no proxy would take.
@@ -60,6 +72,9 @@ pub enum Denial {
     InvalidToken,
     /// A valid token without a scope the route requires: 403, `insufficient_scope`.
     InsufficientScope,
+    /// A route's rule is false or failed, or no route covers the request and the fallback is
+    /// `deny`: 403, no challenge.
+    Forbidden,
 }
 
 impl Denial {
@@ -68,7 +83,7 @@ impl Denial {
         match self {
             Self::NoToken | Self::InvalidToken => 401,
             Self::Malformed => 400,
-            Self::InsufficientScope => 403,
+            Self::InsufficientScope | Self::Forbidden => 403,
         }
     }
 }
@@ -92,20 +107,169 @@ impl Decision {
                 Denial::Malformed => "malformed",
                 Denial::InvalidToken => "invalid_token",
                 Denial::InsufficientScope => "insufficient_scope",
+                Denial::Forbidden => "forbidden",
             },
             Self::CannotJudge { .. } => "cannot_judge",
         }
     }
 }
 
-/// How requests are judged: the realm the challenges name, and the identity headers.
+/// How requests are judged: the realm the challenges name, the identity headers, the routes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthzPolicy {
     pub realm: String,
     pub claim_headers: Vec<ClaimHeader>,
+    /// The config file's routes, replaced on SIGHUP; none: a valid token is enough.
+    pub routes: RouteTable,
 }
 
 impl AuthzPolicy {
+    /// The decision for `request` carrying `credential`, the proxy naming `required` scopes,
+    /// its token checked by `verifier`: by the route that covers it, or without routes by the
+    /// token and scopes alone; now, or once the token's provider has reloaded its keys.
+    pub fn judge_request(
+        &self,
+        verifier: &Arc<TokenVerifier>,
+        credential: Credential<'_>,
+        required: &[&str],
+        request: &RequestFacts,
+    ) -> Eventually<Decision> {
+        let routes = self.routes.current();
+        if !routes.in_use() {
+            return self.judge(verifier, credential, required);
+        }
+        let Some(at) = routes
+            .routes
+            .iter()
+            .position(|route| route.matches(request))
+        else {
+            let decision = match routes.fallback {
+                Fallback::Deny => forbidden("no route covers this request".to_owned()),
+                Fallback::Authenticated => return self.judge(verifier, credential, required),
+            };
+            metrics::authz_route_decision("default", decision.label());
+            return Eventually::Now(decision);
+        };
+        let route = &routes.routes[at];
+        if route.public {
+            let decision = identity::removed(&self.claim_headers);
+            metrics::authz_route_decision(&route.name, "public");
+            return Eventually::Now(decision);
+        }
+        let mut all: Vec<&str> = required.to_vec();
+        all.extend(route.scopes.iter().map(String::as_str));
+        let decision = match credential {
+            Credential::Absent if route.token_optional => Eventually::Now(self.by_rule(
+                route,
+                None,
+                request,
+                identity::removed(&self.claim_headers),
+            )),
+            Credential::Bearer(token) => match verifier.check(token) {
+                Eventually::Now(outcome) => {
+                    Eventually::Now(self.decide_route(route, &outcome, &all, request))
+                }
+                later => {
+                    let policy = self.clone();
+                    let all: Vec<String> = all.iter().map(|s| (*s).to_owned()).collect();
+                    let request = request.clone();
+                    let routes = Arc::clone(&routes);
+                    return later.map(move |outcome| {
+                        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                        let route = &routes.routes[at];
+                        let decision = policy.decide_route(route, &outcome, &all, &request);
+                        metrics::authz_route_decision(&route.name, decision.label());
+                        decision
+                    });
+                }
+            },
+            other => self.judge(verifier, other, &all),
+        };
+        if let Eventually::Now(decision) = &decision {
+            metrics::authz_route_decision(&route.name, decision.label());
+        }
+        decision
+    }
+
+    /// The decision on `route` for a token verified as `outcome`.
+    fn decide_route(
+        &self,
+        route: &Route,
+        outcome: &Outcome,
+        required: &[&str],
+        request: &RequestFacts,
+    ) -> Decision {
+        let decision = self.decide(outcome, required);
+        match (&decision, outcome) {
+            (Decision::Allow { .. }, Ok(token)) => {
+                self.by_rule(route, Some(token), request, decision)
+            }
+            _ => decision,
+        }
+    }
+
+    /// `allowed` if `route`'s rule (when it has one, and it is enforced) holds on the request.
+    fn by_rule(
+        &self,
+        route: &Route,
+        token: Option<&ValidToken>,
+        request: &RequestFacts,
+        allowed: Decision,
+    ) -> Decision {
+        let Some(rule) = &route.rule else {
+            return allowed;
+        };
+        let holds = match rule.evaluate(&Facts { token, request }) {
+            Ok(holds) => holds,
+            Err(failure) => {
+                metrics::authz_rule_error(&route.name);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                if routes::may_log_error(route, now) {
+                    log::warn!(
+                        "route {}: its rule failed, taken as false: {} (logged at most once a                          minute per route)",
+                        route.name,
+                        failure.0
+                    );
+                }
+                false
+            }
+        };
+        if route.shadow {
+            let would = if holds { "allowed" } else { "denied" };
+            metrics::authz_route_decision(
+                &route.name,
+                if holds {
+                    "shadow_allowed"
+                } else {
+                    "shadow_denied"
+                },
+            );
+            let subject = token.map_or("", |t| t.subject.as_str());
+            if holds {
+                log::debug!(
+                    "route {}: shadow rule would have {would} subject {subject:?}",
+                    route.name
+                );
+            } else {
+                log::info!(
+                    "route {}: shadow rule would have {would} subject {subject:?}",
+                    route.name
+                );
+            }
+            return allowed;
+        }
+        if holds {
+            allowed
+        } else {
+            forbidden(format!(
+                "route {}: the request is not allowed by its rule",
+                route.name
+            ))
+        }
+    }
+
     /// The decision for a request carrying `credential` on a route that requires every scope of
     /// `required`, its token checked by `verifier`: now, or once the token's provider has
     /// reloaded its keys (the token names a key it does not have yet).
@@ -213,6 +377,15 @@ impl AuthzPolicy {
             scopes.push(scope);
         }
         Ok(scopes)
+    }
+}
+
+/// A 403 without a challenge (not a token's fault), saying why.
+fn forbidden(reason: String) -> Decision {
+    Decision::Deny {
+        denial: Denial::Forbidden,
+        www_authenticate: String::new(),
+        reason,
     }
 }
 

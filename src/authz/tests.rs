@@ -34,6 +34,7 @@ fn policy(claims: &[&str]) -> AuthzPolicy {
             .iter()
             .map(|c| ClaimHeader::parse(c).expect("a claim header"))
             .collect(),
+        routes: Default::default(),
     }
 }
 

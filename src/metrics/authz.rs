@@ -61,3 +61,19 @@ pub fn authz_decision(transport: Transport, decision: &'static str, left_out: us
         SERIES[transport as usize][at].inc();
     }
 }
+
+/// Counts a decision of a route (`public`, `allowed`, `forbidden`, `shadow_denied`, ...; a
+/// request no route covers is route `default`).
+pub fn authz_route_decision(route: &str, decision: &str) {
+    if enabled() {
+        get()
+            .authz_route_decisions
+            .with_label_values(&[route, decision])
+            .inc();
+    }
+}
+
+/// Counts a route's rule that failed at run time (taken as false).
+pub fn authz_rule_error(route: &str) {
+    get().authz_rule_errors.with_label_values(&[route]).inc();
+}

@@ -25,7 +25,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub use authz::{authz_decision, Transport};
+pub use authz::{authz_decision, authz_route_decision, authz_rule_error, Transport};
 pub use calls::{CallMeter, Kind};
 pub use http::{http_connections, http_refused};
 pub use store::{store_operation, store_up};
@@ -90,6 +90,10 @@ pub struct Metrics {
     authz_decisions: IntCounterVec,
     /// Claims left out of an allowed request's identity, by transport.
     authz_left_out: IntCounterVec,
+    /// Routes' decisions, by route and decision.
+    authz_route_decisions: IntCounterVec,
+    /// Routes' rules that failed at run time, by route.
+    authz_rule_errors: IntCounterVec,
     /// What the valid tokens cached weigh.
     cache_bytes: IntGauge,
     /// The token streams' memory budget, and what they hold of it now.
@@ -226,6 +230,20 @@ impl Metrics {
                  cannot be a header value (CR, LF, NUL, other controls), by transport.",
                 &["transport"],
             ),
+            authz_route_decisions: counters(
+                "mrmat_authz_route_decisions_total",
+                "Proxies' questions decided by a route of the config file, by route (default: \
+                 none covered it) and decision (public, allowed, forbidden, no_token, \
+                 invalid_token, insufficient_scope, ...; shadow_allowed and shadow_denied: what \
+                 a shadow rule would have decided).",
+                &["route", "decision"],
+            ),
+            authz_rule_errors: counters(
+                "mrmat_authz_rule_errors_total",
+                "Routes' rules that failed at run time (an absent claim, a type that does not \
+                 fit), each taken as false, by route.",
+                &["route"],
+            ),
             cache_bytes: IntGauge::new(
                 "mrmat_token_cache_bytes",
                 "Memory the cache of valid tokens holds, in bytes (each entry weighed by its \
@@ -271,6 +289,8 @@ impl Metrics {
             Box::new(metrics.http_refusals.clone()),
             Box::new(metrics.authz_decisions.clone()),
             Box::new(metrics.authz_left_out.clone()),
+            Box::new(metrics.authz_route_decisions.clone()),
+            Box::new(metrics.authz_rule_errors.clone()),
             Box::new(metrics.cache_bytes.clone()),
             Box::new(metrics.stream_budget_limit.clone()),
             Box::new(metrics.stream_budget_held.clone()),

@@ -95,6 +95,7 @@ impl Default for ServerConfig {
             policy: AuthzPolicy {
                 realm: DEFAULT_REALM.to_owned(),
                 claim_headers: Vec::new(),
+                routes: Default::default(),
             },
             tls: TlsConfig::default(),
             keepalive: DEFAULT_KEEPALIVE,

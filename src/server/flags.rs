@@ -530,6 +530,7 @@ impl ServerFlags {
             policy: AuthzPolicy {
                 realm: self.proxies.auth_realm,
                 claim_headers: self.proxies.claim_header,
+                routes: Default::default(),
             },
             tls: self.tls.config(),
             keepalive: self.keepalive.config(),

@@ -107,6 +107,8 @@ pub struct RunningServer {
     verifier: Option<Arc<TokenVerifier>>,
     /// The providers given by flags and the providers file, to read again on SIGHUP.
     providers: Providers,
+    /// The routes in force, replaced when the file is read again.
+    routes: crate::authz::RouteTable,
     end_streams: Option<EndStreams>,
     scrape: Option<HttpPort>,
     forward_auth: Option<HttpPort>,
@@ -160,7 +162,10 @@ impl RunningServer {
         };
         if let Some(path) = &self.providers.file {
             match self.providers.read() {
-                Ok(wanted) => {
+                Ok((wanted, routes)) => {
+                    let count = routes.routes.len();
+                    self.routes.replace(routes);
+                    log::info!("config file {}: {count} routes in force", path.display());
                     let changed = verifier.replace_providers(&wanted);
                     for failed in &changed.failed {
                         log::warn!("providers file {}: {failed}; left out", path.display());
@@ -174,7 +179,8 @@ impl RunningServer {
                     );
                 }
                 Err(problems) => log::warn!(
-                    "providers file no longer reads, keeping the providers as they were: {}",
+                    "config file no longer reads, keeping the providers and routes as they \
+                     were: {}",
                     problems.join("; ")
                 ),
             }
@@ -255,6 +261,31 @@ impl HttpPort {
 /// How long cancelled calls are given to end before the server stops regardless.
 const CANCELLED_CALLS_END: Duration = Duration::from_millis(500);
 
+/// What `--check-config` prints: the configuration and the config file checked as a start
+/// would check them (nothing opened, bound or fetched), described one line each; or every
+/// problem, one line each.
+pub fn check(config: &ServerConfig) -> Result<Vec<String>, ServerError> {
+    config.validate().map_err(ServerError::Config)?;
+    let (providers, routes) = Providers::of(config).read().map_err(ServerError::Config)?;
+    let mut lines: Vec<String> = providers
+        .iter()
+        .map(|provider| format!("provider {}", provider.issuer))
+        .collect();
+    for route in &routes.routes {
+        lines.push(crate::authz::describe(route));
+    }
+    lines.push(format!(
+        "{} providers, {} routes; a request no route covers: {}",
+        providers.len(),
+        routes.routes.len(),
+        match routes.fallback {
+            crate::authz::Fallback::Authenticated => "a valid token",
+            crate::authz::Fallback::Deny => "denied",
+        }
+    ));
+    Ok(lines)
+}
+
 /// Opens the store the configuration names, builds the server with every API registered over
 /// it, binds it and starts it.
 pub fn start(config: &ServerConfig) -> Result<RunningServer, ServerError> {
@@ -297,7 +328,15 @@ struct Prepared {
 fn prepare(config: &ServerConfig) -> Result<Prepared, ServerError> {
     config.validate().map_err(ServerError::Config)?;
     let providers = Providers::of(config);
-    let wanted = providers.read().map_err(ServerError::Config)?;
+    let (wanted, routes) = providers.read().map_err(ServerError::Config)?;
+    if routes.in_use() && config.tokens.providers.is_empty() && wanted.is_empty() {
+        return Err(ServerError::Config(vec![
+            "the config file has routes but there is no identity provider to check tokens: add \
+             a [[provider]] or --oidc-issuer"
+                .to_owned(),
+        ]));
+    }
+    config.policy.routes.replace(routes);
     let credentials = transport::credentials(&config.tls).map_err(ServerError::Tls)?;
     let scrape = config
         .metrics_listen
@@ -389,6 +428,7 @@ fn serve(
         health,
         verifier,
         providers,
+        routes: config.policy.routes.clone(),
         end_streams: Some(end_streams),
         scrape,
         forward_auth,

@@ -14,6 +14,9 @@
 //! issuer = "ci"                               # any string when the keys are given directly
 //! jwks_file = "ci-jwks.json"                  # or jwks_url = "https://..."
 //! ```
+//!
+//! It holds the routes too (`[policy]`, `[[route]]`, see [`crate::authz::routes`]), checked as
+//! it loads: each problem `FILE:LINE: route "NAME": ...`.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::ServerConfig;
+use crate::authz::routes::MAX_ROUTES;
+use crate::authz::{Fallback, PathMatch, Route, Routes, Rule};
 use crate::tokens::{KeysFrom, ProviderOptions, DEFAULT_LEEWAY_SECONDS};
 
 #[derive(Deserialize)]
@@ -29,6 +34,30 @@ use crate::tokens::{KeysFrom, ProviderOptions, DEFAULT_LEEWAY_SECONDS};
 struct Document {
     #[serde(default)]
     provider: Vec<Entry>,
+    policy: Option<PolicyEntry>,
+    #[serde(default)]
+    route: Vec<RouteEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyEntry {
+    default: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteEntry {
+    name: Spanned<String>,
+    hosts: Option<Vec<String>>,
+    path: Option<String>,
+    path_prefix: Option<String>,
+    methods: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
+    public: Option<bool>,
+    token: Option<String>,
+    allow: Option<Spanned<String>>,
+    shadow: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -49,9 +78,21 @@ pub struct FileProvider {
     pub line: usize,
 }
 
+/// What the file describes: its providers, and its routes.
+#[derive(Debug)]
+pub struct FileContents {
+    pub providers: Vec<FileProvider>,
+    pub routes: Routes,
+}
+
 /// The providers `path` describes, paths in it taken from the file's folder; or every problem
 /// with it, one line each, `FILE:LINE: problem`.
 pub fn read(path: &Path) -> Result<Vec<FileProvider>, Vec<String>> {
+    read_all(path).map(|contents| contents.providers)
+}
+
+/// The providers and the routes `path` describes; or every problem with it, one line each.
+pub fn read_all(path: &Path) -> Result<FileContents, Vec<String>> {
     let name = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("{name}: cannot read the providers file: {e}")])?;
@@ -63,14 +104,20 @@ pub fn read(path: &Path) -> Result<Vec<FileProvider>, Vec<String>> {
         let message = e.message().replace('\n', " ");
         vec![format!("{}: {}", at(e.span()), message.trim())]
     })?;
-    if document.provider.is_empty() {
+    if document.provider.is_empty() && document.route.is_empty() && document.policy.is_none() {
         return Err(vec![format!(
             "{name}: no [[provider]] in it: give each identity provider a [[provider]] table \
              with its issuer"
         )]);
     }
-    let folder = path.parent().unwrap_or(Path::new("."));
     let mut problems = Vec::new();
+    let routes = routes(
+        document.policy,
+        document.route,
+        &|span| at(Some(span)),
+        &mut problems,
+    );
+    let folder = path.parent().unwrap_or(Path::new("."));
     let mut providers: Vec<FileProvider> = Vec::new();
     for entry in document.provider {
         let here = at(Some(entry.issuer.span()));
@@ -113,10 +160,167 @@ pub fn read(path: &Path) -> Result<Vec<FileProvider>, Vec<String>> {
         providers.push(FileProvider { options, line });
     }
     if problems.is_empty() {
-        Ok(providers)
+        Ok(FileContents { providers, routes })
     } else {
         Err(problems)
     }
+}
+
+/// The routes and the fallback the file describes; each problem added to `problems`.
+fn routes(
+    policy: Option<PolicyEntry>,
+    entries: Vec<RouteEntry>,
+    at: &dyn Fn(Range<usize>) -> String,
+    problems: &mut Vec<String>,
+) -> Routes {
+    let mut fallback = Fallback::Authenticated;
+    if let Some(default) = policy.and_then(|policy| policy.default) {
+        match default.get_ref().as_str() {
+            "authenticated" => {}
+            "deny" => fallback = Fallback::Deny,
+            other => problems.push(format!(
+                "{}: [policy] default is {other:?}: give \"authenticated\" (a valid token) or \
+                 \"deny\"",
+                at(default.span())
+            )),
+        }
+    }
+    if entries.len() > MAX_ROUTES {
+        problems.push(format!(
+            "{}: {} routes; a file has at most {MAX_ROUTES}",
+            at(entries[MAX_ROUTES].name.span()),
+            entries.len()
+        ));
+        return Routes::default();
+    }
+    let mut routes: Vec<Route> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let name = entry.name.get_ref().clone();
+        let here = format!("{}: route {name:?}", at(entry.name.span()));
+        let mut bad = |why: String| problems.push(format!("{here}: {why}"));
+        let named_well = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
+        if !named_well {
+            bad("a name is 1 to 64 letters, digits and - _ . : /".to_owned());
+            continue;
+        }
+        if routes.iter().any(|route| route.name == name) {
+            bad("another route has this name: each is named once".to_owned());
+            continue;
+        }
+        let path = match (entry.path, entry.path_prefix) {
+            (Some(_), Some(_)) => {
+                bad("it has both path and path_prefix: give one, or neither for every path".into());
+                continue;
+            }
+            (Some(path), None) if path.starts_with('/') => PathMatch::Exact(path),
+            (None, Some(prefix)) if prefix.starts_with('/') => PathMatch::Prefix(prefix),
+            (None, None) => PathMatch::Any,
+            _ => {
+                bad("a path starts with /".to_owned());
+                continue;
+            }
+        };
+        let methods = entry.methods.unwrap_or_default();
+        if let Some(method) = methods.iter().find(|method| !is_token(method)) {
+            bad(format!(
+                "method {method:?} is not an HTTP method (a token: GET, POST, ...)"
+            ));
+            continue;
+        }
+        let hosts: Vec<String> = entry
+            .hosts
+            .unwrap_or_default()
+            .iter()
+            .map(|host| host.to_ascii_lowercase())
+            .collect();
+        if let Some(host) = hosts.iter().find(|host| !is_host_pattern(host)) {
+            bad(format!(
+                "host {host:?} is not a host name, *.suffix or *: give names without a port"
+            ));
+            continue;
+        }
+        let public = entry.public.unwrap_or(false);
+        let shadow = entry.shadow.unwrap_or(false);
+        let scopes = entry.scopes.unwrap_or_default();
+        if scopes
+            .iter()
+            .any(|scope| scope.is_empty() || scope.contains(' '))
+        {
+            bad("a scope is one word, not empty".to_owned());
+            continue;
+        }
+        let token_optional = match entry.token.as_deref() {
+            None | Some("required") => false,
+            Some("optional") => true,
+            Some(other) => {
+                bad(format!(
+                    "token is {other:?}: give \"required\" or \"optional\""
+                ));
+                continue;
+            }
+        };
+        if public && (entry.allow.is_some() || !scopes.is_empty() || token_optional || shadow) {
+            bad("a public route reads no token: it has no scopes, allow, shadow or token".into());
+            continue;
+        }
+        if shadow && entry.allow.is_none() {
+            bad("shadow = true needs a rule (allow) to try".to_owned());
+            continue;
+        }
+        if token_optional && entry.allow.is_none() {
+            bad("token = \"optional\" needs a rule (allow) to judge requests without one".into());
+            continue;
+        }
+        let rule = match entry.allow {
+            None => None,
+            Some(allow) => match Rule::compile(allow.get_ref()) {
+                Ok(rule) => Some(rule),
+                Err(why) => {
+                    problems.push(format!("{}: route {name:?}: {why}", at(allow.span())));
+                    continue;
+                }
+            },
+        };
+        routes.push(Route {
+            name,
+            hosts,
+            path,
+            methods,
+            scopes,
+            public,
+            token_optional,
+            rule,
+            shadow,
+            last_error_logged: Default::default(),
+        });
+    }
+    Routes { routes, fallback }
+}
+
+/// Whether `text` is an RFC 9110 token (a method).
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `text` is a host name, `*.suffix` or `*`.
+fn is_host_pattern(text: &str) -> bool {
+    let name = text.strip_prefix("*.").unwrap_or(text);
+    text == "*"
+        || (!name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
 }
 
 /// Where the identity providers come from: the flags, and the providers file if there is one.
@@ -134,13 +338,13 @@ impl Providers {
         }
     }
 
-    /// Every provider, the file read now; or its problems, one line each.
-    pub fn read(&self) -> Result<Vec<ProviderOptions>, Vec<String>> {
+    /// Every provider and the routes, the file read now; or its problems, one line each.
+    pub fn read(&self) -> Result<(Vec<ProviderOptions>, Routes), Vec<String>> {
         match &self.file {
-            None => Ok(self.flags.clone()),
+            None => Ok((self.flags.clone(), Routes::default())),
             Some(path) => {
-                let file = read(path)?;
-                merge(&self.flags, path, file)
+                let file = read_all(path)?;
+                Ok((merge(&self.flags, path, file.providers)?, file.routes))
             }
         }
     }

@@ -7,6 +7,7 @@
 use grpcio::MessageReader;
 use protobuf::CodedInputStream;
 
+use crate::authz::RequestFacts;
 use crate::codec;
 
 /// What a `CheckRequest` asks.
@@ -19,6 +20,30 @@ pub struct CheckRequestFields {
     pub authorization: Vec<Vec<u8>>,
     /// The `scope` context extension: the scopes the route requires, space separated.
     pub scope: Option<Vec<u8>>,
+    /// `attributes.request.http`'s method, host and path (with its query), as sent.
+    pub method: Vec<u8>,
+    pub host: Vec<u8>,
+    pub path: Vec<u8>,
+    /// Every header (name, value), from `header_map` when Envoy sends that, else `headers`.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `attributes.source.principal`: the calling workload (a SPIFFE ID, a certificate subject).
+    pub principal: Vec<u8>,
+}
+
+impl CheckRequestFields {
+    /// The request as the routes see it, its headers only when a rule reads them.
+    pub fn request_facts(&self, with_headers: bool) -> RequestFacts {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let mut request =
+            RequestFacts::new(&text(&self.method), &text(&self.host), &text(&self.path));
+        request.principal = text(&self.principal);
+        if with_headers {
+            for (name, value) in &self.headers {
+                request.add_header(name, value);
+            }
+        }
+        request
+    }
 }
 
 /// The request's fully qualified type, as a message that does not decode is logged.
@@ -43,6 +68,10 @@ fn read(input: &mut CodedInputStream<'_>) -> protobuf::Result<CheckRequestFields
         Some(each) => each,
         None => headers.joined.into_iter().collect(),
     };
+    question.method = headers.method;
+    question.host = headers.host;
+    question.path = headers.path;
+    question.headers = headers.all;
     Ok(question)
 }
 
@@ -53,15 +82,29 @@ struct Headers {
     joined: Option<Vec<u8>>,
     /// From `header_map`, when it is there: every `authorization` entry.
     map: Option<Vec<Vec<u8>>>,
+    /// Every header, from `header_map` when it is there, else from `headers`.
+    all: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether `all` came from `header_map` (then `headers` entries are not added).
+    all_from_map: bool,
+    method: Vec<u8>,
+    host: Vec<u8>,
+    path: Vec<u8>,
 }
 
-/// AttributeContext: request = 4, context_extensions = 10 (map<string, string>).
+/// AttributeContext: source = 1, request = 4, context_extensions = 10 (map<string, string>).
 fn attributes(
     input: &mut CodedInputStream<'_>,
     question: &mut CheckRequestFields,
     headers: &mut Headers,
 ) -> protobuf::Result<()> {
     fields(input, |input, tag| match tag {
+        // AttributeContext.Peer: principal = 4.
+        10 => nested(input, |input| {
+            fields(input, |input, tag| match tag {
+                34 => input.read_bytes_into(&mut question.principal),
+                _ => skip(input, tag),
+            })
+        }),
         34 => nested(input, |input| {
             // AttributeContext.Request: http = 2.
             fields(input, |input, tag| match tag {
@@ -84,19 +127,31 @@ fn attributes(
     })
 }
 
-/// AttributeContext.HttpRequest: headers = 3 (map<string, string>), header_map = 13.
+/// AttributeContext.HttpRequest: method = 2, headers = 3 (map<string, string>), path = 4,
+/// host = 5, header_map = 13.
 fn http_request(input: &mut CodedInputStream<'_>, headers: &mut Headers) -> protobuf::Result<()> {
     fields(input, |input, tag| match tag {
+        18 => input.read_bytes_into(&mut headers.method),
+        34 => input.read_bytes_into(&mut headers.path),
+        42 => input.read_bytes_into(&mut headers.host),
         26 => nested(input, |input| {
             if let Some((key, value)) = entry(input)? {
                 if key.eq_ignore_ascii_case(b"authorization") {
-                    headers.joined = Some(value);
+                    headers.joined = Some(value.clone());
+                }
+                if !headers.all_from_map {
+                    headers.all.push((key, value));
                 }
             }
             Ok(())
         }),
         106 => nested(input, |input| {
+            if !headers.all_from_map {
+                headers.all.clear();
+                headers.all_from_map = true;
+            }
             let each = headers.map.get_or_insert_with(Vec::new);
+            let all = &mut headers.all;
             // HeaderMap: headers = 1, each a HeaderValue (key = 1, value = 2, raw_value = 3).
             fields(input, |input, tag| match tag {
                 10 => nested(input, |input| {
@@ -107,9 +162,11 @@ fn http_request(input: &mut CodedInputStream<'_>, headers: &mut Headers) -> prot
                         26 => input.read_bytes_into(&mut raw),
                         _ => skip(input, tag),
                     })?;
+                    let value = if raw.is_empty() { value } else { raw };
                     if key.eq_ignore_ascii_case(b"authorization") {
-                        each.push(if raw.is_empty() { value } else { raw });
+                        each.push(value.clone());
                     }
+                    all.push((key, value));
                     Ok(())
                 }),
                 _ => skip(input, tag),
@@ -205,14 +262,19 @@ mod tests {
             ],
             Some("read admin"),
         ));
+        assert!(question.http);
+        assert_eq!(question.authorization, vec![b"Bearer abc".to_vec()]);
+        assert_eq!(question.scope, Some(b"read admin".to_vec()));
         assert_eq!(
-            question,
-            CheckRequestFields {
-                http: true,
-                authorization: vec![b"Bearer abc".to_vec()],
-                scope: Some(b"read admin".to_vec()),
-            }
+            (question.method.as_slice(), question.path.as_slice()),
+            (&b"GET"[..], &b"/x"[..])
         );
+        let facts = question.request_facts(true);
+        assert_eq!(facts.path, "/x");
+        assert!(facts
+            .headers
+            .iter()
+            .any(|(name, value)| name == "cookie" && value == "a=b"));
         assert_eq!(asked(&CheckRequest::new()), CheckRequestFields::default());
     }
 

@@ -28,14 +28,16 @@ pub fn allowed(set: Vec<(String, String)>, remove: Vec<String>) -> CheckResponse
 pub fn denied(denial: Denial, www_authenticate: String, reason: String) -> CheckResponse {
     let code = match denial {
         Denial::NoToken | Denial::InvalidToken => RpcStatusCode::UNAUTHENTICATED,
-        Denial::InsufficientScope => RpcStatusCode::PERMISSION_DENIED,
+        Denial::InsufficientScope | Denial::Forbidden => RpcStatusCode::PERMISSION_DENIED,
         Denial::Malformed => RpcStatusCode::INVALID_ARGUMENT,
     };
     let mut http_status = HttpStatus::new();
     http_status.code = EnumOrUnknown::from_i32(i32::from(denial.http_status()));
     let mut denied = DeniedHttpResponse::new();
     denied.status = MessageField::some(http_status);
-    denied.headers = vec![overwrite(("www-authenticate".to_owned(), www_authenticate))];
+    if !www_authenticate.is_empty() {
+        denied.headers = vec![overwrite(("www-authenticate".to_owned(), www_authenticate))];
+    }
     denied.body = format!("{reason}\n");
     let mut status = Status::new();
     status.code = i32::from(code);

@@ -122,9 +122,19 @@ impl ExtAuthzApi {
             }
         };
         let authorization: Vec<&[u8]> = question.authorization.iter().map(Vec::as_slice).collect();
-        let decision = self
-            .policy
-            .judge(&self.verifier, credential(&authorization), &required);
+        let routes = self.policy.routes.current();
+        let decision = if routes.in_use() {
+            let request = question.request_facts(routes.read_headers());
+            self.policy.judge_request(
+                &self.verifier,
+                credential(&authorization),
+                &required,
+                &request,
+            )
+        } else {
+            self.policy
+                .judge(&self.verifier, credential(&authorization), &required)
+        };
         call.answer(ctx, sink, decision.map(check_response));
     }
 }
