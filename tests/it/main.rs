@@ -36,6 +36,7 @@ mod registry;
 mod replicas;
 mod resource;
 mod resource_v2;
+mod routes;
 mod store;
 mod store_conformance;
 mod tls;

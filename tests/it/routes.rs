@@ -1,0 +1,611 @@
+//! Routes and their CEL rules (`[[route]]` in `--config`) against the server binary, on both
+//! proxy transports: the forward-auth port asked as nginx, Caddy and Traefik ask it (their
+//! forwarded headers), and ext_authz asked as Envoy asks it; the file checked at load
+//! (`--check-config`, and a start that fails), replaced on SIGHUP, and hostile rules and input.
+
+use std::time::Duration;
+
+use mrmat_rust_api_grpc::proto::ext_authz::v3::attribute_context::attribute_context::HttpRequest;
+use mrmat_rust_api_grpc::proto::ext_authz::v3::{
+    check_response::Http_response, AuthorizationClient, CheckRequest,
+};
+
+use crate::common;
+
+use common::hostile::{self, Raw};
+use common::jwt::{claims, token_args, KeyFile, SigningKey};
+use common::ServerProcess;
+
+const ROUTES: &str = r#"
+[policy]
+default = "deny"
+
+[[route]]
+name = "health"
+path_prefix = "/healthz"
+public = true
+
+[[route]]
+name = "admin-writes"
+hosts = ["api.example.com", "*.example.com"]
+path_prefix = "/admin"
+methods = ["POST", "PUT", "DELETE"]
+scopes = ["write"]
+allow = "'ops' in claims.groups && claims.email.endsWith('@example.com') && claims.level == 3"
+
+[[route]]
+name = "internal"
+path_prefix = "/internal"
+token = "optional"
+allow = "peer.principal == 'spiffe://cluster.local/ns/jobs/sa/batch' || has(claims.sub)"
+
+[[route]]
+name = "reports"
+path_prefix = "/reports"
+allow = "claims.realm_access.roles.exists(r, r == 'reporter')"
+shadow = true
+
+[[route]]
+name = "by-header"
+path_prefix = "/tenant"
+allow = "request.headers['x-tenant'] == claims.tenant"
+
+[[route]]
+name = "reads"
+methods = ["GET"]
+"#;
+
+struct Routed {
+    server: ServerProcess,
+    key: SigningKey,
+    dir: tempfile::TempDir,
+    _keys: KeyFile,
+}
+
+fn routed(file: &str) -> Routed {
+    let key = SigningKey::p256("routes");
+    let keys = KeyFile::new(&[&key]);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, file).expect("write the config file");
+    let mut args: Vec<String> = token_args(&keys);
+    args.extend(
+        [
+            "--store",
+            "memory",
+            "--forward-auth-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--claim-header",
+            "email=x-auth-email",
+            "--config",
+        ]
+        .map(String::from),
+    );
+    args.push(config.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&args);
+    Routed {
+        server,
+        key,
+        dir,
+        _keys: keys,
+    }
+}
+
+fn alice() -> serde_json::Value {
+    let mut claims = claims("alice");
+    claims["email"] = "alice@example.com".into();
+    claims["groups"] = serde_json::json!(["ops", "dev"]);
+    claims["level"] = 3.into();
+    claims["tenant"] = "t1".into();
+    claims
+}
+
+/// Forward auth asked as Traefik and Caddy ask: the request in X-Forwarded-* headers.
+fn forward(
+    routed: &Routed,
+    method: &str,
+    host: &str,
+    uri: &str,
+    extra: &[String],
+) -> hostile::Answer {
+    let address = routed.server.forward_auth_address().expect("forward auth");
+    let mut raw = Raw::connect(&address);
+    let extra: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
+    let head = format!(
+        "GET /auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Method: {method}\r\n\
+         X-Forwarded-Host: {host}\r\nX-Forwarded-Uri: {uri}\r\n{extra}\r\n"
+    );
+    assert!(raw.send(head.as_bytes()));
+    raw.answer().expect("an answer")
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}")
+}
+
+#[test]
+fn each_route_decides_its_requests_over_forward_auth() {
+    let routed = routed(ROUTES);
+    let token = routed.key.sign(&alice());
+    let with = [bearer(&token)];
+    // Public: allowed without reading the token, even a forged one; identity never passed.
+    let answer = forward(
+        &routed,
+        "GET",
+        "app",
+        "/healthz",
+        &["Authorization: Bearer forged".into()],
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("x-auth-subject"), None);
+    // The rule holds: allowed with the identity.
+    let answer = forward(&routed, "POST", "api.example.com", "/admin/users", &with);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("x-auth-subject"), Some("alice"));
+    // The rule is false: 403 naming the route, never the claims or the rule.
+    let mut bob = alice();
+    bob["groups"] = serde_json::json!(["dev"]);
+    let answer = forward(
+        &routed,
+        "POST",
+        "a.example.com",
+        "/admin",
+        &[bearer(&routed.key.sign(&bob))],
+    );
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert!(answer.body.contains("route admin-writes"), "{answer:?}");
+    assert!(
+        !answer.body.contains("ops") && !answer.body.contains("dev"),
+        "{answer:?}"
+    );
+    assert_eq!(answer.header("www-authenticate"), None);
+    // A claim absent: the rule fails, is false, and counted; never a 5xx.
+    let mut carol = alice();
+    carol.as_object_mut().expect("an object").remove("email");
+    let answer = forward(
+        &routed,
+        "POST",
+        "api.example.com",
+        "/admin",
+        &[bearer(&routed.key.sign(&carol))],
+    );
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert!(routed
+        .server
+        .log
+        .lines_until("its rule failed", Duration::from_secs(10))
+        .is_some());
+    assert_eq!(
+        routed
+            .server
+            .metric("mrmat_authz_rule_errors_total{route=\"admin-writes\"}"),
+        Some(1.0)
+    );
+    // A route's scopes: the test tokens hold `read write`; a missing one stays insufficient_scope.
+    let answer = forward(
+        &routed,
+        "PUT",
+        "api.example.com",
+        "/admin",
+        &[bearer(&token)],
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    // No token on a route that needs one: 401 with the challenge.
+    let answer = forward(&routed, "POST", "api.example.com", "/admin", &[]);
+    assert_eq!(answer.status, 401, "{answer:?}");
+    // Dot segments are resolved before matching: /healthz/../admin is /admin.
+    let answer = forward(&routed, "POST", "api.example.com", "/healthz/../admin", &[]);
+    assert_eq!(answer.status, 401, "{answer:?}");
+    // No route covers it and the fallback is deny.
+    let answer = forward(&routed, "DELETE", "app", "/other", &with);
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert!(answer.body.contains("no route"), "{answer:?}");
+    // Reads: a valid token is enough.
+    assert_eq!(forward(&routed, "GET", "app", "/other", &with).status, 200);
+    // Headers in the rule.
+    let tenant = |value: &str| [bearer(&token), format!("X-Tenant: {value}")];
+    assert_eq!(
+        forward(&routed, "GET", "app", "/tenant/x", &tenant("t1")).status,
+        200
+    );
+    assert_eq!(
+        forward(&routed, "GET", "app", "/tenant/x", &tenant("t2")).status,
+        403
+    );
+    // A shadow rule: would deny, counted, and the request decided without it.
+    assert_eq!(
+        forward(&routed, "GET", "app", "/reports/q", &with).status,
+        200
+    );
+    assert_eq!(
+        routed.server.metric(
+            "mrmat_authz_route_decisions_total{decision=\"shadow_denied\",route=\"reports\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        routed
+            .server
+            .metric("mrmat_authz_route_decisions_total{decision=\"public\",route=\"health\"}"),
+        Some(1.0)
+    );
+    // The request must be forwarded: without X-Forwarded-Uri it is not judged as /.
+    let address = routed.server.forward_auth_address().expect("forward auth");
+    let mut raw = Raw::connect(&address);
+    assert!(raw.send(
+        format!(
+            "GET /auth HTTP/1.1\r\nHost: a\r\nX-Forwarded-Method: GET\r\n{}\r\n\r\n",
+            bearer(&token)
+        )
+        .as_bytes()
+    ));
+    let answer = raw.answer().expect("an answer");
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(answer.body.contains("X-Forwarded-Uri"), "{answer:?}");
+    // nginx's headers.
+    let mut raw = Raw::connect(&address);
+    assert!(raw.send(b"GET /auth HTTP/1.1\r\nHost: app\r\nX-Original-Method: GET\r\nX-Original-URI: /healthz\r\n\r\n"));
+    assert_eq!(raw.answer().expect("an answer").status, 200);
+}
+
+fn check(
+    method: &str,
+    host: &str,
+    path: &str,
+    token: Option<&str>,
+    principal: &str,
+) -> CheckRequest {
+    let mut http = HttpRequest::new();
+    http.method = method.to_owned();
+    http.path = path.to_owned();
+    http.host = host.to_owned();
+    if let Some(token) = token {
+        http.headers
+            .insert("authorization".to_owned(), format!("Bearer {token}"));
+    }
+    http.headers
+        .insert("x-bad".to_owned(), "\u{fffd}".to_owned());
+    let mut request = CheckRequest::new();
+    let attributes = request.attributes.mut_or_insert_default();
+    attributes.request.mut_or_insert_default().http = Some(http).into();
+    attributes.source.mut_or_insert_default().principal = principal.to_owned();
+    request
+}
+
+/// The HTTP status Envoy would answer with for `request`.
+fn status_of(client: &AuthorizationClient, request: &CheckRequest) -> u16 {
+    let response = client.check(request).expect("a CheckResponse");
+    match response.http_response {
+        Some(Http_response::OkResponse(_)) => 200,
+        Some(Http_response::DeniedResponse(denied)) => denied.status.code.value() as u16,
+        _ => panic!("neither: {response:?}"),
+    }
+}
+
+#[test]
+fn each_route_decides_its_requests_over_ext_authz_and_a_workload_may_call_without_a_token() {
+    let routed = routed(ROUTES);
+    let client = AuthorizationClient::new(routed.server.channel());
+    let token = routed.key.sign(&alice());
+    let cases = [
+        ("GET", "app", "/healthz", None, "", 200),
+        (
+            "POST",
+            "api.example.com:443",
+            "/admin/x",
+            Some(token.as_str()),
+            "",
+            200,
+        ),
+        ("POST", "api.example.com", "/admin/x", None, "", 401),
+        (
+            "POST",
+            "other.org",
+            "/admin/x",
+            Some(token.as_str()),
+            "",
+            403,
+        ),
+        (
+            "GET",
+            "app",
+            "/internal/jobs",
+            None,
+            "spiffe://cluster.local/ns/jobs/sa/batch",
+            200,
+        ),
+        (
+            "GET",
+            "app",
+            "/internal/jobs",
+            None,
+            "spiffe://cluster.local/ns/web/sa/front",
+            403,
+        ),
+        (
+            "GET",
+            "app",
+            "/internal/jobs",
+            Some(token.as_str()),
+            "",
+            200,
+        ),
+        (
+            "GET",
+            "app",
+            "/internal/jobs",
+            Some("not.a.token"),
+            "spiffe://cluster.local/ns/jobs/sa/batch",
+            401,
+        ),
+        ("GET", "app", "/x?a=1", Some(token.as_str()), "", 200),
+        ("PATCH", "app", "/x", Some(token.as_str()), "", 403),
+    ];
+    for (method, host, path, token, principal, expected) in cases {
+        let request = check(method, host, path, token, principal);
+        assert_eq!(
+            status_of(&client, &request),
+            expected,
+            "{method} {host} {path} {principal}"
+        );
+    }
+    // A workload allowed without a token gets no identity headers, and any a client sent removed.
+    let request = check(
+        "GET",
+        "app",
+        "/internal/jobs",
+        None,
+        "spiffe://cluster.local/ns/jobs/sa/batch",
+    );
+    let response = client.check(&request).expect("a CheckResponse");
+    let Some(Http_response::OkResponse(ok)) = response.http_response else {
+        panic!("allowed");
+    };
+    assert!(ok.headers.is_empty());
+    assert!(
+        ok.headers_to_remove.contains(&"x-auth-subject".to_owned()),
+        "{ok:?}"
+    );
+    assert!(
+        ok.headers_to_remove.contains(&"x-auth-email".to_owned()),
+        "{ok:?}"
+    );
+}
+
+#[test]
+fn sighup_replaces_the_routes_and_a_broken_file_keeps_them() {
+    let routed = routed(ROUTES);
+    let token = routed.key.sign(&alice());
+    assert_eq!(
+        forward(&routed, "PATCH", "app", "/x", &[bearer(&token)]).status,
+        403
+    );
+    let config = routed.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("{ROUTES}\n[[route]]\nname = \"patches\"\nmethods = [\"PATCH\"]\n"),
+    )
+    .expect("write");
+    routed.server.signal("HUP");
+    common::wait_until("the new route is in force", Duration::from_secs(10), || {
+        forward(&routed, "PATCH", "app", "/x", &[bearer(&token)]).status == 200
+    });
+    std::fs::write(
+        &config,
+        format!("{ROUTES}\n[[route]]\nname = \"broken\"\nallow = \"claims.x ==\"\n"),
+    )
+    .expect("write");
+    routed.server.signal("HUP");
+    let lines = routed
+        .server
+        .log
+        .lines_until(
+            "keeping the providers and routes as they were",
+            Duration::from_secs(10),
+        )
+        .expect("the broken file is told");
+    assert!(
+        lines.last().expect("a line").contains("route \"broken\""),
+        "{lines:?}"
+    );
+    assert_eq!(
+        forward(&routed, "PATCH", "app", "/x", &[bearer(&token)]).status,
+        200
+    );
+}
+
+/// `--check-config` with `file`: its exit code, stdout and stderr.
+fn check_config(file: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, file).expect("write the config file");
+    let key = SigningKey::p256("cc");
+    let keys = KeyFile::new(&[&key]);
+    let mut args = token_args(&keys);
+    args.extend([
+        "--config".to_owned(),
+        config.display().to_string(),
+        "--check-config".to_owned(),
+    ]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
+        .args(&args)
+        .output()
+        .expect("run the server");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).replace(&config.display().to_string(), "FILE"),
+        String::from_utf8_lossy(&out.stderr).replace(&config.display().to_string(), "FILE"),
+    )
+}
+
+#[test]
+fn check_config_shows_the_routes_and_every_load_error_names_its_line() {
+    let (code, out, err) = check_config(ROUTES);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("route admin-writes: api.example.com *.example.com, /admin*"),
+        "{out}"
+    );
+    assert!(
+        out.contains("6 routes; a request no route covers: denied"),
+        "{out}"
+    );
+    let cases = [
+        (
+            "[[route]]\nname = \"a\"\nallow = \"claims.x +\"\n",
+            "FILE:3: route \"a\": the rule does not parse",
+        ),
+        (
+            "[[route]]\nname = \"a\"\nallow = \"user.admin\"\n",
+            "FILE:3: route \"a\": the rule names user",
+        ),
+        (
+            "[[route]]\nname = \"a\"\nallow = \"claims.level + 1\"\n",
+            "FILE:3: route \"a\": the rule's value can never be a bool",
+        ),
+        (
+            "[[route]]\nname = \"a\"\n[[route]]\nname = \"a\"\n",
+            "FILE:4: route \"a\": another route has this name",
+        ),
+        (
+            "[[route]]\nname = \"a\"\npath = \"/x\"\npath_prefix = \"/y\"\n",
+            "FILE:2: route \"a\": it has both path and path_prefix",
+        ),
+        (
+            "[[route]]\nname = \"a\"\nmethods = [\"GE T\"]\n",
+            "FILE:2: route \"a\": method \"GE T\" is not",
+        ),
+        (
+            "[[route]]\nname = \"a\"\nhosts = [\"\"]\n",
+            "FILE:2: route \"a\": host \"\" is not",
+        ),
+        (
+            "[policy]\ndefault = \"allow\"\n",
+            "FILE:2: [policy] default is \"allow\"",
+        ),
+        (
+            "[[route]]\nname = \"a\"\npublic = true\nscopes = [\"x\"]\n",
+            "FILE:2: route \"a\": a public route reads no token",
+        ),
+        (
+            "[[route]]\nname = \"a\"\nshadow = true\n",
+            "FILE:2: route \"a\": shadow = true needs a rule",
+        ),
+        (
+            "[[route]]\nname = \"a\"\nalow = \"true\"\n",
+            "FILE:3: unknown field `alow`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let (code, _, err) = check_config(text);
+        assert_eq!(code, 1, "{text}: {err}");
+        assert!(err.contains(expected), "{text}: {err}, expected {expected}");
+    }
+}
+
+#[test]
+fn hostile_rules_and_files_are_refused_at_load_in_one_line() {
+    let huge = format!(
+        "[[route]]\nname = \"a\"\nallow = \"{}\"\n",
+        "a".repeat(100 * 1024)
+    );
+    let deep = format!(
+        "[[route]]\nname = \"a\"\nallow = \"{}true{}\"\n",
+        "(".repeat(2000),
+        ")".repeat(2000)
+    );
+    let nots = format!(
+        "[[route]]\nname = \"a\"\nallow = \"{}true\"\n",
+        "!".repeat(4000)
+    );
+    let many: String = (0..10_000)
+        .map(|i| format!("[[route]]\nname = \"r{i}\"\n"))
+        .collect();
+    let regex =
+        "[[route]]\nname = \"a\"\nallow = \"request.path.matches(claims.pattern)\"\n".to_owned();
+    let quadratic = "[[route]]\nname = \"a\"\nallow = \"claims.groups.exists(a, claims.groups.exists(b, a == b))\"\n".to_owned();
+    for (file, expected) in [
+        (huge, "a rule is at most 4096"),
+        (deep, "nests deeper than 32"),
+        (nots, "nests deeper than 32"),
+        (many, "a file has at most 1000"),
+        (regex, "matches() takes a literal pattern"),
+        (quadratic, "inside a list macro"),
+    ] {
+        let (code, _, err) = check_config(&file);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(expected), "{err:.300}, expected {expected}");
+        assert_eq!(err.lines().count(), 1, "{err:.300}");
+    }
+}
+
+#[test]
+fn hostile_requests_get_an_answer_in_bounded_time() {
+    let file = r#"
+[[route]]
+name = "groups"
+allow = "claims.groups.exists(g, g.matches('^(a+)+$')) || 'ops' in claims.groups || request.headers['x-h'] == 'v'"
+"#;
+    let routed = routed(file);
+    // A token as large as is accepted, with thousands of groups, and one with 50,000 (refused
+    // for its size before any rule sees it).
+    let mut many = alice();
+    many["groups"] = serde_json::json!(vec![
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab";
+        100
+    ]);
+    let token = routed.key.sign(&many);
+    let started = std::time::Instant::now();
+    let answer = forward(
+        &routed,
+        "GET",
+        "app",
+        "/",
+        &[bearer(&token), "X-H: \u{00ff}".into()],
+    );
+    assert_eq!(answer.status, 403, "{answer:?}");
+    let mut small = alice();
+    small["groups"] = serde_json::json!((0..1500).map(|i| format!("g{i}")).collect::<Vec<_>>());
+    let answer = forward(
+        &routed,
+        "GET",
+        "app",
+        "/",
+        &[bearer(&routed.key.sign(&small))],
+    );
+    assert!(answer.status == 403 || answer.status == 401, "{answer:?}");
+    let mut huge = alice();
+    huge["groups"] = serde_json::json!((0..50_000).map(|i| format!("g{i}")).collect::<Vec<_>>());
+    let huge = routed.key.sign(&huge);
+    // Over HTTP its head is too large for the port (431); over ext_authz it is too long (401).
+    let answer = forward(&routed, "GET", "app", "/", &[bearer(&huge)]);
+    assert_eq!(answer.status, 431, "{answer:?}");
+    let client = AuthorizationClient::new(routed.server.channel());
+    assert_eq!(
+        status_of(&client, &check("GET", "app", "/", Some(&huge), "")),
+        401
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    // Not UTF-8 in a header the rule reads: the header is absent, the rule fails, 403.
+    let address = routed.server.forward_auth_address().expect("forward auth");
+    let mut raw = Raw::connect(&address);
+    let mut head = format!(
+        "GET /auth HTTP/1.1\r\nHost: a\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Uri: /\r\n{}\r\nX-H: ",
+        bearer(&routed.key.sign(&claims("dan")))
+    )
+    .into_bytes();
+    head.extend_from_slice(b"\xff\xfe\r\n\r\n");
+    assert!(raw.send(&head));
+    assert_eq!(raw.answer().expect("an answer").status, 403);
+    assert!(routed
+        .server
+        .metric("mrmat_authz_rule_errors_total{route=\"groups\"}")
+        .is_some());
+}
