@@ -15,6 +15,8 @@ const OTHER_PROGRAMS_FLAGS: &[&str] = &[
     "skip",
     "release",
     "quick",
+    // envoy --mode validate, named beside --check-config.
+    "mode",
     "bind",
     "python_out",
     "grpc_python_out",
