@@ -28,6 +28,16 @@ struct Backend {
 
 impl Backend {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With deploy/routes.toml: a public /healthz, and /ops for the ops group only.
+    fn start_with_routes() -> Self {
+        let routes = format!("{}/deploy/routes.toml", env!("CARGO_MANIFEST_DIR"));
+        Self::start_with(&["--config".to_owned(), routes])
+    }
+
+    fn start_with(extra: &[String]) -> Self {
         let key = SigningKey::p256("px");
         let keys = KeyFile::new(&[&key]);
         let (grpc_port, forward_auth_port) = (free_port(), free_port());
@@ -44,6 +54,7 @@ impl Backend {
             "--metrics-listen".to_owned(),
             "127.0.0.1:0".to_owned(),
         ]);
+        args.extend(extra.iter().cloned());
         let server = Self::run(&args);
         Self {
             server,
@@ -130,6 +141,41 @@ fn assert_the_proxy_gates_the_app(proxy: &Proxy, backend: &Backend) {
     assert!(answer.app_saw("x-auth-email").is_empty(), "{answer:?}");
 }
 
+/// What deploy/routes.toml decides, asked through `proxy`: the proxy forwards the request it
+/// asks about, and the server's routes judge it.
+#[track_caller]
+fn assert_the_routes_hold(proxy: &Proxy, backend: &Backend) {
+    // Public: no token needed, a forged one not read, a client's identity header removed.
+    let answer = proxy.get(
+        "/healthz",
+        &[
+            ("authorization", "Bearer forged"),
+            ("x-auth-subject", "mallory"),
+        ],
+    );
+    assert!(answer.reached_app(), "{answer:?}");
+    assert!(answer.app_saw("x-auth-subject").is_empty(), "{answer:?}");
+    // The group rule: ops through with its identity, dev 403 naming the route.
+    let mut ops = claims("olga");
+    ops["groups"] = serde_json::json!(["ops"]);
+    let answer = proxy.get("/ops/deploy", &[("authorization", &backend.bearer(&ops))]);
+    assert!(answer.reached_app(), "{answer:?}");
+    assert_eq!(answer.app_saw("x-auth-subject"), ["olga"], "{answer:?}");
+    let mut dev = claims("dima");
+    dev["groups"] = serde_json::json!(["dev"]);
+    let answer = proxy.get("/ops/deploy", &[("authorization", &backend.bearer(&dev))]);
+    assert_denied(&answer, 403);
+    // No route: the token alone, as without routes, and the proxy's scopes still required.
+    assert_denied(&proxy.get("/app", &[]), 401);
+    assert!(proxy
+        .get("/app", &[("authorization", &backend.bearer(&dev))])
+        .reached_app());
+    assert_denied(
+        &proxy.get("/admin/users", &[("authorization", &backend.bearer(&dev))]),
+        403,
+    );
+}
+
 #[track_caller]
 fn assert_denied(answer: &Answer, status: u16) {
     assert_eq!(answer.status, status, "{answer:?}");
@@ -184,6 +230,13 @@ fn envoy_ext_authz_gates_the_app() {
         "{}",
         backend.server.listening_line
     );
+}
+
+#[test]
+fn envoy_ext_authz_judges_by_the_servers_routes() {
+    let backend = Backend::start_with_routes();
+    let proxy = envoy(&backend);
+    assert_the_routes_hold(&proxy, &backend);
 }
 
 #[test]
@@ -301,6 +354,14 @@ fn caddy(backend: &Backend) -> Proxy {
         format!("127.0.0.1:{port}"),
         "/ready",
     )
+}
+
+#[test]
+fn nginx_caddy_and_traefik_forward_the_request_the_servers_routes_judge() {
+    let backend = Backend::start_with_routes();
+    for proxy in [nginx(&backend), caddy(&backend), traefik(&backend)] {
+        assert_the_routes_hold(&proxy, &backend);
+    }
 }
 
 #[test]
