@@ -266,7 +266,7 @@ const CANCELLED_CALLS_END: Duration = Duration::from_millis(500);
 /// problem, one line each.
 pub fn check(config: &ServerConfig) -> Result<Vec<String>, ServerError> {
     config.validate().map_err(ServerError::Config)?;
-    let (providers, routes) = Providers::of(config).read().map_err(ServerError::Config)?;
+    let (providers, routes) = read_config_file(&Providers::of(config))?;
     let mut lines: Vec<String> = providers
         .iter()
         .map(|provider| format!("provider {}", provider.issuer))
@@ -284,6 +284,21 @@ pub fn check(config: &ServerConfig) -> Result<Vec<String>, ServerError> {
         }
     ));
     Ok(lines)
+}
+
+/// Every provider and the routes; routes without a provider to check tokens are a problem.
+fn read_config_file(
+    providers: &Providers,
+) -> Result<(Vec<ProviderOptions>, crate::authz::Routes), ServerError> {
+    let (wanted, routes) = providers.read().map_err(ServerError::Config)?;
+    if routes.in_use() && wanted.is_empty() {
+        return Err(ServerError::Config(vec![
+            "the config file has routes but there is no identity provider to check tokens: add \
+             a [[provider]], --oidc-issuer, --jwks-file or --jwks-url"
+                .to_owned(),
+        ]));
+    }
+    Ok((wanted, routes))
 }
 
 /// Opens the store the configuration names, builds the server with every API registered over
@@ -328,14 +343,7 @@ struct Prepared {
 fn prepare(config: &ServerConfig) -> Result<Prepared, ServerError> {
     config.validate().map_err(ServerError::Config)?;
     let providers = Providers::of(config);
-    let (wanted, routes) = providers.read().map_err(ServerError::Config)?;
-    if routes.in_use() && config.tokens.providers.is_empty() && wanted.is_empty() {
-        return Err(ServerError::Config(vec![
-            "the config file has routes but there is no identity provider to check tokens: add \
-             a [[provider]] or --oidc-issuer"
-                .to_owned(),
-        ]));
-    }
+    let (wanted, routes) = read_config_file(&providers)?;
     config.policy.routes.replace(routes);
     let credentials = transport::credentials(&config.tls).map_err(ServerError::Tls)?;
     let scrape = config

@@ -609,3 +609,23 @@ allow = "claims.groups.exists(g, g.matches('^(a+)+$')) || 'ops' in claims.groups
         .metric("mrmat_authz_rule_errors_total{route=\"groups\"}")
         .is_some());
 }
+
+#[test]
+fn routes_without_an_identity_provider_are_refused_at_check_and_at_start() {
+    let routes = format!("{}/deploy/routes.toml", env!("CARGO_MANIFEST_DIR"));
+    for extra in [
+        &["--check-config"][..],
+        &["--store", "memory", "--listen", "127.0.0.1:0"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
+            .args(["--config", &routes])
+            .args(extra)
+            .output()
+            .expect("run the server");
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no identity provider to check tokens"),
+            "{out:?}"
+        );
+    }
+}
