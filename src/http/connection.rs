@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -40,24 +40,21 @@ pub(super) async fn accept(
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     let turning_away = Arc::new(AtomicUsize::new(0));
-    // Whether accepting is failing now: said once when it starts, not every 100 ms.
-    let mut failing = false;
+    let mut trouble = AcceptTrouble::default();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
                 // Out of file descriptors, most likely: wait for some to close.
-                if !failing {
+                if trouble.fails(Instant::now()) {
                     log::warn!("HTTP port {port} cannot accept connections: {error}");
-                    failing = true;
                 }
                 sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        if failing {
+        if trouble.accepts() {
             log::info!("HTTP port {port} accepts connections again");
-            failing = false;
         }
         // A response goes out in one segment as soon as it is written, not 40 ms later.
         let _ = stream.set_nodelay(true);
@@ -70,6 +67,43 @@ pub(super) async fn accept(
                 tokio::spawn(turn_away(stream, limits, slot));
             }
         }
+    }
+}
+
+/// How often a port that cannot accept says so, at most: short of descriptors, it flaps between
+/// failing and accepting as connections close and queued ones take their places.
+const SAY_AGAIN_AFTER: Duration = Duration::from_secs(60);
+
+/// Whether accepting is failing, and whether that was said: said when it starts, once a
+/// minute at most, not every 100 ms; its end said only after a start that was.
+#[derive(Default)]
+struct AcceptTrouble {
+    failing: bool,
+    said: bool,
+    said_at: Option<Instant>,
+}
+
+impl AcceptTrouble {
+    /// An accept failed: whether to say so.
+    fn fails(&mut self, now: Instant) -> bool {
+        if self.failing {
+            return false;
+        }
+        self.failing = true;
+        let due = self
+            .said_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= SAY_AGAIN_AFTER);
+        if due {
+            self.said = true;
+            self.said_at = Some(now);
+        }
+        due
+    }
+
+    /// An accept succeeded: whether to say that accepting works again.
+    fn accepts(&mut self) -> bool {
+        self.failing = false;
+        std::mem::take(&mut self.said)
     }
 }
 
@@ -360,5 +394,24 @@ mod tests {
             );
         }
         assert!(host_problem(&request(Version::HTTP_11, &["a", "b"])).is_some());
+    }
+
+    #[test]
+    fn a_port_that_flaps_says_it_cannot_accept_once_a_minute_and_recovers_after_saying_it() {
+        let start = Instant::now();
+        let mut trouble = AcceptTrouble::default();
+        assert!(trouble.fails(start), "the first failure is said");
+        assert!(!trouble.fails(start), "not every retry");
+        assert!(
+            trouble.accepts(),
+            "the recovery from a said failure is said"
+        );
+        let soon = start + Duration::from_secs(5);
+        assert!(!trouble.fails(soon), "a flap within the minute is quiet");
+        assert!(!trouble.accepts(), "and so is its recovery");
+        assert!(!trouble.accepts());
+        let later = start + SAY_AGAIN_AFTER;
+        assert!(trouble.fails(later), "a minute on, it is said again");
+        assert!(trouble.accepts());
     }
 }
