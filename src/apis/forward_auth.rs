@@ -82,7 +82,13 @@ async fn decide(
                 );
             }
         };
-        policy.judge_request(verifier, credential(&authorization), &required, &request)
+        policy.judge_request(
+            &routes,
+            verifier,
+            credential(&authorization),
+            &required,
+            &request,
+        )
     } else {
         policy.judge(verifier, credential(&authorization), &required)
     };

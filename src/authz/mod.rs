@@ -125,16 +125,17 @@ pub struct AuthzPolicy {
 
 impl AuthzPolicy {
     /// The decision for `request` carrying `credential`, the proxy naming `required` scopes,
-    /// its token checked by `verifier`: by the route that covers it, or without routes by the
-    /// token and scopes alone; now, or once the token's provider has reloaded its keys.
+    /// its token checked by `verifier`: by the one of `routes` (the table's current ones, read
+    /// once by the transport) that covers it, or without routes by the token and scopes alone;
+    /// now, or once the token's provider has reloaded its keys.
     pub fn judge_request(
         &self,
+        routes: &Arc<Routes>,
         verifier: &Arc<TokenVerifier>,
         credential: Credential<'_>,
         required: &[&str],
         request: &RequestFacts,
     ) -> Eventually<Decision> {
-        let routes = self.routes.current();
         if !routes.in_use() {
             return self.judge(verifier, credential, required);
         }
@@ -173,7 +174,7 @@ impl AuthzPolicy {
                     let policy = self.clone();
                     let all: Vec<String> = all.iter().map(|s| (*s).to_owned()).collect();
                     let request = request.clone();
-                    let routes = Arc::clone(&routes);
+                    let routes = Arc::clone(routes);
                     return later.map(move |outcome| {
                         let all: Vec<&str> = all.iter().map(String::as_str).collect();
                         let route = &routes.routes[at];
@@ -228,7 +229,8 @@ impl AuthzPolicy {
                     .map_or(0, |d| d.as_secs());
                 if routes::may_log_error(route, now) {
                     log::warn!(
-                        "route {}: its rule failed, taken as false: {} (logged at most once a                          minute per route)",
+                        "route {}: its rule failed, taken as false: {} (logged at most once a \
+                         minute per route)",
                         route.name,
                         failure.0
                     );

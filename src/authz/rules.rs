@@ -69,6 +69,8 @@ pub struct Rule {
     program: Program,
     /// Which of [`VARIABLES`] it reads: only those are bound per request.
     reads: [bool; 4],
+    /// Whether it reads `request.headers` (only then are they gathered).
+    reads_headers: bool,
 }
 
 /// Why a rule did not load, in one sentence.
@@ -86,6 +88,21 @@ impl std::error::Error for RuleError {}
 /// Why a rule could not be evaluated on one request: CEL's reason, without values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleFailure(pub String);
+
+/// A rule taken apart for the explain command: its outermost chain's operator (`&&`, `||`,
+/// or empty when it is no chain) and each part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleParts {
+    pub joined_by: &'static str,
+    pub parts: Vec<RulePart>,
+}
+
+/// One part of a rule, as written, and its value shown as CEL writes it, or why it failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulePart {
+    pub text: String,
+    pub value: Result<String, RuleFailure>,
+}
 
 impl Rule {
     /// Compiles and checks `source`.
@@ -118,11 +135,15 @@ impl Rule {
                 first.trim().trim_start_matches("ERROR: ")
             ))
         })?;
-        let reads = check(program.expression())?;
+        let Checked {
+            reads,
+            reads_headers,
+        } = check(program.expression())?;
         Ok(Self {
             source: source.to_owned(),
             program,
             reads,
+            reads_headers,
         })
     }
 
@@ -133,11 +154,59 @@ impl Rule {
 
     /// Whether the rule reads the request's headers (only then are they gathered).
     pub fn reads_headers(&self) -> bool {
-        self.reads[2] && self.source.contains("headers")
+        self.reads_headers
     }
 
     /// The rule's value on `facts`: true or false, or why it could not be evaluated.
     pub fn evaluate(&self, facts: &Facts<'_>) -> Result<bool, RuleFailure> {
+        match self.program.execute(&self.context(facts)) {
+            Ok(Value::Bool(value)) => Ok(value),
+            Ok(other) => Err(RuleFailure(format!(
+                "the rule's value is a {:?}, not a bool",
+                other.type_of()
+            ))),
+            Err(error) => Err(RuleFailure(failure(&error))),
+        }
+    }
+
+    /// The rule's parts joined by its outermost `&&` (or `||`), each as written with its
+    /// value on `facts` (CEL's reason when it fails), for the explain command: an operator
+    /// reads which condition held and which did not. One part when the rule is no such chain.
+    pub fn parts(&self, facts: &Facts<'_>) -> RuleParts {
+        let context = self.context(facts);
+        let root = self.program.expression();
+        let (joined_by, parts) = match &root.expr {
+            Expr::Call(call) if call.func_name == "_&&_" => ("&&", joined(root, "_&&_")),
+            Expr::Call(call) if call.func_name == "_||_" => ("||", joined(root, "_||_")),
+            _ => ("", vec![root]),
+        };
+        let op = match joined_by {
+            "&&" => "_&&_",
+            "||" => "_||_",
+            _ => "",
+        };
+        let texts = if op.is_empty() {
+            None
+        } else {
+            texts(&self.source, root, op, self.program.source_info())
+        }
+        .filter(|texts| texts.len() == parts.len())
+        .unwrap_or_else(|| vec![self.source.trim().to_owned(); parts.len()]);
+        let parts = parts
+            .into_iter()
+            .zip(texts)
+            .map(|(part, text)| {
+                let value = Value::resolve(part, &context)
+                    .map(|value| shown(&value))
+                    .map_err(|error| RuleFailure(failure(&error)));
+                RulePart { text, value }
+            })
+            .collect();
+        RuleParts { joined_by, parts }
+    }
+
+    /// A context with the variables the rule reads bound to `facts`.
+    fn context(&self, facts: &Facts<'_>) -> Context<'static, 'static> {
         let mut context = Context::default();
         if self.reads[0] {
             context.add_variable_from_value("claims", facts.claims());
@@ -151,14 +220,75 @@ impl Rule {
         if self.reads[3] {
             context.add_variable_from_value("peer", facts.peer());
         }
-        match self.program.execute(&context) {
-            Ok(Value::Bool(value)) => Ok(value),
-            Ok(other) => Err(RuleFailure(format!(
-                "the rule's value is a {:?}, not a bool",
-                other.type_of()
-            ))),
-            Err(error) => Err(RuleFailure(failure(&error))),
+        context
+    }
+}
+
+/// The operands of a chain of `op` (`a && b && c`), left to right, without recursion.
+fn joined<'a>(root: &'a IdedExpr, op: &str) -> Vec<&'a IdedExpr> {
+    let mut parts = Vec::new();
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        match &node.expr {
+            Expr::Call(call) if call.func_name == op && call.target.is_none() => {
+                stack.extend(call.args.iter().rev());
+            }
+            _ => parts.push(node),
         }
+    }
+    parts
+}
+
+/// Each part's text in `source`: what lies between the chain's operators (the parser records
+/// an operator's node at the operator), trimmed of the brackets that group parts.
+fn texts(
+    source: &str,
+    chain: &IdedExpr,
+    op: &str,
+    info: &cel::common::ast::SourceInfo,
+) -> Option<Vec<String>> {
+    let mut at: Vec<usize> = Vec::new();
+    let mut stack = vec![chain];
+    while let Some(node) = stack.pop() {
+        if let Expr::Call(call) = &node.expr {
+            if call.func_name == op && call.target.is_none() {
+                at.push(info.offset_for(node.id)?.0 as usize);
+                stack.extend(&call.args);
+            }
+        }
+    }
+    at.sort_unstable();
+    let mut texts = Vec::with_capacity(at.len() + 1);
+    let mut from = 0;
+    for start in at.into_iter().chain(std::iter::once(source.len())) {
+        texts.push(ungrouped(source.get(from..start)?));
+        from = start.checked_add(2)?;
+    }
+    Some(texts)
+}
+
+/// `text` trimmed, without the opening or closing brackets it does not close or open.
+fn ungrouped(text: &str) -> String {
+    let mut text = text.trim();
+    let count = |t: &str, c: char| t.chars().filter(|&x| x == c).count();
+    while text.starts_with('(') && count(text, '(') > count(text, ')') {
+        text = text[1..].trim_start();
+    }
+    while text.ends_with(')') && count(text, ')') > count(text, '(') {
+        text = text[..text.len() - 1].trim_end();
+    }
+    text.to_owned()
+}
+
+/// A value as the explain command shows it: CEL's literal for scalars, else its debug form.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => format!("{u}u"),
+        Value::Float(f) => f.to_string(),
+        Value::String(s) => format!("{:?}", s.as_str()),
+        other => format!("{other:?}"),
     }
 }
 
@@ -217,7 +347,13 @@ fn failure(error: &ExecutionError) -> String {
 
 /// Walks the expression without recursion (a hostile one may nest deeply): its depth, its size,
 /// its identifiers and what list macros use, and `matches()`' patterns; which variables it reads.
-fn check(root: &IdedExpr) -> Result<[bool; 4], RuleError> {
+/// What [`check`] learns of a rule that passes.
+struct Checked {
+    reads: [bool; 4],
+    reads_headers: bool,
+}
+
+fn check(root: &IdedExpr) -> Result<Checked, RuleError> {
     let fail = |why: String| Err(RuleError(why));
     if let Expr::Literal(literal) = &root.expr {
         if !matches!(literal, LiteralValue::Boolean(_)) {
@@ -237,6 +373,7 @@ fn check(root: &IdedExpr) -> Result<[bool; 4], RuleError> {
         _ => {}
     }
     let mut reads = [false; 4];
+    let mut reads_headers = false;
     let mut nodes = 0usize;
     // (node, depth, variables bound here, whether inside a list macro's body)
     let mut stack: Vec<(&IdedExpr, usize, Arc<Vec<String>>, bool)> =
@@ -347,12 +484,20 @@ fn check(root: &IdedExpr) -> Result<[bool; 4], RuleError> {
                 return fail("the rule builds a message; rules see no message types".into())
             }
             Expr::Select(select) => {
+                if select.field == "headers"
+                    && matches!(&select.operand.expr, Expr::Ident(name) if name == "request")
+                {
+                    reads_headers = true;
+                }
                 stack.push((&select.operand, depth + 1, Arc::clone(&bound), in_macro));
             }
             Expr::Literal(_) | Expr::Unspecified => {}
         }
     }
-    Ok(reads)
+    Ok(Checked {
+        reads,
+        reads_headers,
+    })
 }
 
 /// A JSON value as CEL sees it: an integral number in i64's range an int, other numbers
@@ -460,5 +605,53 @@ mod tests {
             map.get(&cel::objects::Key::from("big")),
             Some(Value::Float(_))
         ));
+    }
+
+    #[test]
+    fn parts_are_the_outermost_chain_each_as_written_with_its_value() {
+        let rule = Rule::compile(
+            "request.headers['x-groups'].contains('ops') && (request.path.startsWith('/a')) \
+             && request.method == 'GET'",
+        )
+        .expect("a rule");
+        assert!(rule.reads_headers());
+        let mut request = crate::authz::RequestFacts::new("POST", "h", "/a/b");
+        request.add_header(b"x-groups", b"dev,ops");
+        let facts = Facts {
+            token: None,
+            request: &request,
+        };
+        let RuleParts { joined_by, parts } = rule.parts(&facts);
+        assert_eq!(joined_by, "&&");
+        let shown: Vec<(&str, String)> = parts
+            .iter()
+            .map(|part| {
+                (
+                    part.text.as_str(),
+                    part.value.clone().unwrap_or_else(|e| e.0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "request.headers['x-groups'].contains('ops')",
+                    "true".to_owned()
+                ),
+                ("(request.path.startsWith('/a'))", "true".to_owned()),
+                ("request.method == 'GET'", "false".to_owned()),
+            ]
+        );
+        let single = Rule::compile("request.method == 'POST'").expect("a rule");
+        assert!(!single.reads_headers());
+        let RuleParts { joined_by, parts } = single.parts(&facts);
+        assert_eq!((joined_by, parts.len()), ("", 1));
+        assert_eq!(parts[0].text, "request.method == 'POST'");
+        let failing =
+            Rule::compile("claims.level > 2 || request.method == 'POST'").expect("a rule");
+        let parts = failing.parts(&facts).parts;
+        assert!(parts[0].value.is_err(), "no claims: {:?}", parts[0].value);
+        assert_eq!(parts[1].value, Ok("true".to_owned()));
     }
 }

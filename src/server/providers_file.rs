@@ -194,6 +194,9 @@ fn routes(
         return Routes::default();
     }
     let mut routes: Vec<Route> = Vec::with_capacity(entries.len());
+    // Every name seen, loaded or not: a second route of a name is a problem even when the
+    // first had another.
+    let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
     for entry in entries {
         let name = entry.name.get_ref().clone();
         let here = format!("{}: route {name:?}", at(entry.name.span()));
@@ -207,7 +210,7 @@ fn routes(
             bad("a name is 1 to 64 letters, digits and - _ . : /".to_owned());
             continue;
         }
-        if routes.iter().any(|route| route.name == name) {
+        if !names.insert(name.clone()) {
             bad("another route has this name: each is named once".to_owned());
             continue;
         }

@@ -498,6 +498,11 @@ fn check_config_shows_the_routes_and_every_load_error_names_its_line() {
             "[[route]]\nname = \"a\"\nalow = \"true\"\n",
             "FILE:3: unknown field `alow`",
         ),
+        // The first of the name did not load: its twin is still a second route of that name.
+        (
+            "[[route]]\nname = \"a\"\npath = \"x\"\n[[route]]\nname = \"a\"\n",
+            "FILE:5: route \"a\": another route has this name",
+        ),
     ];
     for (text, expected) in cases {
         let (code, _, err) = check_config(text);

@@ -126,6 +126,7 @@ impl ExtAuthzApi {
         let decision = if routes.in_use() {
             let request = question.request_facts(routes.read_headers());
             self.policy.judge_request(
+                &routes,
                 &self.verifier,
                 credential(&authorization),
                 &required,
