@@ -17,6 +17,7 @@
 
 mod bearer;
 mod challenge;
+mod explain;
 mod facts;
 mod identity;
 pub mod routes;
@@ -31,6 +32,7 @@ use crate::tokens::{Outcome, TokenVerifier, ValidToken, Verdict};
 
 pub use bearer::{credential, Credential};
 pub use challenge::{challenge, Challenge};
+pub use explain::explain;
 pub use facts::{normalized_path, Facts, RequestFacts};
 pub use identity::{ClaimHeader, ClaimHeaderError, ClaimHeaderErrorKind, SUBJECT_HEADER};
 pub use routes::{describe, Fallback, PathMatch, Route, RouteTable, Routes};

@@ -48,13 +48,28 @@ pub struct Route {
 impl Route {
     /// Whether this route covers `request`.
     pub fn matches(&self, request: &RequestFacts) -> bool {
-        let path = match &self.path {
+        self.covers_path(&request.path)
+            && self.covers_method(&request.method)
+            && self.covers_host(&request.host)
+    }
+
+    /// Whether the route's path setting covers `path` (normalised).
+    pub fn covers_path(&self, path: &str) -> bool {
+        match &self.path {
             PathMatch::Any => true,
-            PathMatch::Exact(exact) => request.path == *exact,
-            PathMatch::Prefix(prefix) => request.path.starts_with(prefix.as_str()),
-        };
-        path && (self.methods.is_empty() || self.methods.contains(&request.method))
-            && (self.hosts.is_empty() || self.hosts.iter().any(|h| host_matches(h, &request.host)))
+            PathMatch::Exact(exact) => path == exact,
+            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
+        }
+    }
+
+    /// Whether the route's methods cover `method`.
+    pub fn covers_method(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+
+    /// Whether the route's hosts cover `host` (lower case, no port).
+    pub fn covers_host(&self, host: &str) -> bool {
+        self.hosts.is_empty() || self.hosts.iter().any(|h| host_matches(h, host))
     }
 }
 

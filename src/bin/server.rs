@@ -1,5 +1,8 @@
 //! `mrmat-rust-api-grpc-server`: serves the API until SIGINT or SIGTERM.
 
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
 use clap::Parser;
 use mrmat_rust_api_grpc::server::{self, ServerFlags};
 
@@ -17,7 +20,32 @@ struct Args {
     /// with every problem on stderr. Nothing is opened, bound or fetched.
     #[arg(long)]
     check_config: bool,
+
+    /// Explain how the server would judge one request, then exit: the routes tried, each
+    /// condition with its value, the rule's parts, and the decision (0: allowed, 3: denied, 1:
+    /// the configuration, the token file or the keys are at fault). The token is verified as
+    /// the server would (its provider's keys fetched); revocations are not consulted.
+    #[arg(long, num_args = 2, value_names = ["METHOD", "URL"], conflicts_with = "check_config")]
+    explain: Option<Vec<String>>,
+
+    /// With --explain: the request's bearer token, read from FILE ('-': standard input).
+    #[arg(long, value_name = "FILE", requires = "explain")]
+    explain_token: Option<PathBuf>,
+
+    /// With --explain: a header of the request, 'NAME: VALUE' (repeat for more).
+    #[arg(long, value_name = "NAME: VALUE", requires = "explain")]
+    explain_header: Vec<String>,
+
+    /// With --explain: the calling workload as Envoy reports it (a SPIFFE ID).
+    #[arg(long, value_name = "ID", requires = "explain")]
+    explain_principal: Option<String>,
 }
+
+/// The longest token file read: past the largest token the server accepts.
+const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
+
+/// Exit status of --explain when the request would be denied.
+const DENIED: i32 = 3;
 
 /// Our lifecycle lines at info; the gRPC core's messages (already summarised in ours) only when asked for, e.g. RUST_LOG=info,grpcio=debug.
 const LOG_DEFAULT: &str = "info,grpcio=off";
@@ -28,6 +56,9 @@ fn main() {
     // The gRPC core's own messages go through the same logger and RUST_LOG (target `grpcio`).
     grpcio::redirect_log();
     let check_config = args.check_config;
+    if let Some(explain) = &args.explain {
+        explain_and_exit(&args, explain);
+    }
     let config = args
         .flags
         .into_config()
@@ -49,4 +80,75 @@ fn main() {
         }
         std::process::exit(1);
     }
+}
+
+/// --explain: prints the explanation and exits 0 (allowed) or 3 (denied), or 1 with the
+/// problem on stderr.
+fn explain_and_exit(args: &Args, explain: &[String]) -> ! {
+    let fail = |lines: Vec<String>| -> ! {
+        for line in lines {
+            eprintln!("mrmat-rust-api-grpc-server: {line}");
+        }
+        std::process::exit(1);
+    };
+    let token = match args.explain_token.as_deref().map(read_token).transpose() {
+        Ok(token) => token,
+        Err(why) => fail(vec![why]),
+    };
+    let request = server::ExplainRequest {
+        method: explain.first().cloned().unwrap_or_default(),
+        url: explain.get(1).cloned().unwrap_or_default(),
+        headers: args.explain_header.clone(),
+        principal: args.explain_principal.clone().unwrap_or_default(),
+        token,
+    };
+    let explained = args
+        .flags
+        .clone()
+        .into_config()
+        .map_err(server::ServerError::Config)
+        .and_then(|config| server::explain(&config, &request));
+    match explained {
+        Ok(explained) => {
+            for line in explained.lines {
+                println!("{line}");
+            }
+            std::process::exit(if explained.allowed { 0 } else { DENIED });
+        }
+        Err(e) => fail(e.lines()),
+    }
+}
+
+/// The token in `path` ('-': standard input), trimmed; never echoed in an error.
+fn read_token(path: &Path) -> Result<String, String> {
+    let named = if path == Path::new("-") {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    };
+    let mut text = String::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin()
+            .take(MAX_TOKEN_FILE_BYTES + 1)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|file| {
+            file.take(MAX_TOKEN_FILE_BYTES + 1)
+                .read_to_string(&mut text)
+        })
+    };
+    read.map_err(|e| format!("--explain-token: cannot read {named}: {e}"))?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(format!(
+            "--explain-token: {named} holds more than {MAX_TOKEN_FILE_BYTES} bytes; a token is smaller"
+        ));
+    }
+    let token = text.trim();
+    let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(format!(
+            "--explain-token: {named} does not hold one token (no spaces or lines inside it)"
+        ));
+    }
+    Ok(token.to_owned())
 }

@@ -5,6 +5,7 @@
 
 mod address;
 mod config;
+mod explain;
 mod flags;
 pub mod providers_file;
 mod services;
@@ -24,6 +25,7 @@ pub use config::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REALM,
     DEFAULT_SHUTDOWN_GRACE,
 };
+pub use explain::{explain, ExplainRequest, Explained};
 pub use flags::ServerFlags;
 pub use signals::run;
 

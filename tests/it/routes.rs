@@ -634,3 +634,200 @@ fn routes_without_an_identity_provider_are_refused_at_check_and_at_start() {
         );
     }
 }
+
+/// `--explain METHOD URL` on [`ROUTES`], the token (when given) on standard input, with
+/// `extra` arguments: its exit code, stdout and stderr.
+fn explain(
+    key: &SigningKey,
+    token: Option<&str>,
+    method: &str,
+    url: &str,
+    extra: &[&str],
+) -> (i32, String, String) {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, ROUTES).expect("write the config file");
+    let keys = KeyFile::new(&[key]);
+    let mut args = token_args(&keys);
+    args.extend(["--config".to_owned(), config.display().to_string()]);
+    args.extend(["--claim-header", "email=x-auth-email"].map(String::from));
+    args.extend(["--explain", method, url].map(String::from));
+    if token.is_some() {
+        args.extend(["--explain-token".to_owned(), "-".to_owned()]);
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the server");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(token) = token {
+        stdin.write_all(token.as_bytes()).expect("write the token");
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("explained");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn explain_says_which_route_covered_a_request_each_condition_and_the_decision() {
+    let key = SigningKey::p256("explain");
+    let mut claims = alice();
+    claims["scope"] = "write".into();
+    let token = key.sign(&claims);
+    let (code, out, err) = explain(
+        &key,
+        Some(&token),
+        "POST",
+        "https://api.example.com/admin/users?x=1",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    for said in [
+        "request: POST host api.example.com, path /admin/users, query x=1",
+        "token: valid; issuer ",
+        "subject alice",
+        "route health: does not cover it: path /admin/users does not start with /healthz",
+        "route admin-writes: covers it (host api.example.com in api.example.com *.example.com; \
+         path /admin/users starts with /admin; method POST in POST PUT DELETE)",
+        "  scopes write: held",
+        "     'ops' in claims.groups = true",
+        "  && claims.email.endsWith('@example.com') = true",
+        "  && claims.level == 3 = true",
+        "  rule = true",
+        "decision: allowed; the app gets [x-auth-subject: alice, x-auth-email: alice@example.com]",
+    ] {
+        assert!(out.contains(said), "{out}\nexpected: {said}");
+    }
+    assert!(!out.contains(&token), "the token is never printed");
+
+    // The same request by someone outside ops: which part is false, and the 403.
+    let mut dev = claims.clone();
+    dev["groups"] = serde_json::json!(["dev"]);
+    let (code, out, _) = explain(
+        &key,
+        Some(&key.sign(&dev)),
+        "POST",
+        "https://api.example.com/admin/users",
+        &[],
+    );
+    assert_eq!(code, 3, "denied: {out}");
+    assert!(out.contains("'ops' in claims.groups = false"), "{out}");
+    assert!(
+        out.contains(
+            "decision: denied, 403 forbidden: route admin-writes: the request is not allowed by \
+             its rule"
+        ),
+        "{out}"
+    );
+
+    // A workload without a token, on the route that lets it in by its principal.
+    let (code, out, _) = explain(
+        &key,
+        None,
+        "GET",
+        "http://app/internal/jobs",
+        &[
+            "--explain-principal",
+            "spiffe://cluster.local/ns/jobs/sa/batch",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("token: none"), "{out}");
+    assert!(out.contains("token: optional"), "{out}");
+    assert!(
+        out.contains("has(claims.sub) = false") || out.contains("has(claims.sub) = fails"),
+        "{out}"
+    );
+
+    // A header the rule reads; no route covers a request, the default decides.
+    let (code, out, _) = explain(
+        &key,
+        Some(&token),
+        "GET",
+        "https://app/tenant/a",
+        &["--explain-header", "X-Tenant: t2"],
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("rule = false"), "{out}");
+    let (code, out, _) = explain(&key, Some(&token), "PATCH", "https://app/x", &[]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("no route covers it: [policy] default = \"deny\""),
+        "{out}"
+    );
+
+    // A token refused: said, and the 401 with its challenge.
+    let other = SigningKey::p256("explain");
+    let (code, out, _) = explain(
+        &key,
+        Some(&other.sign(&claims)),
+        "POST",
+        "https://api.example.com/admin/users",
+        &[],
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("token: refused: "), "{out}");
+    assert!(out.contains("decision: denied, 401 invalid_token"), "{out}");
+    assert!(out.contains("WWW-Authenticate: Bearer"), "{out}");
+}
+
+#[test]
+fn explain_refuses_what_it_cannot_read_in_one_line() {
+    let key = SigningKey::p256("explain");
+    for (token, method, url, extra, expected) in [
+        (
+            None,
+            "GE T",
+            "https://app/",
+            &[][..],
+            "is not an HTTP method",
+        ),
+        (
+            None,
+            "GET",
+            "/admin",
+            &[][..],
+            "is not an absolute http:// or https:// URL",
+        ),
+        (None, "GET", "https:///x", &[][..], "names no host"),
+        (
+            None,
+            "GET",
+            "https://app/",
+            &["--explain-header", "nocolon"][..],
+            "is not NAME: VALUE",
+        ),
+        (
+            Some("two tokens"),
+            "GET",
+            "https://app/",
+            &[][..],
+            "does not hold one token",
+        ),
+        (
+            Some(""),
+            "GET",
+            "https://app/",
+            &[][..],
+            "does not hold one token",
+        ),
+    ] {
+        let (code, out, err) = explain(&key, token, method, url, extra);
+        assert_eq!(code, 1, "{method} {url}: {out}{err}");
+        assert!(err.contains(expected), "{err}, expected {expected}");
+        assert!(out.is_empty(), "{out}");
+    }
+    let (code, _, err) = explain(&key, Some(&"a".repeat(70_000)), "GET", "https://app/", &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("more than 65536 bytes"), "{err}");
+    assert!(!err.contains("aaaa"), "the token is never echoed: {err}");
+}
