@@ -9,6 +9,12 @@
 //! With routes in the config file, the request judged is the one the proxy forwards:
 //! `X-Forwarded-Method`, `X-Forwarded-Host`, `X-Forwarded-Uri` (Traefik, Caddy) or nginx's
 //! `X-Original-Method`, `X-Original-URI`; without them it cannot be judged (400, never as `/`).
+//!
+//! Envoy's ext_authz in its HTTP mode (`http_service`, `path_prefix: /envoy`) asks under
+//! [`ENVOY_PREFIX`]: the question is the request itself, its method, Host and headers, its path
+//! after the prefix (query included, so no scopes are read from it: a route's scopes come from
+//! the config file). An allow also lists, in `x-envoy-auth-headers-to-remove`, the identity
+//! headers it does not set, so that Envoy removes the client's own copies.
 
 use std::sync::Arc;
 
@@ -36,20 +42,37 @@ pub fn offer(verifier: &Arc<TokenVerifier>, policy: &AuthzPolicy) -> HttpApi {
     }
 }
 
+/// Where Envoy's ext_authz in its HTTP mode asks (its `path_prefix`), the request's own path
+/// after it.
+pub const ENVOY_PREFIX: &str = "/envoy";
+
+/// The header of an allow that names the headers Envoy removes from the request (Envoy's
+/// `x-envoy-auth-headers-to-remove`, honoured in its HTTP mode).
+const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+
 async fn decide(
     verifier: &Arc<TokenVerifier>,
     policy: &AuthzPolicy,
     request: &Request,
 ) -> Response {
-    let query: Vec<(String, String)> = request
-        .uri()
-        .query()
-        .map(|query| {
-            form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let envoy = envoy_target(request);
+    if envoy == Some("") {
+        metrics::authz_decision(Transport::ForwardAuth, "malformed", 0);
+        return http::text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no path after {ENVOY_PREFIX}: Envoy's HTTP mode asks at its path_prefix \
+                 ({ENVOY_PREFIX}) followed by the request's own path\n"
+            ),
+        );
+    }
+    // Envoy's question carries the request's own query: not the proxy's scopes.
+    let query: Vec<(String, String)> = match (envoy, request.uri().query()) {
+        (None, Some(query)) => form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect(),
+        _ => Vec::new(),
+    };
     let required = match AuthzPolicy::required_scopes(
         query
             .iter()
@@ -68,7 +91,11 @@ async fn decide(
         .collect();
     let routes = policy.routes.current();
     let decision = if routes.in_use() {
-        let request = match forwarded_request(request, routes.read_headers()) {
+        let asked = match envoy {
+            Some(target) => Ok(envoy_request(request, target, routes.read_headers())),
+            None => forwarded_request(request, routes.read_headers()),
+        };
+        let request = match asked {
             Ok(request) => request,
             Err(missing) => {
                 metrics::authz_decision(Transport::ForwardAuth, "malformed", 0);
@@ -98,7 +125,39 @@ async fn decide(
         decision.label(),
         decision.left_out(),
     );
-    respond(decision)
+    respond(decision, envoy.is_some())
+}
+
+/// The request's own target when Envoy's HTTP mode asks ([`ENVOY_PREFIX`] then the path and
+/// query); empty when nothing follows the prefix; None for any other question.
+fn envoy_target(request: &Request) -> Option<&str> {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("", |target| target.as_str());
+    let rest = target.strip_prefix(ENVOY_PREFIX)?;
+    match rest.as_bytes().first() {
+        None | Some(b'?') => Some(""),
+        Some(b'/') => Some(rest),
+        Some(_) => None,
+    }
+}
+
+/// The request Envoy's HTTP mode asks about: this one, at `target`.
+fn envoy_request(request: &Request, target: &str, with_headers: bool) -> RequestFacts {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let mut facts = RequestFacts::new(request.method().as_str(), host, target);
+    if with_headers {
+        for (name, value) in request.headers() {
+            facts.add_header(name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    facts
 }
 
 /// The request the proxy asks about, from the headers it forwards; or the header missing.
@@ -123,9 +182,10 @@ fn forwarded_request(request: &Request, with_headers: bool) -> Result<RequestFac
     Ok(facts)
 }
 
-fn respond(decision: Decision) -> Response {
+/// The answer to `decision`; to Envoy (`envoy`), an allow also names the headers to remove.
+fn respond(decision: Decision, envoy: bool) -> Response {
     match decision {
-        Decision::Allow { set, .. } => {
+        Decision::Allow { set, remove, .. } => {
             // No body: nginx's auth_request reads only the head, and keeps the connection
             // for the next question only when there is nothing after it.
             let mut response = http::text(StatusCode::OK, "");
@@ -136,6 +196,13 @@ fn respond(decision: Decision) -> Response {
                     header::HeaderValue::from_str(&value),
                 ) {
                     response.headers_mut().insert(name, value);
+                }
+            }
+            if envoy && !remove.is_empty() {
+                if let Ok(value) = header::HeaderValue::from_str(&remove.join(",")) {
+                    response
+                        .headers_mut()
+                        .insert(ENVOY_HEADERS_TO_REMOVE, value);
                 }
             }
             response

@@ -3,12 +3,11 @@
 //! as the variables a rule sees.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use cel::objects::{Key, Map};
-use cel::Value;
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp,
+};
 
-use super::rules::json_object;
 use crate::tokens::ValidToken;
 
 /// The request a proxy asks about.
@@ -85,6 +84,14 @@ fn host_only(host: &str) -> String {
 /// `path` as the app will most likely see it: `.` and `..` segments resolved (written plainly
 /// or as `%2e`), repeated slashes folded, so that `/public/../admin` is judged as `/admin`.
 pub fn normalized_path(path: &str) -> String {
+    // Most paths need nothing done: no dot segment, no repeated slash, no escaped dot.
+    let plain = path.starts_with('/')
+        && !path.contains("//")
+        && !path.contains("/.")
+        && !path.contains('%');
+    if plain {
+        return path.to_owned();
+    }
     let mut segments: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         let dots = segment.replace("%2e", ".").replace("%2E", ".");
@@ -113,36 +120,70 @@ pub struct Facts<'a> {
     pub request: &'a RequestFacts,
 }
 
-fn string(text: &str) -> Value {
-    Value::String(Arc::new(text.to_owned()))
+/// A borrowed value: the rule reads the request's and token's own strings, never copies.
+type Val<'a> = Box<dyn cel::common::value::Val + 'a>;
+
+fn string(text: &str) -> Val<'_> {
+    Box::new(CelString::from(text))
 }
 
-fn strings(texts: &[String]) -> Value {
-    Value::List(Arc::new(texts.iter().map(|t| string(t)).collect()))
+fn strings(texts: &[String]) -> Val<'_> {
+    Box::new(CelList::from(
+        texts.iter().map(|t| string(t)).collect::<Vec<_>>(),
+    ))
 }
 
-fn map(entries: Vec<(&str, Value)>) -> Value {
-    let entries: HashMap<Key, Value> = entries
+fn map<'a>(entries: impl IntoIterator<Item = (&'a str, Val<'a>)>) -> Val<'a> {
+    let entries: HashMap<CelMapKey<'a>, Val<'a>> = entries
         .into_iter()
-        .map(|(key, value)| (Key::from(key), value))
+        .map(|(key, value)| (CelMapKey::from(key), value))
         .collect();
-    Value::Map(Map {
-        map: Arc::new(entries),
-    })
+    Box::new(CelMap::from(entries))
 }
 
-impl Facts<'_> {
-    /// `claims`: the verified claim set; empty without a token.
-    pub fn claims(&self) -> Value {
-        match self.token {
-            Some(token) => json_object(&token.claims),
-            None => map(Vec::new()),
+/// A JSON value as CEL sees it: an integral number in i64's range an int, other numbers
+/// doubles, objects maps with string keys. Claims nest at most 128 deep (serde_json's limit
+/// when they were read), so the recursion is bounded.
+pub fn json_value(value: &serde_json::Value) -> Val<'_> {
+    match value {
+        serde_json::Value::Null => Box::new(CelNull),
+        serde_json::Value::Bool(b) => Box::new(CelBool::from(*b)),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Box::new(CelInt::from(i)),
+            None => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        serde_json::Value::String(s) => string(s),
+        serde_json::Value::Array(items) => Box::new(CelList::from(
+            items.iter().map(json_value).collect::<Vec<_>>(),
+        )),
+        serde_json::Value::Object(object) => json_object(object),
+    }
+}
+
+/// A JSON object as a CEL map.
+pub fn json_object(object: &serde_json::Map<String, serde_json::Value>) -> Val<'_> {
+    map(object
+        .iter()
+        .map(|(key, value)| (key.as_str(), json_value(value))))
+}
+
+impl<'a> Facts<'a> {
+    /// `claims`: the verified claim set (`only` those named, when given); empty without a
+    /// token.
+    pub fn claims(&self, only: Option<&[String]>) -> Val<'a> {
+        match (self.token, only) {
+            (Some(token), None) => json_object(&token.claims),
+            (Some(token), Some(names)) => map(names.iter().filter_map(|name| {
+                let (name, value) = token.claims.get_key_value(name)?;
+                Some((name.as_str(), json_value(value)))
+            })),
+            (None, _) => map([]),
         }
     }
 
-    /// `token`: issuer, subject, audience, scopes, expires_at; empty strings and lists without
-    /// a token.
-    pub fn token(&self) -> Value {
+    /// `token`: issuer, subject, audience, scopes, expires_at (`only` those named, when
+    /// given); empty strings and lists without a token.
+    pub fn token(&self, only: Option<&[String]>) -> Val<'a> {
         let (issuer, subject, audience, scopes, expires_at) = match self.token {
             Some(t) => (
                 t.issuer.as_str(),
@@ -153,43 +194,57 @@ impl Facts<'_> {
             ),
             None => ("", "", &[][..], &[][..], 0),
         };
-        let expires_at = chrono::DateTime::from_timestamp(expires_at, 0)
-            .unwrap_or_default()
-            .fixed_offset();
-        map(vec![
-            ("issuer", string(issuer)),
-            ("subject", string(subject)),
-            ("audience", strings(audience)),
-            ("scopes", strings(scopes)),
-            ("expires_at", Value::Timestamp(expires_at)),
-        ])
+        let wanted = |name: &str| only.is_none_or(|names| names.iter().any(|n| n == name));
+        let mut fields: Vec<(&'a str, Val<'a>)> = Vec::with_capacity(5);
+        if wanted("issuer") {
+            fields.push(("issuer", string(issuer)));
+        }
+        if wanted("subject") {
+            fields.push(("subject", string(subject)));
+        }
+        if wanted("audience") {
+            fields.push(("audience", strings(audience)));
+        }
+        if wanted("scopes") {
+            fields.push(("scopes", strings(scopes)));
+        }
+        if wanted("expires_at") {
+            let expires_at = chrono::DateTime::from_timestamp(expires_at, 0)
+                .unwrap_or_default()
+                .fixed_offset();
+            fields.push(("expires_at", Box::new(CelTimestamp::from(expires_at))));
+        }
+        map(fields)
     }
 
-    /// `request`: method, host, path, query, headers.
-    pub fn request(&self) -> Value {
+    /// `request`: method, host, path, query, headers (`only` those named, when given).
+    pub fn request(&self, only: Option<&[String]>) -> Val<'a> {
         let request = self.request;
-        let headers: HashMap<Key, Value> = request
-            .headers
-            .iter()
-            .map(|(name, value)| (Key::from(name.as_str()), string(value)))
-            .collect();
-        map(vec![
-            ("method", string(&request.method)),
-            ("host", string(&request.host)),
-            ("path", string(&request.path)),
-            ("query", string(&request.query)),
-            (
-                "headers",
-                Value::Map(Map {
-                    map: Arc::new(headers),
-                }),
-            ),
-        ])
+        let wanted = |name: &str| only.is_none_or(|names| names.iter().any(|n| n == name));
+        let mut fields: Vec<(&'a str, Val<'a>)> = Vec::with_capacity(5);
+        for (name, value) in [
+            ("method", &request.method),
+            ("host", &request.host),
+            ("path", &request.path),
+            ("query", &request.query),
+        ] {
+            if wanted(name) {
+                fields.push((name, string(value)));
+            }
+        }
+        if wanted("headers") {
+            let headers = map(request
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), string(value))));
+            fields.push(("headers", headers));
+        }
+        map(fields)
     }
 
     /// `peer`: principal.
-    pub fn peer(&self) -> Value {
-        map(vec![("principal", string(&self.request.principal))])
+    pub fn peer(&self) -> Val<'a> {
+        map([("principal", string(&self.request.principal))])
     }
 }
 
@@ -210,6 +265,10 @@ mod tests {
             ("//admin//x", "/admin/x"),
             ("/./admin", "/admin"),
             ("/../../admin", "/admin"),
+            ("/a/..", "/"),
+            ("/.well-known/openid-configuration", "/.well-known/openid-configuration"),
+            ("/a%20b/c", "/a%20b/c"),
+            ("/orders/42", "/orders/42"),
         ] {
             assert_eq!(normalized_path(given), judged, "{given}");
         }

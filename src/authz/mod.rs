@@ -156,7 +156,7 @@ impl AuthzPolicy {
         let route = &routes.routes[at];
         if route.public {
             let decision = identity::removed(&self.claim_headers);
-            metrics::authz_route_decision(&route.name, "public");
+            route.decisions.count(&route.name, "public");
             return Eventually::Now(decision);
         }
         let mut all: Vec<&str> = required.to_vec();
@@ -181,7 +181,7 @@ impl AuthzPolicy {
                         let all: Vec<&str> = all.iter().map(String::as_str).collect();
                         let route = &routes.routes[at];
                         let decision = policy.decide_route(route, &outcome, &all, &request);
-                        metrics::authz_route_decision(&route.name, decision.label());
+                        route.decisions.count(&route.name, decision.label());
                         decision
                     });
                 }
@@ -189,7 +189,7 @@ impl AuthzPolicy {
             other => self.judge(verifier, other, &all),
         };
         if let Eventually::Now(decision) = &decision {
-            metrics::authz_route_decision(&route.name, decision.label());
+            route.decisions.count(&route.name, decision.label());
         }
         decision
     }
@@ -242,7 +242,7 @@ impl AuthzPolicy {
         };
         if route.shadow {
             let would = if holds { "allowed" } else { "denied" };
-            metrics::authz_route_decision(
+            route.decisions.count(
                 &route.name,
                 if holds {
                     "shadow_allowed"

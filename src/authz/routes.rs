@@ -43,6 +43,8 @@ pub struct Route {
     pub shadow: bool,
     /// When a rule error was last logged, Unix seconds (at most one a minute per route).
     pub last_error_logged: AtomicU64,
+    /// Its decisions' counters.
+    pub decisions: crate::metrics::RouteDecisions,
 }
 
 impl Route {
@@ -216,6 +218,7 @@ mod tests {
             rule: None,
             shadow: false,
             last_error_logged: AtomicU64::new(0),
+            decisions: Default::default(),
         }
     }
 

@@ -12,11 +12,10 @@
 //! A rule that fails at run time (an absent claim, a type that does not fit) is false, with
 //! CEL's reason, in words that never carry a value of the request.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use cel::common::ast::{Expr, LiteralValue};
-use cel::{Context, ExecutionError, IdedExpr, Program, Value};
+use cel::{Context, Env, ExecutionError, IdedExpr, Program, Value};
 
 use super::facts::Facts;
 
@@ -62,6 +61,9 @@ const NOT_BOOL: [&str; 14] = [
     "_[_]",
 ];
 
+/// CEL's standard functions, built once.
+static STDLIB: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
+
 /// A compiled, checked rule.
 #[derive(Debug)]
 pub struct Rule {
@@ -71,6 +73,11 @@ pub struct Rule {
     reads: [bool; 4],
     /// Whether it reads `request.headers` (only then are they gathered).
     reads_headers: bool,
+    /// For each of [`VARIABLES`], the only fields it reads (`claims.groups`,
+    /// `claims['email']`), or None when it reads the variable whole (`'x' in claims`): only
+    /// those are bound per request, so that a rule's cost follows what it reads, not the size
+    /// of the token.
+    fields: [Option<Vec<String>>; 4],
 }
 
 /// Why a rule did not load, in one sentence.
@@ -139,11 +146,13 @@ impl Rule {
             reads,
             reads_headers,
         } = check(program.expression())?;
+        let fields = VARIABLES.map(|variable| fields_read(program.expression(), variable));
         Ok(Self {
             source: source.to_owned(),
             program,
             reads,
             reads_headers,
+            fields,
         })
     }
 
@@ -206,22 +215,79 @@ impl Rule {
     }
 
     /// A context with the variables the rule reads bound to `facts`.
-    fn context(&self, facts: &Facts<'_>) -> Context<'static, 'static> {
-        let mut context = Context::default();
+    fn context<'v>(&self, facts: &Facts<'v>) -> Context<'v, 'v> {
+        // Over the one standard library: building it per request (Context::default) cost
+        // 95% of a routed decision, measured.
+        let mut context = Context::with_env(Arc::clone(&STDLIB));
+        let only = |at: usize| self.fields[at].as_deref();
         if self.reads[0] {
-            context.add_variable_from_value("claims", facts.claims());
+            context.add_variable_as_val("claims", facts.claims(only(0)));
         }
         if self.reads[1] {
-            context.add_variable_from_value("token", facts.token());
+            context.add_variable_as_val("token", facts.token(only(1)));
         }
         if self.reads[2] {
-            context.add_variable_from_value("request", facts.request());
+            context.add_variable_as_val("request", facts.request(only(2)));
         }
         if self.reads[3] {
-            context.add_variable_from_value("peer", facts.peer());
+            context.add_variable_as_val("peer", facts.peer());
         }
         context
     }
+}
+
+/// The fields of `variable` that `root` reads, each once: every use of it a field selection
+/// (`claims.groups`, `has(claims.groups)`) or an index by a literal string
+/// (`claims['https://example.com/roles']`); None when it is used otherwise (whole). Walked
+/// without recursion.
+fn fields_read(root: &IdedExpr, variable: &str) -> Option<Vec<String>> {
+    let is_variable = |expr: &IdedExpr| matches!(&expr.expr, Expr::Ident(name) if name == variable);
+    let mut fields: Vec<String> = Vec::new();
+    let mut add = |field: &str| {
+        if !fields.iter().any(|known| known == field) {
+            fields.push(field.to_owned());
+        }
+    };
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        match &node.expr {
+            Expr::Ident(name) if name == variable => return None,
+            Expr::Select(select) if is_variable(&select.operand) => add(&select.field),
+            Expr::Select(select) => stack.push(&select.operand),
+            Expr::Call(call) => {
+                if let (true, [on, index]) = (call.func_name == "_[_]", call.args.as_slice()) {
+                    if let (true, Expr::Literal(LiteralValue::String(field))) =
+                        (is_variable(on), &index.expr)
+                    {
+                        add(field);
+                        continue;
+                    }
+                }
+                stack.extend(call.target.as_deref());
+                stack.extend(&call.args);
+            }
+            Expr::Comprehension(comprehension) => {
+                stack.extend([
+                    &comprehension.iter_range,
+                    &comprehension.accu_init,
+                    &comprehension.loop_cond,
+                    &comprehension.loop_step,
+                    &comprehension.result,
+                ]);
+            }
+            Expr::List(list) => stack.extend(&list.elements),
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    if let cel::common::ast::EntryExpr::MapEntry(entry) = &entry.expr {
+                        stack.push(&entry.key);
+                        stack.push(&entry.value);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(fields)
 }
 
 /// The operands of a chain of `op` (`a && b && c`), left to right, without recursion.
@@ -500,35 +566,6 @@ fn check(root: &IdedExpr) -> Result<Checked, RuleError> {
     })
 }
 
-/// A JSON value as CEL sees it: an integral number in i64's range an int, other numbers
-/// doubles, objects maps with string keys.
-pub fn json_value(value: &serde_json::Value) -> Value {
-    match value {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
-        serde_json::Value::Array(items) => {
-            Value::List(Arc::new(items.iter().map(json_value).collect()))
-        }
-        serde_json::Value::Object(map) => json_object(map),
-    }
-}
-
-/// A JSON object as a CEL map.
-pub fn json_object(map: &serde_json::Map<String, serde_json::Value>) -> Value {
-    let entries: HashMap<cel::objects::Key, Value> = map
-        .iter()
-        .map(|(key, value)| (cel::objects::Key::from(key.as_str()), json_value(value)))
-        .collect();
-    Value::Map(cel::objects::Map {
-        map: Arc::new(entries),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,23 +625,38 @@ mod tests {
 
     #[test]
     fn json_integers_are_ints_and_others_doubles() {
-        let claims =
-            serde_json::json!({"level": 3, "ratio": 0.5, "big": 1e300, "n": {"x": [1, "a"]}});
-        let Value::Map(map) = json_value(&claims) else {
-            panic!("a map");
+        let mut claims = serde_json::Map::new();
+        for (name, value) in
+            serde_json::json!({"level": 3, "ratio": 0.5, "big": 1e300, "n": {"x": [1, "a"]}})
+                .as_object()
+                .expect("an object")
+        {
+            claims.insert(name.clone(), value.clone());
+        }
+        let token = crate::tokens::ValidToken {
+            subject: "alice".into(),
+            issuer: "https://id".into(),
+            audience: Vec::new(),
+            expires_at: 0,
+            scopes: Vec::new(),
+            token_id: String::new(),
+            claims,
+            encoded_claims: std::sync::OnceLock::new(),
         };
-        assert!(matches!(
-            map.get(&cel::objects::Key::from("level")),
-            Some(Value::Int(3))
-        ));
-        assert!(matches!(
-            map.get(&cel::objects::Key::from("ratio")),
-            Some(Value::Float(_))
-        ));
-        assert!(matches!(
-            map.get(&cel::objects::Key::from("big")),
-            Some(Value::Float(_))
-        ));
+        let request = crate::authz::RequestFacts::new("GET", "h", "/");
+        let facts = Facts {
+            token: Some(&token),
+            request: &request,
+        };
+        for holds in [
+            "claims.level == 3 && type(claims.level) == int",
+            "type(claims.ratio) == double && type(claims.big) == double",
+            "claims.n.x[0] == 1 && claims.n.x[1] == 'a'",
+            "claims.level > 2.5 && claims.level < 4u",
+        ] {
+            let rule = Rule::compile(holds).expect(holds);
+            assert_eq!(rule.evaluate(&facts), Ok(true), "{holds}");
+        }
     }
 
     #[test]
@@ -653,5 +705,62 @@ mod tests {
         let parts = failing.parts(&facts).parts;
         assert!(parts[0].value.is_err(), "no claims: {:?}", parts[0].value);
         assert_eq!(parts[1].value, Ok("true".to_owned()));
+    }
+
+    #[test]
+    fn only_the_fields_a_rule_reads_are_bound_and_a_whole_use_binds_all() {
+        let fields = |source: &str| Rule::compile(source).expect(source).fields;
+        let read = fields(
+            "'ops' in claims.groups && has(claims.email) && claims['https://x/roles'] == 1 \
+             && 'read' in token.scopes && request.path.startsWith('/a')",
+        );
+        let mut claims = read[0].clone().unwrap_or_default();
+        claims.sort();
+        assert_eq!(claims, ["email", "groups", "https://x/roles"]);
+        assert_eq!(read[1].as_deref(), Some(&["scopes".to_owned()][..]));
+        assert_eq!(read[2].as_deref(), Some(&["path".to_owned()][..]));
+        assert_eq!(fields("'sub' in claims")[0], None, "used whole");
+        assert_eq!(
+            fields("claims[request.query] == 1")[0],
+            None,
+            "a computed index"
+        );
+        assert_eq!(fields("size(claims) > 2")[0], None);
+    }
+
+    #[test]
+    fn a_rule_bound_to_the_fields_it_reads_answers_as_bound_to_all() {
+        let mut claims = serde_json::Map::new();
+        claims.insert("groups".into(), serde_json::json!(["ops"]));
+        claims.insert("level".into(), serde_json::json!(3));
+        let token = crate::tokens::ValidToken {
+            subject: "alice".into(),
+            issuer: "https://id".into(),
+            audience: vec!["api".into()],
+            expires_at: 4_000_000_000,
+            scopes: vec!["read".into()],
+            token_id: String::new(),
+            claims,
+            encoded_claims: std::sync::OnceLock::new(),
+        };
+        let request = crate::authz::RequestFacts::new("GET", "h", "/a");
+        let facts = Facts {
+            token: Some(&token),
+            request: &request,
+        };
+        for (source, expected) in [
+            ("'ops' in claims.groups && claims.level == 3", Ok(true)),
+            ("has(claims.email)", Ok(false)),
+            ("!has(claims.email) && 'read' in token.scopes", Ok(true)),
+            ("'groups' in claims && size(claims) == 2", Ok(true)),
+            ("claims.email == 'x'", Err(())),
+            (
+                "token.expires_at > timestamp('2020-01-01T00:00:00Z')",
+                Ok(true),
+            ),
+        ] {
+            let rule = Rule::compile(source).expect(source);
+            assert_eq!(rule.evaluate(&facts).map_err(|_| ()), expected, "{source}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! What the proxies' questions record: each decision by transport (only with the endpoint on:
 //! every request records one), and claims left out of the identity (rare; always kept).
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use prometheus::IntCounter;
 
@@ -26,12 +26,13 @@ impl Transport {
 }
 
 /// The decisions [`authz_decision`] counts, in the order of its series.
-const DECISIONS: [&str; 6] = [
+const DECISIONS: [&str; 7] = [
     "allowed",
     "no_token",
     "malformed",
     "invalid_token",
     "insufficient_scope",
+    "forbidden",
     "cannot_judge",
 ];
 
@@ -62,8 +63,52 @@ pub fn authz_decision(transport: Transport, decision: &'static str, left_out: us
     }
 }
 
-/// Counts a decision of a route (`public`, `allowed`, `forbidden`, `shadow_denied`, ...; a
-/// request no route covers is route `default`).
+/// The decisions a route counts: [`DECISIONS`], a public route's, and a shadow rule's.
+const ROUTE_DECISIONS: [&str; 10] = [
+    "allowed",
+    "no_token",
+    "malformed",
+    "invalid_token",
+    "insufficient_scope",
+    "forbidden",
+    "cannot_judge",
+    "public",
+    "shadow_allowed",
+    "shadow_denied",
+];
+
+/// A route's decision counters, each resolved at its first decision: then a decision costs an
+/// index and an addition, not a lookup of its labels.
+#[derive(Debug, Default)]
+pub struct RouteDecisions([OnceLock<IntCounter>; ROUTE_DECISIONS.len()]);
+
+impl RouteDecisions {
+    /// Counts a decision of `route` (`public`, `allowed`, `forbidden`, `shadow_denied`, ...; a
+    /// request no route covers is route `default`).
+    pub fn count(&self, route: &str, decision: &str) {
+        if !enabled() {
+            return;
+        }
+        let Some(at) = ROUTE_DECISIONS.iter().position(|known| *known == decision) else {
+            get()
+                .authz_route_decisions
+                .with_label_values(&[route, decision])
+                .inc();
+            return;
+        };
+        if let Some(series) = self.0.get(at) {
+            series
+                .get_or_init(|| {
+                    get()
+                        .authz_route_decisions
+                        .with_label_values(&[route, decision])
+                })
+                .inc();
+        }
+    }
+}
+
+/// Counts a decision of a route without counters of its own (the fallback, `default`).
 pub fn authz_route_decision(route: &str, decision: &str) {
     if enabled() {
         get()

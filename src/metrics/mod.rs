@@ -25,7 +25,9 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub use authz::{authz_decision, authz_route_decision, authz_rule_error, Transport};
+pub use authz::{
+    authz_decision, authz_route_decision, authz_rule_error, RouteDecisions, Transport,
+};
 pub use calls::{CallMeter, Kind};
 pub use http::{http_connections, http_refused};
 pub use store::{store_operation, store_up};

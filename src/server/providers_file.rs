@@ -299,6 +299,7 @@ fn routes(
             rule,
             shadow,
             last_error_logged: Default::default(),
+            decisions: Default::default(),
         });
     }
     Routes { routes, fallback }

