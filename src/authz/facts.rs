@@ -266,7 +266,10 @@ mod tests {
             ("/./admin", "/admin"),
             ("/../../admin", "/admin"),
             ("/a/..", "/"),
-            ("/.well-known/openid-configuration", "/.well-known/openid-configuration"),
+            (
+                "/.well-known/openid-configuration",
+                "/.well-known/openid-configuration",
+            ),
             ("/a%20b/c", "/a%20b/c"),
             ("/orders/42", "/orders/42"),
         ] {

@@ -3,6 +3,7 @@
 pub mod hostile;
 pub mod jwt;
 pub mod netns;
+pub mod oidc;
 pub mod pki;
 pub mod postgres;
 pub mod proxies;

@@ -1,0 +1,107 @@
+//! A real, certified OpenID Provider (npm `oidc-provider`, `tests/oidc/`) as a throwaway
+//! process over HTTPS with the test PKI's server certificate: discovery, its keys, and JWT
+//! access tokens by the client credentials grant carrying `groups` and `email`. Its modules are
+//! installed under `target/` on first use, and again whenever `tests/oidc/package.json`
+//! changes; node and npm come from ci/setup.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::pki::Pki;
+use super::python::run;
+use super::OutputLines;
+
+/// The folder holding `tests/oidc/` with its modules installed.
+fn installed() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oidc-provider");
+        let manifest =
+            std::fs::read_to_string(source.join("package.json")).expect("read package.json");
+        let marker = dir.join("package.installed");
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(manifest.as_str()) {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create the provider's folder");
+            std::fs::write(dir.join("package.json"), &manifest).expect("copy package.json");
+            run(
+                Command::new("npm")
+                    .args(["install", "--no-audit", "--no-fund", "--loglevel", "error"])
+                    .current_dir(&dir),
+                "install oidc-provider with npm (ci/setup installs nodejs and npm)",
+            );
+            std::fs::write(&marker, &manifest).expect("mark the modules as installed");
+        }
+        std::fs::copy(source.join("provider.mjs"), dir.join("provider.mjs"))
+            .expect("copy provider.mjs");
+        dir
+    })
+}
+
+/// The provider, running; killed when dropped.
+pub struct OpenIdProvider {
+    child: Child,
+    stdin: ChildStdin,
+    out: OutputLines,
+    /// `https://127.0.0.1:PORT`.
+    pub issuer: String,
+}
+
+impl OpenIdProvider {
+    /// Starts the provider with `pki`'s server certificate, on a free port.
+    pub fn start(pki: &Pki) -> Self {
+        let dir = installed();
+        let mut child = Command::new("node")
+            .arg(dir.join("provider.mjs"))
+            .arg(pki.path("server.pem"))
+            .arg(pki.path("server.key"))
+            .arg(pki.path("ca.pem"))
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node runs provider.mjs (ci/setup installs nodejs)");
+        let stdin = child.stdin.take().expect("piped");
+        let out = OutputLines::read(child.stdout.take().expect("piped"));
+        let line = out
+            .line_containing("listening on ", Duration::from_secs(30))
+            .expect("the provider says where it listens");
+        let issuer = line["listening on ".len()..].trim().to_owned();
+        Self {
+            child,
+            stdin,
+            out,
+            issuer,
+        }
+    }
+
+    /// An access token of `client` (`ops-job`: groups ops and dev; `dev-job`: dev), asked of
+    /// the provider's token endpoint.
+    pub fn token(&mut self, client: &str) -> String {
+        writeln!(self.stdin, "{client}").expect("ask the provider");
+        // Its own notices share the pipe: the answer is the line that starts with its word.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .out
+                .line_containing(" ", left)
+                .unwrap_or_else(|| panic!("the provider gave no token for {client}"));
+            if let Some(token) = line.strip_prefix("token ") {
+                return token.to_owned();
+            }
+            assert!(!line.starts_with("error "), "no token for {client}: {line}");
+        }
+    }
+}
+
+impl Drop for OpenIdProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,87 @@
+// A real OpenID Provider (panva/oidc-provider) for the tests, over HTTPS on 127.0.0.1 and a free
+// port: discovery, its ES256 keys, and JWT access tokens by the client credentials grant
+// (audience "api"), each carrying the claims an identity provider adds for groups and email.
+// Two clients: ops-job (groups ops, dev) and dev-job (group dev), secrets "<id>-secret".
+// Prints "listening on ISSUER" once it serves; then, for each client id read on stdin, asks its
+// own token endpoint for that client's access token (as the client would, over HTTPS with its
+// secret, trusting CA) and prints "token JWT", or "error WHY". Usage: node provider.mjs CERT KEY CA
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, request } from 'node:https';
+import { createInterface } from 'node:readline';
+import Provider from 'oidc-provider';
+
+const [cert, key, ca] = process.argv.slice(2).map((path) => readFileSync(path));
+const signing = (type, options, alg) => ({
+  ...generateKeyPairSync(type, options).privateKey.export({ format: 'jwk' }),
+  kid: `test-${alg.toLowerCase()}`,
+  alg,
+  use: 'sig',
+});
+const keys = [signing('ec', { namedCurve: 'P-256' }, 'ES256'), signing('rsa', { modulusLength: 2048 }, 'RS256')];
+const groups = { 'ops-job': ['ops', 'dev'], 'dev-job': ['dev'] };
+const client = (id) => ({
+  client_id: id,
+  client_secret: `${id}-secret`,
+  grant_types: ['client_credentials'],
+  redirect_uris: [],
+  response_types: [],
+});
+
+let handle = (_request, response) => response.writeHead(503).end();
+const server = createServer({ cert, key }, (request, response) => handle(request, response));
+server.listen(0, '127.0.0.1', () => {
+  const issuer = `https://127.0.0.1:${server.address().port}`;
+  const provider = new Provider(issuer, {
+    clients: Object.keys(groups).map(client),
+    jwks: { keys },
+    ttl: { ClientCredentials: 3600 },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => 'https://api.example',
+        useGrantedResource: () => true,
+        getResourceServerInfo: () => ({
+          scope: 'read write',
+          audience: 'api',
+          accessTokenTTL: 3600,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'ES256' } },
+        }),
+      },
+    },
+    extraTokenClaims: async (_ctx, token) => ({
+      groups: groups[token.clientId] ?? [],
+      email: `${token.clientId}@example.com`,
+    }),
+  });
+  handle = provider.callback();
+  console.log(`listening on ${issuer}`);
+  createInterface({ input: process.stdin }).on('line', (id) => mint(issuer, id.trim()));
+});
+
+// The client credentials grant, as the client `id` asks it.
+function mint(issuer, id) {
+  const body = 'grant_type=client_credentials&scope=read';
+  const asked = request(`${issuer}/token`, {
+    method: 'POST',
+    ca,
+    auth: `${id}:${id}-secret`,
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': body.length },
+  }, (response) => {
+    let text = '';
+    response.on('data', (chunk) => { text += chunk; });
+    response.on('end', () => {
+      try {
+        const answer = JSON.parse(text);
+        console.log(answer.access_token ? `token ${answer.access_token}` : `error ${text}`);
+      } catch (e) {
+        console.log(`error ${e}`);
+      }
+    });
+  });
+  asked.on('error', (e) => console.log(`error ${e}`));
+  asked.end(body);
+}
