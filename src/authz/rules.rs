@@ -570,6 +570,20 @@ fn check(root: &IdedExpr) -> Result<Checked, RuleError> {
 mod tests {
     use super::*;
 
+    /// A valid token of alice with `claims`, its audience api, its scope read.
+    fn token_with(claims: serde_json::Map<String, serde_json::Value>) -> crate::tokens::ValidToken {
+        crate::tokens::ValidToken {
+            subject: "alice".into(),
+            issuer: "https://id".into(),
+            audience: vec!["api".into()],
+            expires_at: 4_000_000_000,
+            scopes: vec!["read".into()],
+            token_id: String::new(),
+            claims,
+            encoded_claims: std::sync::OnceLock::new(),
+        }
+    }
+
     fn problem(source: &str) -> String {
         Rule::compile(source).expect_err(source).0
     }
@@ -633,16 +647,7 @@ mod tests {
         {
             claims.insert(name.clone(), value.clone());
         }
-        let token = crate::tokens::ValidToken {
-            subject: "alice".into(),
-            issuer: "https://id".into(),
-            audience: Vec::new(),
-            expires_at: 0,
-            scopes: Vec::new(),
-            token_id: String::new(),
-            claims,
-            encoded_claims: std::sync::OnceLock::new(),
-        };
+        let token = token_with(claims);
         let request = crate::authz::RequestFacts::new("GET", "h", "/");
         let facts = Facts {
             token: Some(&token),
@@ -733,16 +738,7 @@ mod tests {
         let mut claims = serde_json::Map::new();
         claims.insert("groups".into(), serde_json::json!(["ops"]));
         claims.insert("level".into(), serde_json::json!(3));
-        let token = crate::tokens::ValidToken {
-            subject: "alice".into(),
-            issuer: "https://id".into(),
-            audience: vec!["api".into()],
-            expires_at: 4_000_000_000,
-            scopes: vec!["read".into()],
-            token_id: String::new(),
-            claims,
-            encoded_claims: std::sync::OnceLock::new(),
-        };
+        let token = token_with(claims);
         let request = crate::authz::RequestFacts::new("GET", "h", "/a");
         let facts = Facts {
             token: Some(&token),

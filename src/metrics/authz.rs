@@ -63,24 +63,14 @@ pub fn authz_decision(transport: Transport, decision: &'static str, left_out: us
     }
 }
 
-/// The decisions a route counts: [`DECISIONS`], a public route's, and a shadow rule's.
-const ROUTE_DECISIONS: [&str; 10] = [
-    "allowed",
-    "no_token",
-    "malformed",
-    "invalid_token",
-    "insufficient_scope",
-    "forbidden",
-    "cannot_judge",
-    "public",
-    "shadow_allowed",
-    "shadow_denied",
-];
+/// The decisions only a route counts, besides [`DECISIONS`]: a public route's and a shadow
+/// rule's.
+const ROUTE_ONLY: [&str; 3] = ["public", "shadow_allowed", "shadow_denied"];
 
 /// A route's decision counters, each resolved at its first decision: then a decision costs an
 /// index and an addition, not a lookup of its labels.
 #[derive(Debug, Default)]
-pub struct RouteDecisions([OnceLock<IntCounter>; ROUTE_DECISIONS.len()]);
+pub struct RouteDecisions([OnceLock<IntCounter>; DECISIONS.len() + ROUTE_ONLY.len()]);
 
 impl RouteDecisions {
     /// Counts a decision of `route` (`public`, `allowed`, `forbidden`, `shadow_denied`, ...; a
@@ -89,7 +79,11 @@ impl RouteDecisions {
         if !enabled() {
             return;
         }
-        let Some(at) = ROUTE_DECISIONS.iter().position(|known| *known == decision) else {
+        let at = DECISIONS
+            .iter()
+            .chain(&ROUTE_ONLY)
+            .position(|known| *known == decision);
+        let Some(at) = at else {
             get()
                 .authz_route_decisions
                 .with_label_values(&[route, decision])

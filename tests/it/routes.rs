@@ -111,14 +111,22 @@ fn forward(
     uri: &str,
     extra: &[String],
 ) -> hostile::Answer {
+    ask(
+        routed,
+        &format!(
+            "GET /auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Method: {method}\r\n\
+             X-Forwarded-Host: {host}\r\nX-Forwarded-Uri: {uri}\r\n"
+        ),
+        extra,
+    )
+}
+
+/// The forward-auth port's answer to `head` (lines ending in CRLF) with `extra` headers.
+fn ask(routed: &Routed, head: &str, extra: &[String]) -> hostile::Answer {
     let address = routed.server.forward_auth_address().expect("forward auth");
     let mut raw = Raw::connect(&address);
     let extra: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
-    let head = format!(
-        "GET /auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Method: {method}\r\n\
-         X-Forwarded-Host: {host}\r\nX-Forwarded-Uri: {uri}\r\n{extra}\r\n"
-    );
-    assert!(raw.send(head.as_bytes()));
+    assert!(raw.send(format!("{head}{extra}\r\n").as_bytes()));
     raw.answer().expect("an answer")
 }
 
@@ -841,14 +849,11 @@ fn envoy_http(
     target: &str,
     extra: &[String],
 ) -> hostile::Answer {
-    let address = routed.server.forward_auth_address().expect("forward auth");
-    let mut raw = Raw::connect(&address);
-    let extra: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
-    let head = format!(
-        "{method} /envoy{target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n{extra}\r\n"
-    );
-    assert!(raw.send(head.as_bytes()));
-    raw.answer().expect("an answer")
+    ask(
+        routed,
+        &format!("{method} /envoy{target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n"),
+        extra,
+    )
 }
 
 #[test]
