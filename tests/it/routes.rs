@@ -534,6 +534,11 @@ fn hostile_rules_and_files_are_refused_at_load_in_one_line() {
         "[[route]]\nname = \"a\"\nallow = \"{}true\"\n",
         "!".repeat(4000)
     );
+    let ten_thousand = format!(
+        "[[route]]\nname = \"a\"\nallow = \"{}true{}\"\n",
+        "(".repeat(10_000),
+        ")".repeat(10_000)
+    );
     let many: String = (0..10_000)
         .map(|i| format!("[[route]]\nname = \"r{i}\"\n"))
         .collect();
@@ -544,6 +549,7 @@ fn hostile_rules_and_files_are_refused_at_load_in_one_line() {
         (huge, "a rule is at most 4096"),
         (deep, "nests deeper than 32"),
         (nots, "nests deeper than 32"),
+        (ten_thousand, "a rule is at most 4096"),
         (many, "a file has at most 1000"),
         (regex, "matches() takes a literal pattern"),
         (quadratic, "inside a list macro"),
