@@ -22,6 +22,7 @@ mod health;
 mod healthz;
 mod hostile_input;
 mod http_ports;
+mod image;
 mod interop;
 mod jwks_url;
 mod layers;

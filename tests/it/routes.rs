@@ -927,105 +927,111 @@ fn envoys_http_mode_is_judged_as_the_request_itself() {
     assert!(answer.body.contains("path_prefix"), "{answer:?}");
 }
 
-#[test]
-fn tokens_from_a_real_openid_provider_carrying_groups_are_judged_by_the_rules() {
-    let pki = common::pki::Pki::new();
-    let mut provider = common::oidc::OpenIdProvider::start(&pki);
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        "[[route]]\nname = \"ops\"\npath_prefix = \"/ops\"\n\
-         allow = \"'ops' in claims.groups && claims.email.endsWith('@example.com')\"\n",
-    )
-    .expect("write the config file");
-    let ca = pki.path("ca.pem").display().to_string();
-    let config = config.display().to_string();
-    let issuer = provider.issuer.clone();
-    let flags = [
-        "--oidc-issuer",
-        issuer.as_str(),
-        "--jwks-ca-cert",
-        &ca,
-        "--token-audience",
-        "api",
-        "--config",
-        &config,
-    ];
-    let mut args = flags.to_vec();
-    args.extend(["--store", "memory", "--forward-auth-listen", "127.0.0.1:0"]);
-    let server = ServerProcess::start(&args);
-    let address = server.forward_auth_address().expect("forward auth");
-    let ask = |token: &str, uri: &str| {
-        let mut raw = Raw::connect(&address);
-        let head = format!(
-            "GET /auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Method: GET\r\n\
-             X-Forwarded-Host: app\r\nX-Forwarded-Uri: {uri}\r\n{}\r\n\r\n",
-            bearer(token)
-        );
-        assert!(raw.send(head.as_bytes()));
-        raw.answer().expect("an answer")
-    };
-    let ops = provider.token("ops-job");
-    let dev = provider.token("dev-job");
-    // The provider's keys load by discovery, in the background: poll until the token is judged.
-    assert!(
-        common::holds_within(Duration::from_secs(20), || ask(&ops, "/ops/x").status
-            == 200),
-        "the ops token through /ops"
-    );
-    let answer = ask(&ops, "/ops/x");
-    assert_eq!(
-        answer.header("x-auth-subject"),
-        Some("ops-job"),
-        "{answer:?}"
-    );
-    let answer = ask(&dev, "/ops/x");
-    assert_eq!(answer.status, 403, "{answer:?}");
-    assert!(answer.body.contains("route ops"), "{answer:?}");
-    assert_eq!(
-        ask(&dev, "/elsewhere").status,
-        200,
-        "no route: a valid token"
-    );
+/// The tests that start a real OpenID Provider (npm's oidc-provider): `ci/test --quick` leaves
+/// them out.
+mod with_openid_provider {
+    use super::*;
 
-    // Explain fetches the keys as a start would, and says which part held.
-    let mut explain_args: Vec<&str> = flags.to_vec();
-    explain_args.extend([
-        "--explain",
-        "GET",
-        "https://app/ops/x",
-        "--explain-token",
-        "-",
-    ]);
-    for (token, code, said) in [
-        (&ops, 0, "'ops' in claims.groups = true"),
-        (&dev, 3, "'ops' in claims.groups = false"),
-    ] {
-        use std::io::Write as _;
-        let mut child =
-            std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
-                .args(&explain_args)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("run the server");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(token.as_bytes()).expect("the token");
-        drop(stdin);
-        let out = child.wait_with_output().expect("explained");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(stdout.contains(said), "{stdout}");
+    #[test]
+    fn tokens_from_a_real_openid_provider_carrying_groups_are_judged_by_the_rules() {
+        let pki = common::pki::Pki::new();
+        let mut provider = common::oidc::OpenIdProvider::start(&pki);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            "[[route]]\nname = \"ops\"\npath_prefix = \"/ops\"\n\
+             allow = \"'ops' in claims.groups && claims.email.endsWith('@example.com')\"\n",
+        )
+        .expect("write the config file");
+        let ca = pki.path("ca.pem").display().to_string();
+        let config = config.display().to_string();
+        let issuer = provider.issuer.clone();
+        let flags = [
+            "--oidc-issuer",
+            issuer.as_str(),
+            "--jwks-ca-cert",
+            &ca,
+            "--token-audience",
+            "api",
+            "--config",
+            &config,
+        ];
+        let mut args = flags.to_vec();
+        args.extend(["--store", "memory", "--forward-auth-listen", "127.0.0.1:0"]);
+        let server = ServerProcess::start(&args);
+        let address = server.forward_auth_address().expect("forward auth");
+        let ask = |token: &str, uri: &str| {
+            let mut raw = Raw::connect(&address);
+            let head = format!(
+                "GET /auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Method: GET\r\n\
+                 X-Forwarded-Host: app\r\nX-Forwarded-Uri: {uri}\r\n{}\r\n\r\n",
+                bearer(token)
+            );
+            assert!(raw.send(head.as_bytes()));
+            raw.answer().expect("an answer")
+        };
+        let ops = provider.token("ops-job");
+        let dev = provider.token("dev-job");
+        // The provider's keys load by discovery, in the background: poll until the token is judged.
         assert!(
-            stdout.contains(&format!("issuer {}", provider.issuer)),
-            "{stdout}"
+            common::holds_within(Duration::from_secs(20), || ask(&ops, "/ops/x").status
+                == 200),
+            "the ops token through /ops"
         );
+        let answer = ask(&ops, "/ops/x");
+        assert_eq!(
+            answer.header("x-auth-subject"),
+            Some("ops-job"),
+            "{answer:?}"
+        );
+        let answer = ask(&dev, "/ops/x");
+        assert_eq!(answer.status, 403, "{answer:?}");
+        assert!(answer.body.contains("route ops"), "{answer:?}");
+        assert_eq!(
+            ask(&dev, "/elsewhere").status,
+            200,
+            "no route: a valid token"
+        );
+
+        // Explain fetches the keys as a start would, and says which part held.
+        let mut explain_args: Vec<&str> = flags.to_vec();
+        explain_args.extend([
+            "--explain",
+            "GET",
+            "https://app/ops/x",
+            "--explain-token",
+            "-",
+        ]);
+        for (token, code, said) in [
+            (&ops, 0, "'ops' in claims.groups = true"),
+            (&dev, 3, "'ops' in claims.groups = false"),
+        ] {
+            use std::io::Write as _;
+            let mut child =
+                std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
+                    .args(&explain_args)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("run the server");
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(token.as_bytes()).expect("the token");
+            drop(stdin);
+            let out = child.wait_with_output().expect("explained");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(stdout.contains(said), "{stdout}");
+            assert!(
+                stdout.contains(&format!("issuer {}", provider.issuer)),
+                "{stdout}"
+            );
+        }
     }
 }
