@@ -1,213 +1,57 @@
 //! The OCI image `ci/image` builds, run under podman as a platform runs it: its own entrypoint and
 //! defaults, a published port, a read-only root, its non-root user, SIGTERM, a volume.
 //!
-//! `ci/test` builds the image once before the tests and names it in `MRMAT_TEST_IMAGE`; run
-//! alone, the first test to need it builds it. Podman on this kind of machine needs the `runc`
-//! runtime and ulimits within the hard limit (`PODMAN`).
+//! How the image is built and run: `common::podman`.
 
 use crate::common;
 
-use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::jwt::{claims, KeyFile, SigningKey, AUDIENCE, ISSUER};
-use common::{call, free_port, holds_within, resource, wait_until};
-use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode};
-use mrmat_rust_api_grpc::proto::health::v1::{
-    health_check_response::ServingStatus, HealthCheckRequest, HealthClient,
-};
+use common::podman::{image, open_to_all, podman, podman_ok, Container, Volume, DATA};
+use common::{call, resource, wait_until};
+use grpcio::RpcStatusCode;
 use mrmat_rust_api_grpc::proto::{Empty, ResourceV1ProtoClient};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
-/// Where the image keeps its data: its volume.
-const DATA: &str = "/var/lib/mrmat-rust-api-grpc";
-/// What every podman call here starts with.
-const PODMAN: [&str; 3] = ["podman", "--runtime", "runc"];
-const LIMITS: [&str; 4] = [
-    "--ulimit",
-    "nofile=1024:1024",
-    "--ulimit",
-    "nproc=1024:1024",
-];
-
-/// The image's reference: `MRMAT_TEST_IMAGE`, or what `ci/image` prints last.
-fn image() -> &'static str {
-    static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        if let Ok(reference) = std::env::var("MRMAT_TEST_IMAGE") {
-            return reference;
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/image");
-        let out = Command::new(&script).output().expect("ci/image runs");
-        assert!(
-            out.status.success(),
-            "ci/image failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).expect("utf-8 output");
-        stdout.lines().last().expect("a reference").to_owned()
-    })
-}
-
-/// Runs podman with `args`; its output, whatever its exit.
-fn podman(args: &[&str]) -> Output {
-    Command::new(PODMAN[0])
-        .args(&PODMAN[1..])
-        .args(args)
-        .output()
-        .expect("podman runs")
-}
-
-/// podman's stdout for a call that must succeed.
-fn podman_ok(args: &[&str]) -> String {
-    let out = podman(args);
-    assert!(
-        out.status.success(),
-        "podman {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-/// A name no other run's container or volume has.
-fn unique(what: &str) -> String {
-    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    format!("mrmat-test-{what}-{}-{n}", std::process::id())
-}
-
-/// A podman volume, removed when dropped.
-struct Volume(String);
-
-impl Volume {
-    fn new() -> Self {
-        let name = unique("data");
-        podman_ok(&["volume", "create", &name]);
-        Self(name)
-    }
-}
-
-impl Drop for Volume {
-    fn drop(&mut self) {
-        let _ = podman(&["volume", "rm", "--force", &self.0]);
-    }
-}
+/// The image's gRPC port.
+const GRPC: u16 = 50051;
 
 /// The image's server, started with its own entrypoint as a platform starts it: read-only root,
 /// its data on `volume`, `keys` mounted for the token service, its port 50051 published on
-/// loopback. Removed when dropped.
-struct Container {
-    name: String,
-    /// HOST:PORT of the published gRPC port.
-    address: String,
+/// loopback; once its health answers SERVING.
+fn start(volume: &Volume, keys: &KeyFile, extra: &[&str]) -> Container {
+    let options = [
+        "--volume".to_owned(),
+        format!("{}:{DATA}", volume.0),
+        "--volume".to_owned(),
+        format!("{}:/keys:ro", keys.dir().display()),
+    ];
+    let args: Vec<String> = [
+        "--jwks-file",
+        "/keys/jwks.json",
+        "--token-issuer",
+        ISSUER,
+        "--token-audience",
+        AUDIENCE,
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect();
+    let server = Container::run(&options, &[GRPC], &args);
+    server.wait_until_serving(GRPC, "");
+    server
 }
 
-impl Container {
-    fn start(volume: &Volume, keys: &KeyFile, extra: &[&str]) -> Self {
-        let name = unique("server");
-        let port = free_port();
-        let published = format!("127.0.0.1:{port}:50051");
-        let data = format!("{}:{DATA}", volume.0);
-        let mounted = format!("{}:/keys:ro", keys.dir().display());
-        let mut args = vec!["run", "--detach", "--name", &name, "--read-only"];
-        args.extend(LIMITS);
-        args.extend([
-            "--publish",
-            &published,
-            "--volume",
-            &data,
-            "--volume",
-            &mounted,
-        ]);
-        args.push(image());
-        args.extend([
-            "--jwks-file",
-            "/keys/jwks.json",
-            "--token-issuer",
-            ISSUER,
-            "--token-audience",
-            AUDIENCE,
-        ]);
-        args.extend(extra);
-        podman_ok(&args);
-        let container = Self {
-            name,
-            address: format!("127.0.0.1:{port}"),
-        };
-        container.wait_until_serving();
-        container
-    }
-
-    /// Waits until health checking answers SERVING through the published port.
-    fn wait_until_serving(&self) {
-        let env = Arc::new(EnvBuilder::new().cq_count(1).build());
-        let health = HealthClient::new(ChannelBuilder::new(env).connect(&self.address));
-        let serving = holds_within(Duration::from_secs(60), || {
-            health
-                .check_opt(&HealthCheckRequest::new(), call())
-                .is_ok_and(|answer| answer.status.enum_value_or_default() == ServingStatus::SERVING)
-        });
-        assert!(
-            serving,
-            "the container's health is not SERVING within 60 s; its log:\n{}",
-            self.logs()
-        );
-    }
-
-    fn channel(&self) -> grpcio::Channel {
-        let env = Arc::new(EnvBuilder::new().cq_count(1).build());
-        ChannelBuilder::new(env).connect(&self.address)
-    }
-
-    /// What the server logged (podman keeps its stderr).
-    fn logs(&self) -> String {
-        let out = podman(&["logs", &self.name]);
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    }
-
-    /// `podman inspect --format FORMAT` of the container.
-    fn inspect(&self, format: &str) -> String {
-        podman_ok(&["inspect", "--format", format, &self.name])
-            .trim()
-            .to_owned()
-    }
-
-    /// Waits for the container to exit; its exit code.
-    fn wait_for_exit(&self, timeout: Duration) -> i64 {
-        wait_until("the container exits", timeout, || {
-            self.inspect("{{.State.Status}}") == "exited"
-        });
-        self.inspect("{{.State.ExitCode}}")
-            .parse()
-            .expect("an exit code")
-    }
-
-    /// Starts the stopped container again, on the same volume and arguments.
-    fn restart(&self) {
-        podman_ok(&["start", &self.name]);
-        self.wait_until_serving();
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = podman(&["rm", "--force", "--time", "0", &self.name]);
-    }
-}
-
-/// A key set the container can read: its user is not the test's, so the folder and file are
-/// opened to everyone (they hold public keys only).
+/// A key set the container can read: its user is not the test's.
 fn readable_keys(key: &SigningKey) -> KeyFile {
-    use std::os::unix::fs::PermissionsExt as _;
     let keys = KeyFile::new(&[key]);
-    let open = |path: &Path, mode| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    };
-    open(keys.dir(), 0o755);
-    open(&keys.path(), 0o644);
+    open_to_all(keys.dir());
+    open_to_all(&keys.path());
     keys
 }
 
@@ -284,19 +128,14 @@ fn the_image_serves_health_greetings_and_tokens_read_only_as_its_own_user() {
     let key = SigningKey::p256("image-1");
     let keys = readable_keys(&key);
     let volume = Volume::new();
-    let server = Container::start(&volume, &keys, &[]);
+    let server = start(&volume, &keys, &[]);
+    let address = server.address(GRPC);
 
     // Through the published port, from the host.
-    assert_eq!(client(&server.address, &["healthz"]), "[200] OK\n");
-    assert_eq!(
-        client(&server.address, &["greeting", "v1"]),
-        "Hello World\n"
-    );
+    assert_eq!(client(&address, &["healthz"]), "[200] OK\n");
+    assert_eq!(client(&address, &["greeting", "v1"]), "Hello World\n");
     let token = key.sign(&claims("alice"));
-    let answer = client(
-        &server.address,
-        &["token", "v1", "validate", &token, "nonsense"],
-    );
+    let answer = client(&address, &["token", "v1", "validate", &token, "nonsense"]);
     let lines: Vec<&str> = answer.lines().collect();
     assert!(lines[0].starts_with("[200] Valid: sub=alice"), "{answer}");
     assert!(lines[1].starts_with("[401] Malformed"), "{answer}");
@@ -339,13 +178,13 @@ fn sigterm_drains_and_every_acknowledged_create_survives_a_restart_on_the_volume
     let key = SigningKey::p256("image-2");
     let keys = readable_keys(&key);
     let volume = Volume::new();
-    let server = Container::start(&volume, &keys, &["--drain-delay", "1"]);
+    let server = start(&volume, &keys, &["--drain-delay", "1"]);
 
     // Creates, one after another, until the server stops answering; each acknowledged one is
     // remembered.
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let creator = {
-        let client = ResourceV1ProtoClient::new(server.channel());
+        let client = ResourceV1ProtoClient::new(server.channel(GRPC));
         let acknowledged = Arc::clone(&acknowledged);
         thread::spawn(move || {
             for n in 0u64.. {
@@ -387,8 +226,9 @@ fn sigterm_drains_and_every_acknowledged_create_survives_a_restart_on_the_volume
         "{refusal:?}"
     );
 
-    server.restart();
-    let listed = ResourceV1ProtoClient::new(server.channel())
+    server.start();
+    server.wait_until_serving(GRPC, "");
+    let listed = ResourceV1ProtoClient::new(server.channel(GRPC))
         .list_opt(&Empty::new(), call())
         .expect("list");
     let stored: std::collections::BTreeMap<u64, String> = listed

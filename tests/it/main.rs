@@ -25,6 +25,7 @@ mod http_ports;
 mod image;
 mod interop;
 mod jwks_url;
+mod kubernetes;
 mod layers;
 mod limits;
 mod logs;

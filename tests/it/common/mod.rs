@@ -3,8 +3,10 @@
 pub mod hostile;
 pub mod jwt;
 pub mod netns;
+pub mod npm;
 pub mod oidc;
 pub mod pki;
+pub mod podman;
 pub mod postgres;
 pub mod proxies;
 pub mod python;

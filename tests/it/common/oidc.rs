@@ -1,8 +1,7 @@
 //! A real, certified OpenID Provider (npm `oidc-provider`, `tests/oidc/`) as a throwaway
 //! process over HTTPS with the test PKI's server certificate: discovery, its keys, and JWT
 //! access tokens by the client credentials grant carrying `groups` and `email`. Its modules are
-//! installed under `target/` on first use, and again whenever `tests/oidc/package.json`
-//! changes; node and npm come from ci/setup.
+//! installed by `super::npm`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,34 +10,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::pki::Pki;
-use super::python::run;
 use super::OutputLines;
 
 /// The folder holding `tests/oidc/` with its modules installed.
 fn installed() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oidc-provider");
-        let manifest =
-            std::fs::read_to_string(source.join("package.json")).expect("read package.json");
-        let marker = dir.join("package.installed");
-        if std::fs::read_to_string(&marker).ok().as_deref() != Some(manifest.as_str()) {
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("create the provider's folder");
-            std::fs::write(dir.join("package.json"), &manifest).expect("copy package.json");
-            run(
-                Command::new("npm")
-                    .args(["install", "--no-audit", "--no-fund", "--loglevel", "error"])
-                    .current_dir(&dir),
-                "install oidc-provider with npm (ci/setup installs nodejs and npm)",
-            );
-            std::fs::write(&marker, &manifest).expect("mark the modules as installed");
-        }
-        std::fs::copy(source.join("provider.mjs"), dir.join("provider.mjs"))
-            .expect("copy provider.mjs");
-        dir
-    })
+    DIR.get_or_init(|| super::npm::installed("oidc", &["provider.mjs"]))
 }
 
 /// The provider, running; killed when dropped.
