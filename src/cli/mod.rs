@@ -76,7 +76,14 @@ pub enum Command {
     #[command(subcommand)]
     Greeting(GreetingCommand),
     /// Ask whether the server is healthy; prints `[200] OK` when it is.
-    Healthz,
+    Healthz {
+        /// Ask standard health checking (grpc.health.v1) about one service instead: `""` for
+        /// the server as a whole, `TokenV1Proto` for token validation (SERVING once its
+        /// providers' keys are loaded). Prints `[200] SERVING`, or fails (exit 1) with the
+        /// status: an exec probe or a container's health check where the port speaks TLS
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+    },
     /// Manage resources.
     #[command(subcommand)]
     Resource(ResourceCommand),
@@ -235,7 +242,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
     match &cli.command {
         Command::Greeting(GreetingCommand::V1) => greeting::v1(&connect()?, out),
         Command::Greeting(GreetingCommand::V2 { name }) => greeting::v2(&connect()?, name, out),
-        Command::Healthz => healthz::get(&connect()?, out),
+        Command::Healthz { service: None } => healthz::get(&connect()?, out),
+        Command::Healthz {
+            service: Some(name),
+        } => healthz::check(&connect()?, name, out),
         Command::Resource(ResourceCommand::V1(call)) => resource::v1(&connect()?, call, out),
         Command::Resource(ResourceCommand::V2(call)) => resource::v2(&connect()?, call, out),
         Command::Token(TokenCommand::V1(call)) => match call {

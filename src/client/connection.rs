@@ -229,6 +229,11 @@ impl Connection {
         CallOption::default().timeout(self.timeout)
     }
 
+    /// The server the calls go to, as the user named it.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
     /// Turns a failed call into an error that names the server.
     pub(crate) fn error(&self, e: grpcio::Error) -> ClientError {
         let (code, detail) = match e {

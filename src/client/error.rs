@@ -25,6 +25,12 @@ pub enum ClientError {
         code: RpcStatusCode,
         detail: String,
     },
+    /// Health checking answered, and not SERVING.
+    NotServing {
+        server: String,
+        service: String,
+        status: String,
+    },
     /// A certificate or key file is missing, unreadable or inconsistent.
     Tls(TlsError),
     /// The server list names no server a client may call.
@@ -59,6 +65,19 @@ impl fmt::Display for ClientError {
                     status_name(*code)
                 )
             }
+            Self::NotServing {
+                server,
+                service,
+                status,
+            } => write!(
+                f,
+                "the server at {server} reports {} {status}",
+                if service.is_empty() {
+                    "itself".to_owned()
+                } else {
+                    service.clone()
+                }
+            ),
             Self::Tls(e) => write!(f, "TLS: {e}"),
             Self::Servers(e) => write!(f, "--server: {e}"),
             Self::Bench(why) => write!(f, "bench: {why}"),

@@ -57,6 +57,49 @@ fn healthz_prints_the_status_line() {
 }
 
 #[test]
+fn healthz_of_a_service_succeeds_only_while_it_is_serving() {
+    let server = spawn_server();
+    let a = &server.address;
+    assert_eq!(
+        stdout_of(a, &["healthz", "--service", ""]),
+        "[200] SERVING\n"
+    );
+    assert_eq!(
+        stdout_of(a, &["healthz", "--service", "GreetingV1Proto"]),
+        "[200] SERVING\n"
+    );
+    let out = client(a, &["healthz", "--service", "NoSuchProto"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("answered NOT_FOUND"), "{stderr}");
+
+    // Token validation whose keys cannot be fetched: served, and not ready.
+    let unreachable = format!("http://127.0.0.1:{}/jwks", common::free_port());
+    let waiting = ServerProcess::start(&[
+        "--jwks-url",
+        &unreachable,
+        "--token-issuer",
+        "https://id.example",
+    ]);
+    let out = client(&waiting.address, &["healthz", "--service", "TokenV1Proto"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the server at {} reports TokenV1Proto NOT_SERVING",
+            waiting.address
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout_of(&waiting.address, &["healthz", "--service", ""]),
+        "[200] SERVING\n"
+    );
+}
+
+#[test]
 fn resource_subcommands_print_what_the_original_printed() {
     let server = spawn_server();
     let a = &server.address;
