@@ -98,7 +98,23 @@ fn open_writer(
             path.display()
         ))
     };
-    let mut writer = connect(path, options.timeout).map_err(|e| cannot("open", e))?;
+    let mut writer = connect(path, options.timeout).map_err(|e| {
+        // SQLite says only "unable to open database file"; the file system says why (a volume
+        // the server's user cannot write, most often).
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path);
+        match opened {
+            Err(why) => OpenError(format!(
+                "cannot open the SQLite store {}: {why}",
+                path.display()
+            )),
+            Ok(_) => cannot("open", e),
+        }
+    })?;
     let mode: String = writer
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .map_err(|e| cannot("open", e))?;

@@ -246,3 +246,25 @@ fn sigterm_drains_and_every_acknowledged_create_survives_a_restart_on_the_volume
     }
     assert!(acknowledged.len() >= 100);
 }
+
+#[test]
+fn a_data_volume_its_user_cannot_write_stops_it_at_once_saying_why() {
+    // A folder of root's, as a volume mounted without fsGroup would be.
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    open_to_all(folder.path());
+    let options = [
+        "--volume".to_owned(),
+        format!("{}:{DATA}", folder.path().display()),
+    ];
+    let server = Container::run(&options, &[GRPC], &[]);
+    let code = server.wait_for_exit(Duration::from_secs(30));
+    let logs = server.logs();
+    assert_eq!(code, 1, "{logs}");
+    assert!(
+        logs.contains(&format!(
+            "cannot open the SQLite store {DATA}/mrmat-grpc.sqlite3: Permission denied"
+        )),
+        "{logs}"
+    );
+    assert!(!logs.contains("panicked"), "{logs}");
+}
