@@ -26,6 +26,7 @@ use serde_json::Value;
 
 const OVERLAYS: [&str; 2] = ["sqlite", "postgres"];
 const SERVER: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
 
 fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,6 +72,35 @@ fn output_of(command: &mut Command, input: &str) -> String {
 /// The YAML `kubectl kustomize` renders for the overlay `name`.
 fn render(name: &str) -> String {
     let dir = repository().join("deploy/kubernetes/overlays").join(name);
+    output_of(Command::new("kubectl").arg("kustomize").arg(dir), "")
+}
+
+/// What `kubectl kustomize` renders for the overlay `name` with its TLS patch turned on as its
+/// kustomization.yaml says to (both lines uncommented), in a copy of `deploy/kubernetes/`.
+fn render_with_tls(name: &str) -> String {
+    let copy = tempfile::tempdir().expect("a temporary folder");
+    let out = Command::new("cp")
+        .arg("-r")
+        .arg(repository().join("deploy/kubernetes"))
+        .arg(copy.path())
+        .status()
+        .expect("cp runs");
+    assert!(out.success());
+    let kustomization = copy
+        .path()
+        .join("kubernetes/overlays")
+        .join(name)
+        .join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).expect("read kustomization.yaml");
+    let on = text
+        .replace("# patchesStrategicMerge:\n", "patchesStrategicMerge:\n")
+        .replace("# - tls.yaml\n", "- tls.yaml\n");
+    assert_ne!(
+        on, text,
+        "{name}'s kustomization.yaml has the TLS patch to uncomment"
+    );
+    std::fs::write(&kustomization, on).expect("write kustomization.yaml");
+    let dir = copy.path().join("kubernetes/overlays").join(name);
     output_of(Command::new("kubectl").arg("kustomize").arg(dir), "")
 }
 
@@ -203,6 +233,9 @@ fn every_manifest_and_rendered_overlay_is_valid_against_the_schemas_of_a_current
         let path = dir.path().join(format!("{overlay}.yaml"));
         std::fs::write(&path, render(overlay)).expect("write the rendered overlay");
         rendered.push(path);
+        let path = dir.path().join(format!("{overlay}-tls.yaml"));
+        std::fs::write(&path, render_with_tls(overlay)).expect("write the rendered overlay");
+        rendered.push(path);
     }
     // The core kinds, strictly: an unknown field fails.
     let out = Command::new(venv_bin("kubernetes-validate"))
@@ -214,6 +247,12 @@ fn every_manifest_and_rendered_overlay_is_valid_against_the_schemas_of_a_current
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(!said.contains("WARN") && !said.contains("ERROR"), "{said}");
+    assert_eq!(
+        said.matches("passed for resource statefulset/mrmat-authz ")
+            .count(),
+        2,
+        "with TLS and without: {said}"
+    );
     for resource in [
         "namespace/auth",
         "serviceaccount/mrmat-authz",
@@ -468,6 +507,55 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
     };
     assert_eq!(strip(&templates[0]), strip(&templates[1]));
 
+    // The TLS patch: the same for both shapes, real flags, its files where its Secret is
+    // mounted, and probes that run the image's client against the server's own port.
+    let patch = |overlay: &str| {
+        let path = format!("deploy/kubernetes/overlays/{overlay}/tls.yaml");
+        std::fs::read_to_string(repository().join(path)).expect("read tls.yaml")
+    };
+    assert_eq!(
+        patch("sqlite").replace("kind: StatefulSet\n", ""),
+        patch("postgres").replace("kind: Deployment\n", "")
+    );
+    for overlay in OVERLAYS {
+        let docs = documents(&render_with_tls(overlay));
+        let server = container(workload(&docs));
+        let env = env(server);
+        for name in env.keys().filter(|name| name.as_str() != "RUST_LOG") {
+            assert!(
+                names.contains(name),
+                "{overlay} with TLS: the server reads no {name}"
+            );
+        }
+        let tls = mount_path(server, "tls");
+        for file in [
+            "MRMAT_GRPC_TLS_CERT",
+            "MRMAT_GRPC_TLS_KEY",
+            "MRMAT_GRPC_TLS_CLIENT_CA",
+        ] {
+            assert!(
+                env[file].starts_with(&format!("{tls}/")),
+                "{file}: {}",
+                env[file]
+            );
+        }
+        let grpc = container_port(server, "grpc");
+        for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            assert!(
+                server[probe]["grpc"].is_null(),
+                "{overlay}: {probe} still asks in plaintext"
+            );
+            let command: Vec<&str> = server[probe]["exec"]["command"]
+                .as_array()
+                .expect("a command")
+                .iter()
+                .map(text)
+                .collect();
+            assert_eq!(command[0], "mrmat-rust-api-grpc-client");
+            assert_eq!(command[2], format!("localhost:{grpc}"));
+        }
+    }
+
     // The mesh and the gateway reach the Service by its name, namespace and ports.
     let docs = documents(&render("sqlite"));
     let service = the(&docs, "Service");
@@ -540,20 +628,32 @@ fn http_get(address: &str, path: &str, headers: &str) -> Answer {
     raw.answer().expect("an answer")
 }
 
-#[test]
-fn the_rendered_statefulset_runs_the_image_and_answers_its_probes() {
-    let docs = documents(&render("sqlite"));
-    let workload = workload(&docs);
+/// The rendered workload's pod, run as the kubelet would start it; what it mounts is deleted
+/// with it.
+struct Pod {
+    running: Container,
+    /// The container's ports named grpc, http-auth and metrics.
+    ports: [u16; 3],
+    /// The provider's key: the ConfigMap's provider, its keys from a file.
+    key: SigningKey,
+    _mounted: Vec<tempfile::TempDir>,
+    _keys: KeyFile,
+    _volume: Volume,
+}
+
+/// Runs the pod of `workload` (of the rendered `docs`) under podman: the pod's user, no
+/// capabilities, no new privileges, a read-only root, the manifest's environment and mounts.
+/// The ConfigMap's file is mounted with its provider's keys from a file instead of discovery (no
+/// provider is reachable from here); `secrets` are the Secrets' files by volume name.
+fn start_pod(docs: &[Value], secrets: &[(&str, Vec<(&str, PathBuf)>)]) -> Pod {
+    let workload = workload(docs);
     let pod = &workload["spec"]["template"]["spec"];
     let server = container(workload);
-
-    // The ConfigMap's file, with its provider's keys from a file instead of discovery: no
-    // provider is reachable from here.
     let key = SigningKey::p256("kube-1");
     let keys = KeyFile::new(&[&key]);
     open_to_all(keys.dir());
     open_to_all(&keys.path());
-    let shipped = config_file(&docs, workload);
+    let shipped = config_file(docs, workload);
     let issuer_line = shipped
         .lines()
         .find(|line| line.starts_with("issuer = "))
@@ -562,13 +662,14 @@ fn the_rendered_statefulset_runs_the_image_and_answers_its_probes() {
         issuer_line,
         &format!("issuer = \"{ISSUER}\"\njwks_file = \"/keys/jwks.json\""),
     );
-    let config_dir = tempfile::tempdir().expect("a temporary folder");
-    std::fs::write(config_dir.path().join("config.toml"), config).expect("write the config");
-    open_to_all(config_dir.path());
-    open_to_all(&config_dir.path().join("config.toml"));
-
-    // As the kubelet would start it: the pod's user, no capabilities, no new privileges, a
-    // read-only root, the manifest's environment and mounts.
+    let mut files = vec![("config", vec![("config.toml", config)])];
+    for (volume, paths) in secrets {
+        let copied = paths
+            .iter()
+            .map(|(name, path)| (*name, std::fs::read_to_string(path).expect("read a secret")))
+            .collect();
+        files.push((volume, copied));
+    }
     let security = &pod["securityContext"];
     let volume = Volume::new();
     let mut options = vec![
@@ -581,19 +682,46 @@ fn the_rendered_statefulset_runs_the_image_and_answers_its_probes() {
         "--volume".to_owned(),
         format!("{}:{}", volume.0, mount_path(server, "data")),
         "--volume".to_owned(),
-        format!(
-            "{}:{}:ro",
-            config_dir.path().display(),
-            mount_path(server, "config")
-        ),
-        "--volume".to_owned(),
         format!("{}:/keys:ro", keys.dir().display()),
     ];
+    let mut mounted = Vec::new();
+    for (volume, contents) in files {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        for (name, content) in contents {
+            std::fs::write(dir.path().join(name), content).expect("write a mounted file");
+            open_to_all(&dir.path().join(name));
+        }
+        open_to_all(dir.path());
+        let target = mount_path(server, volume);
+        options.extend([
+            "--volume".to_owned(),
+            format!("{}:{target}:ro", dir.path().display()),
+        ]);
+        mounted.push(dir);
+    }
     for (name, value) in env(server) {
         options.extend(["--env".to_owned(), format!("{name}={value}")]);
     }
     let ports = ["grpc", "http-auth", "metrics"].map(|name| container_port(server, name));
-    let running = Container::run(&options, &ports, &[]);
+    Pod {
+        running: Container::run(&options, &ports, &[]),
+        ports,
+        key,
+        _mounted: mounted,
+        _keys: keys,
+        _volume: volume,
+    }
+}
+
+#[test]
+fn the_rendered_statefulset_runs_the_image_and_answers_its_probes() {
+    let docs = documents(&render("sqlite"));
+    let workload = workload(&docs);
+    let pod = &workload["spec"]["template"]["spec"];
+    let server = container(workload);
+    // Kept whole until the end: what it mounts goes with it.
+    let started = start_pod(&docs, &[]);
+    let (running, ports, key) = (&started.running, started.ports, &started.key);
 
     // The probes, as the kubelet asks them.
     let probe_port =
@@ -669,4 +797,115 @@ fn the_rendered_statefulset_runs_the_image_and_answers_its_probes() {
     let code = running.wait_for_exit(Duration::from_secs(termination));
     assert_eq!(code, 0, "{}", running.logs());
     assert!(sent.elapsed() < Duration::from_secs(termination));
+}
+
+/// The client binary (the test build's) against `address` with `args`.
+fn client(address: &str, args: &[String]) -> std::process::Output {
+    Command::new(CLIENT)
+        .args(["--server", address])
+        .args(args)
+        .env_remove("MRMAT_GRPC_SERVER")
+        .output()
+        .expect("the client runs")
+}
+
+#[test]
+fn with_its_tls_patch_the_pod_probes_itself_over_mutual_tls_and_only_its_admin_may_revoke() {
+    use common::pki::{Pki, ADMIN_COMMON_NAME, POD_NAMES};
+    let docs = documents(&render_with_tls("sqlite"));
+    let server = container(workload(&docs));
+    let pki = Pki::new();
+    let secret = vec![
+        ("tls.crt", pki.path("pod.pem")),
+        ("tls.key", pki.path("pod.key")),
+        ("ca.crt", pki.path("ca.pem")),
+    ];
+    let started = start_pod(&docs, &[("tls", secret)]);
+    let running = &started.running;
+
+    // Each probe's command, run in the container as the kubelet's exec probe runs it: the
+    // startup probe until it succeeds, then the others at once.
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        let command = server[probe]["exec"]["command"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{probe} runs a command"));
+        let mut exec = vec!["exec", running.name.as_str()];
+        exec.extend(command.iter().map(text));
+        let passed = common::holds_within(Duration::from_secs(60), || {
+            common::podman::podman(&exec).status.success()
+        });
+        let last = common::podman::podman(&exec);
+        assert!(
+            passed,
+            "{probe} fails: {}; the server's log:\n{}",
+            String::from_utf8_lossy(&last.stderr),
+            running.logs()
+        );
+        assert_eq!(
+            common::podman::podman_ok(&exec),
+            "[200] SERVING\n",
+            "{probe}"
+        );
+    }
+
+    // From outside, the gRPC port speaks mutual TLS only.
+    let address = running.address(started.ports[0]);
+    let with = |cert: &str, args: &[&str]| {
+        let mut all: Vec<String> = vec![
+            "--ca-cert".to_owned(),
+            pki.path("ca.pem").display().to_string(),
+            "--tls-server-name".to_owned(),
+            POD_NAMES[0].to_owned(),
+        ];
+        if !cert.is_empty() {
+            all.extend([
+                "--client-cert".to_owned(),
+                pki.path(&format!("{cert}.pem")).display().to_string(),
+                "--client-key".to_owned(),
+                pki.path(&format!("{cert}.key")).display().to_string(),
+            ]);
+        }
+        all.extend(args.iter().map(|s| s.to_string()));
+        client(&address, &all)
+    };
+    let out = with("", &["healthz"]);
+    assert!(
+        !out.status.success(),
+        "a caller without a certificate was served"
+    );
+
+    let mut stolen = claims("mallory");
+    stolen["aud"] = Value::from("orders-api");
+    stolen["jti"] = Value::from("stolen-1");
+    let token = started.key.sign(&stolen);
+    let out = with("client", &["token", "v1", "validate", &token]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("[200] Valid"),
+        "{out:?}"
+    );
+
+    // Revoke: refused to a caller the patch does not name, done for the one it does.
+    let out = with(
+        "client",
+        &["token", "v1", "revoke", "--token-id", "stolen-1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PERMISSION_DENIED"),
+        "{out:?}"
+    );
+    assert_eq!(env(server)["MRMAT_GRPC_TOKEN_ADMIN"], ADMIN_COMMON_NAME);
+    let out = with(
+        "admin-client",
+        &["token", "v1", "revoke", "--token-id", "stolen-1"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("[200] Revoked until"),
+        "{out:?}"
+    );
+    let out = with("client", &["token", "v1", "validate", &token]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("[401] Revoked"),
+        "{out:?}"
+    );
 }

@@ -18,6 +18,9 @@ pub const ADMIN_COMMON_NAME: &str = "ops-cli";
 /// The one DNS name of the `admin-client` certificate.
 pub const ADMIN_DNS_NAME: &str = "admin.mrmat.test";
 
+/// The names of the `pod` certificate: the Service's in deploy/kubernetes/.
+pub const POD_NAMES: [&str; 1] = ["mrmat-authz.auth.svc"];
+
 /// The name (common and DNS) of the `client` certificate.
 pub const CLIENT_NAME: &str = "client.mrmat.test";
 
@@ -41,6 +44,18 @@ impl Pki {
             "server",
             &["localhost", "127.0.0.1", OTHER_SERVER_NAME],
             ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        // A pod's certificate, as cert-manager issues one for both ends: the server presents it,
+        // and the pod's own probe presents it as a client (deploy/kubernetes/ with TLS).
+        pki.leaf_for(
+            &ca,
+            "pod",
+            POD_NAMES[0],
+            &POD_NAMES,
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         );
         // A certificate issued to a name only, for the override test.
         pki.leaf(
@@ -113,13 +128,25 @@ impl Pki {
         names: &[&str],
         usage: ExtendedKeyUsagePurpose,
     ) {
+        self.leaf_for(issuer, file, common_name, names, &[usage]);
+    }
+
+    /// As [`Pki::leaf_named`], for each of `usages`.
+    fn leaf_for(
+        &self,
+        issuer: &Issuer<'static, KeyPair>,
+        file: &str,
+        common_name: &str,
+        names: &[&str],
+        usages: &[ExtendedKeyUsagePurpose],
+    ) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("valid names");
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages.to_vec();
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().expect("generate a key");
         let cert = params.signed_by(&key, issuer).expect("sign");
