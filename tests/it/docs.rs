@@ -20,6 +20,11 @@ const OTHER_PROGRAMS_FLAGS: &[&str] = &[
     "bind",
     "python_out",
     "grpc_python_out",
+    // podman run, in deploying.md.
+    "rm",
+    "read-only",
+    "runtime",
+    "ulimit",
 ];
 
 fn root() -> PathBuf {

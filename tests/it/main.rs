@@ -3,9 +3,10 @@
 //! behaviour; `common` starts real servers and clients for them.
 //!
 //! `ci/test --quick` leaves out the tests that start PostgreSQL, network namespaces, Prometheus,
-//! Python or a proxy, by module path: `ci/test`'s `SLOW` lists the modules (`interop`, `netns`,
-//! `replicas`, `jwks_url`, `providers`, `proxies`, `floods`) and the submodules of mixed ones
-//! (`store::with_postgres`, `metrics::with_prometheus`, ...). A new test that starts such a peer goes in
+//! Python, npm's peers, podman or a proxy, by module path: `ci/test`'s `SLOW` lists the modules
+//! (`interop`, `netns`, `replicas`, `jwks_url`, `providers`, `proxies`, `floods`, `image`,
+//! `kubernetes`) and the submodules of mixed ones (`store::with_postgres`,
+//! `metrics::with_prometheus`, `routes::with_openid_provider`, ...). A new test that starts such a peer goes in
 //! one of those modules, or in a new one added to that list.
 
 mod common;
