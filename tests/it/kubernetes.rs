@@ -25,6 +25,8 @@ use mrmat_rust_api_grpc::proto::health::v1::{
 use serde_json::Value;
 
 const OVERLAYS: [&str; 2] = ["sqlite", "postgres"];
+/// Where the forward-auth port answers Envoy's HTTP mode.
+const ENVOY_PREFIX: &str = mrmat_rust_api_grpc::apis::forward_auth::ENVOY_PREFIX;
 const SERVER: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
 
@@ -589,7 +591,7 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
         (text(&http["service"]), number(&http["port"])),
         (host.as_str(), port("http-auth"))
     );
-    assert_eq!(http["pathPrefix"], "/envoy");
+    assert_eq!(http["pathPrefix"], ENVOY_PREFIX);
     let sqlite = workload(&docs);
     let header = env(container(sqlite))["MRMAT_GRPC_CLAIM_HEADER"]
         .split_once('=')
@@ -613,7 +615,7 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
         assert_eq!(text(&backend["namespace"]), namespace);
         assert_eq!(number(&backend["port"]), port(port_name));
         if mode == "http" {
-            assert_eq!(auth["http"]["path"], "/envoy");
+            assert_eq!(auth["http"]["path"], ENVOY_PREFIX);
         }
     }
     let grant = the(&policies, "ReferenceGrant");
@@ -635,7 +637,7 @@ struct Pod {
     /// The container's ports named grpc, http-auth and metrics.
     ports: [u16; 3],
     /// The provider's key: the ConfigMap's provider, its keys from a file.
-    key: SigningKey,
+    key: std::sync::Arc<SigningKey>,
     _mounted: Vec<tempfile::TempDir>,
     _keys: KeyFile,
     _volume: Volume,
@@ -646,10 +648,27 @@ struct Pod {
 /// The ConfigMap's file is mounted with its provider's keys from a file instead of discovery (no
 /// provider is reachable from here); `secrets` are the Secrets' files by volume name.
 fn start_pod(docs: &[Value], secrets: &[(&str, Vec<(&str, PathBuf)>)]) -> Pod {
+    start_pod_in(docs, secrets, None, &[], None)
+}
+
+/// As [`start_pod`], in the network namespace `netns` when given (an address of its own, as a
+/// pod has: nothing published), with `overrides` of the manifest's environment (what only a
+/// cluster knows, such as its database's address), and the provider's `key` when given (one
+/// provider's key for every replica).
+fn start_pod_in(
+    docs: &[Value],
+    secrets: &[(&str, Vec<(&str, PathBuf)>)],
+    netns: Option<&str>,
+    overrides: &[(&str, String)],
+    key: Option<&std::sync::Arc<SigningKey>>,
+) -> Pod {
     let workload = workload(docs);
     let pod = &workload["spec"]["template"]["spec"];
     let server = container(workload);
-    let key = SigningKey::p256("kube-1");
+    let key = key.map_or_else(
+        || std::sync::Arc::new(SigningKey::p256("kube-1")),
+        std::sync::Arc::clone,
+    );
     let keys = KeyFile::new(&[&key]);
     open_to_all(keys.dir());
     open_to_all(&keys.path());
@@ -680,10 +699,17 @@ fn start_pod(docs: &[Value], secrets: &[(&str, Vec<(&str, PathBuf)>)]) -> Pod {
         "--security-opt".to_owned(),
         "no-new-privileges".to_owned(),
         "--volume".to_owned(),
-        format!("{}:{}", volume.0, mount_path(server, "data")),
-        "--volume".to_owned(),
         format!("{}:/keys:ro", keys.dir().display()),
     ];
+    let mounts_data = server["volumeMounts"]
+        .as_array()
+        .is_some_and(|mounts| mounts.iter().any(|m| m["name"] == "data"));
+    if mounts_data {
+        options.extend([
+            "--volume".to_owned(),
+            format!("{}:{}", volume.0, mount_path(server, "data")),
+        ]);
+    }
     let mut mounted = Vec::new();
     for (volume, contents) in files {
         let dir = tempfile::tempdir().expect("a temporary folder");
@@ -699,12 +725,24 @@ fn start_pod(docs: &[Value], secrets: &[(&str, Vec<(&str, PathBuf)>)]) -> Pod {
         ]);
         mounted.push(dir);
     }
-    for (name, value) in env(server) {
+    let mut environment = env(server);
+    for (name, value) in overrides {
+        assert!(environment.contains_key(*name), "the manifest sets {name}");
+        environment.insert((*name).to_owned(), value.clone());
+    }
+    for (name, value) in environment {
         options.extend(["--env".to_owned(), format!("{name}={value}")]);
     }
     let ports = ["grpc", "http-auth", "metrics"].map(|name| container_port(server, name));
+    let published: &[u16] = match netns {
+        Some(netns) => {
+            options.extend(["--network".to_owned(), format!("ns:/run/netns/{netns}")]);
+            &[]
+        }
+        None => &ports,
+    };
     Pod {
-        running: Container::run(&options, &ports, &[]),
+        running: Container::run(&options, published, &[]),
         ports,
         key,
         _mounted: mounted,
@@ -738,7 +776,10 @@ fn the_rendered_statefulset_runs_the_image_and_answers_its_probes() {
 
     // Forward auth, on the port the Service names http-auth, judging by the ConfigMap's routes.
     let auth = running.address(ports[1]);
-    assert_eq!(http_get(&auth, "/envoy/healthz", "").status, 200);
+    assert_eq!(
+        http_get(&auth, &format!("{ENVOY_PREFIX}/healthz"), "").status,
+        200
+    );
     let mut ops = claims("olivia");
     ops["aud"] = Value::from("orders-api");
     ops["groups"] = serde_json::json!(["ops"]);
@@ -746,7 +787,7 @@ fn the_rendered_statefulset_runs_the_image_and_answers_its_probes() {
     let token = key.sign(&ops);
     let allowed = http_get(
         &auth,
-        "/envoy/ops/x",
+        &format!("{ENVOY_PREFIX}/ops/x"),
         &format!("Authorization: Bearer {token}\r\n"),
     );
     assert_eq!(allowed.status, 200, "{allowed:?}");
@@ -756,7 +797,7 @@ fn the_rendered_statefulset_runs_the_image_and_answers_its_probes() {
     let token = key.sign(&dev);
     let denied = http_get(
         &auth,
-        "/envoy/ops/x",
+        &format!("{ENVOY_PREFIX}/ops/x"),
         &format!("Authorization: Bearer {token}\r\n"),
     );
     assert_eq!(denied.status, 403, "{denied:?}");
@@ -799,32 +840,9 @@ fn the_rendered_statefulset_runs_the_image_and_answers_its_probes() {
     assert!(sent.elapsed() < Duration::from_secs(termination));
 }
 
-/// The client binary (the test build's) against `address` with `args`.
-fn client(address: &str, args: &[String]) -> std::process::Output {
-    Command::new(CLIENT)
-        .args(["--server", address])
-        .args(args)
-        .env_remove("MRMAT_GRPC_SERVER")
-        .output()
-        .expect("the client runs")
-}
-
-#[test]
-fn with_its_tls_patch_the_pod_probes_itself_over_mutual_tls_and_only_its_admin_may_revoke() {
-    use common::pki::{Pki, ADMIN_COMMON_NAME, POD_NAMES};
-    let docs = documents(&render_with_tls("sqlite"));
-    let server = container(workload(&docs));
-    let pki = Pki::new();
-    let secret = vec![
-        ("tls.crt", pki.path("pod.pem")),
-        ("tls.key", pki.path("pod.key")),
-        ("ca.crt", pki.path("ca.pem")),
-    ];
-    let started = start_pod(&docs, &[("tls", secret)]);
-    let running = &started.running;
-
-    // Each probe's command, run in the container as the kubelet's exec probe runs it: the
-    // startup probe until it succeeds, then the others at once.
+/// Runs each of `server`'s probes' commands in `running` as the kubelet's exec probe runs it:
+/// the startup probe until it succeeds, then the others at once.
+fn run_exec_probes(running: &Container, server: &Value) {
     for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
         let command = server[probe]["exec"]["command"]
             .as_array()
@@ -847,27 +865,65 @@ fn with_its_tls_patch_the_pod_probes_itself_over_mutual_tls_and_only_its_admin_m
             "{probe}"
         );
     }
+}
+
+/// The client's arguments for mutual TLS to a pod of the TLS patch, with `pki`'s certificate
+/// `cert` (none when empty), then `args`.
+fn over_mtls(pki: &common::pki::Pki, cert: &str, args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = vec![
+        "--ca-cert".to_owned(),
+        pki.path("ca.pem").display().to_string(),
+        "--tls-server-name".to_owned(),
+        common::pki::POD_NAMES[0].to_owned(),
+    ];
+    if !cert.is_empty() {
+        all.extend([
+            "--client-cert".to_owned(),
+            pki.path(&format!("{cert}.pem")).display().to_string(),
+            "--client-key".to_owned(),
+            pki.path(&format!("{cert}.key")).display().to_string(),
+        ]);
+    }
+    all.extend(args.iter().map(|s| s.to_string()));
+    all
+}
+
+/// The Secret `mrmat-authz-tls` of the TLS patch, from `pki`.
+fn tls_secret(pki: &common::pki::Pki) -> (&'static str, Vec<(&'static str, PathBuf)>) {
+    (
+        "tls",
+        vec![
+            ("tls.crt", pki.path("pod.pem")),
+            ("tls.key", pki.path("pod.key")),
+            ("ca.crt", pki.path("ca.pem")),
+        ],
+    )
+}
+
+/// The client binary (the test build's) against `address` with `args`.
+fn client(address: &str, args: &[String]) -> std::process::Output {
+    Command::new(CLIENT)
+        .args(["--server", address])
+        .args(args)
+        .env_remove("MRMAT_GRPC_SERVER")
+        .output()
+        .expect("the client runs")
+}
+
+#[test]
+fn with_its_tls_patch_the_pod_probes_itself_over_mutual_tls_and_only_its_admin_may_revoke() {
+    use common::pki::{Pki, ADMIN_COMMON_NAME};
+    let docs = documents(&render_with_tls("sqlite"));
+    let server = container(workload(&docs));
+    let pki = Pki::new();
+    let started = start_pod(&docs, &[tls_secret(&pki)]);
+    let running = &started.running;
+
+    run_exec_probes(running, server);
 
     // From outside, the gRPC port speaks mutual TLS only.
     let address = running.address(started.ports[0]);
-    let with = |cert: &str, args: &[&str]| {
-        let mut all: Vec<String> = vec![
-            "--ca-cert".to_owned(),
-            pki.path("ca.pem").display().to_string(),
-            "--tls-server-name".to_owned(),
-            POD_NAMES[0].to_owned(),
-        ];
-        if !cert.is_empty() {
-            all.extend([
-                "--client-cert".to_owned(),
-                pki.path(&format!("{cert}.pem")).display().to_string(),
-                "--client-key".to_owned(),
-                pki.path(&format!("{cert}.key")).display().to_string(),
-            ]);
-        }
-        all.extend(args.iter().map(|s| s.to_string()));
-        client(&address, &all)
-    };
+    let with = |cert: &str, args: &[&str]| client(&address, &over_mtls(&pki, cert, args));
     let out = with("", &["healthz"]);
     assert!(
         !out.status.success(),
@@ -908,4 +964,86 @@ fn with_its_tls_patch_the_pod_probes_itself_over_mutual_tls_and_only_its_admin_m
         String::from_utf8_lossy(&out.stdout).starts_with("[401] Revoked"),
         "{out:?}"
     );
+}
+
+#[test]
+fn the_rendered_deployments_replicas_share_one_postgresql_and_a_revocation_outlives_a_killed_one() {
+    use common::pki::Pki;
+    use common::postgres::{PgCluster, PASSWORD};
+    let docs = documents(&render_with_tls("postgres"));
+    let server = container(workload(&docs));
+    assert!(number(&workload(&docs)["spec"]["replicas"]) >= 2);
+
+    // Two of its pods, each with an address of its own (a network namespace, as a pod has),
+    // and the database beside them on an address of this host.
+    let topology = common::netns::Topology::new(2);
+    let database = PgCluster::start_on(Some(&topology.database_address));
+    let url = database.new_database();
+    let name = url.rsplit('/').next().expect("a database name");
+    let store = database.url_at(&topology.database_address, name);
+    let pki = Pki::new();
+    let password = tempfile::NamedTempFile::new().expect("a password file");
+    std::fs::write(password.path(), PASSWORD).expect("write the password");
+    let secrets = [
+        tls_secret(&pki),
+        ("postgres", vec![("password", password.path().to_owned())]),
+    ];
+    // One provider, one key, as its discovery would give every replica.
+    let key = std::sync::Arc::new(SigningKey::p256("kube-1"));
+    let pods: Vec<Pod> = topology
+        .places
+        .iter()
+        .map(|place| {
+            let overrides = [("MRMAT_GRPC_STORE", store.clone())];
+            start_pod_in(&docs, &secrets, Some(&place.netns), &overrides, Some(&key))
+        })
+        .collect();
+    for pod in &pods {
+        run_exec_probes(&pod.running, server);
+    }
+    let grpc = container_port(server, "grpc");
+    let address = |n: usize| format!("{}:{grpc}", topology.places[n].address);
+
+    // A token both replicas accept.
+    let mut stolen = claims("mallory");
+    stolen["aud"] = Value::from("orders-api");
+    stolen["jti"] = Value::from("stolen-2");
+    let token = key.sign(&stolen);
+    let validate = |n: usize| {
+        let out = client(
+            &address(n),
+            &over_mtls(&pki, "client", &["token", "v1", "validate", &token]),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(validate(0).starts_with("[200] Valid"), "{}", validate(0));
+    assert!(validate(1).starts_with("[200] Valid"), "{}", validate(1));
+
+    // Revoked through replica 0: replica 1 refuses it within a second or so.
+    let out = client(
+        &address(0),
+        &over_mtls(
+            &pki,
+            "admin-client",
+            &["token", "v1", "revoke", "--token-id", "stolen-2"],
+        ),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("[200] Revoked until"),
+        "{out:?}"
+    );
+    common::wait_until(
+        "replica 1 refuses the token",
+        Duration::from_secs(10),
+        || validate(1).starts_with("[401] Revoked"),
+    );
+
+    // Replica 0 killed (SIGKILL, no drain): replica 1 keeps answering, and the revocation holds
+    // on the one that replaces it.
+    common::podman::podman_ok(&["kill", "--signal", "KILL", &pods[0].running.name]);
+    pods[0].running.wait_for_exit(Duration::from_secs(30));
+    assert!(validate(1).starts_with("[401] Revoked"));
+    pods[0].running.start();
+    run_exec_probes(&pods[0].running, server);
+    assert!(validate(0).starts_with("[401] Revoked"), "{}", validate(0));
 }
