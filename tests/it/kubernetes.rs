@@ -439,6 +439,8 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
         );
         assert_eq!(pod_security["seccompProfile"]["type"], "RuntimeDefault");
         assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
+        assert_eq!(pod["spec"]["enableServiceLinks"], false, "{context}");
+        assert_eq!(server["terminationMessagePolicy"], "FallbackToLogsOnError");
         assert!(
             server["resources"]["limits"]["memory"].is_string(),
             "{context}"
