@@ -658,7 +658,6 @@ fn explain(
     url: &str,
     extra: &[&str],
 ) -> (i32, String, String) {
-    use std::io::Write as _;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = dir.path().join("config.toml");
     std::fs::write(&config, ROUTES).expect("write the config file");
@@ -671,19 +670,24 @@ fn explain(
         args.extend(["--explain-token".to_owned(), "-".to_owned()]);
     }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
+    server_reading(&args, token.unwrap_or(""))
+}
+
+/// The server binary run with `args`, `input` on its standard input: its exit code, stdout and
+/// stderr.
+fn server_reading(args: &[String], input: &str) -> (i32, String, String) {
+    use std::io::Write as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
-        .args(&args)
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run the server");
     let mut stdin = child.stdin.take().expect("stdin");
-    if let Some(token) = token {
-        stdin.write_all(token.as_bytes()).expect("write the token");
-    }
+    stdin.write_all(input.as_bytes()).expect("write its input");
     drop(stdin);
-    let out = child.wait_with_output().expect("explained");
+    let out = child.wait_with_output().expect("it ends");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -1007,26 +1011,9 @@ mod with_openid_provider {
             (&ops, 0, "'ops' in claims.groups = true"),
             (&dev, 3, "'ops' in claims.groups = false"),
         ] {
-            use std::io::Write as _;
-            let mut child =
-                std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
-                    .args(&explain_args)
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .expect("run the server");
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(token.as_bytes()).expect("the token");
-            drop(stdin);
-            let out = child.wait_with_output().expect("explained");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert_eq!(
-                out.status.code(),
-                Some(code),
-                "{stdout}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let args: Vec<String> = explain_args.iter().map(|s| s.to_string()).collect();
+            let (status, stdout, stderr) = server_reading(&args, token);
+            assert_eq!(status, code, "{stdout}{stderr}");
             assert!(stdout.contains(said), "{stdout}");
             assert!(
                 stdout.contains(&format!("issuer {}", provider.issuer)),
