@@ -5,7 +5,6 @@
 
 use crate::common;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,7 +15,6 @@ use common::{call, resource, wait_until};
 use grpcio::RpcStatusCode;
 use mrmat_rust_api_grpc::proto::{Empty, ResourceV1ProtoClient};
 
-const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
 /// The image's gRPC port.
 const GRPC: u16 = 50051;
 
@@ -55,14 +53,9 @@ fn readable_keys(key: &SigningKey) -> KeyFile {
     keys
 }
 
-/// The client binary (the test build's) against `address`.
+/// The client binary's stdout against `address`, for a call that must succeed.
 fn client(address: &str, args: &[&str]) -> String {
-    let out = Command::new(CLIENT)
-        .args(["--server", address])
-        .args(args)
-        .env_remove("MRMAT_GRPC_SERVER")
-        .output()
-        .expect("the client runs");
+    let out = common::client_output(address, args);
     assert!(
         out.status.success(),
         "client {args:?}: {}",

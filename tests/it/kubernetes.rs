@@ -9,9 +9,8 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,6 @@ const OVERLAYS: [&str; 2] = ["sqlite", "postgres"];
 /// Where the forward-auth port answers Envoy's HTTP mode.
 const ENVOY_PREFIX: &str = mrmat_rust_api_grpc::apis::forward_auth::ENVOY_PREFIX;
 const SERVER: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server");
-const CLIENT: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client");
 
 fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,19 +47,7 @@ fn venv_bin(program: &str) -> PathBuf {
 
 /// Runs `command`, feeding it `input`; its stdout, or a panic with its stderr.
 fn output_of(command: &mut Command, input: &str) -> String {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("feed it");
-    let out = child.wait_with_output().expect("it ends");
+    let out = common::output_fed(command, input.as_bytes());
     assert!(
         out.status.success(),
         "{command:?}: {}{}",
@@ -71,10 +57,14 @@ fn output_of(command: &mut Command, input: &str) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// The YAML `kubectl kustomize` renders for the kustomization in `dir`.
+fn kustomize(dir: &Path) -> String {
+    output_of(Command::new("kubectl").arg("kustomize").arg(dir), "")
+}
+
 /// The YAML `kubectl kustomize` renders for the overlay `name`.
 fn render(name: &str) -> String {
-    let dir = repository().join("deploy/kubernetes/overlays").join(name);
-    output_of(Command::new("kubectl").arg("kustomize").arg(dir), "")
+    kustomize(&repository().join("deploy/kubernetes/overlays").join(name))
 }
 
 /// What `kubectl kustomize` renders for the overlay `name` with its TLS patch turned on as its
@@ -88,11 +78,8 @@ fn render_with_tls(name: &str) -> String {
         .status()
         .expect("cp runs");
     assert!(out.success());
-    let kustomization = copy
-        .path()
-        .join("kubernetes/overlays")
-        .join(name)
-        .join("kustomization.yaml");
+    let overlay = copy.path().join("kubernetes/overlays").join(name);
+    let kustomization = overlay.join("kustomization.yaml");
     let text = std::fs::read_to_string(&kustomization).expect("read kustomization.yaml");
     let on = text
         .replace("# patchesStrategicMerge:\n", "patchesStrategicMerge:\n")
@@ -102,8 +89,7 @@ fn render_with_tls(name: &str) -> String {
         "{name}'s kustomization.yaml has the TLS patch to uncomment"
     );
     std::fs::write(&kustomization, on).expect("write kustomization.yaml");
-    let dir = copy.path().join("kubernetes/overlays").join(name);
-    output_of(Command::new("kubectl").arg("kustomize").arg(dir), "")
+    kustomize(&overlay)
 }
 
 /// The documents of a YAML stream, as JSON (by PyYAML).
@@ -208,6 +194,16 @@ fn server_env_names() -> Vec<String> {
                 .map(|(name, _)| name.to_owned())
         })
         .collect()
+}
+
+/// Asserts that the server reads every variable of `env` but RUST_LOG (`names`: those it reads).
+fn assert_all_read(names: &[String], env: &BTreeMap<String, String>, context: &str) {
+    for name in env.keys().filter(|name| name.as_str() != "RUST_LOG") {
+        assert!(
+            names.contains(name),
+            "{context}: the server reads no {name}"
+        );
+    }
 }
 
 /// The ConfigMap the workload mounts (by its generated name) and its `config.toml`.
@@ -329,20 +325,16 @@ fn every_manifest_and_rendered_overlay_is_valid_against_the_schemas_of_a_current
 fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
     let names = server_env_names();
     assert!(names.contains(&"MRMAT_GRPC_LISTEN".to_owned()), "{names:?}");
+    let shapes = OVERLAYS.map(|overlay| (overlay, documents(&render(overlay))));
     let mut templates = Vec::new();
-    for overlay in OVERLAYS {
-        let docs = documents(&render(overlay));
-        let workload = workload(&docs);
+    for (overlay, docs) in &shapes {
+        let docs = docs.as_slice();
+        let workload = workload(docs);
         let pod = &workload["spec"]["template"];
         let server = container(workload);
         let env = env(server);
         let context = format!("overlay {overlay}");
-        for name in env.keys().filter(|name| name.as_str() != "RUST_LOG") {
-            assert!(
-                names.contains(name),
-                "{context}: the server reads no {name}"
-            );
-        }
+        assert_all_read(&names, &env, &context);
         assert_eq!(
             text(&server["image"]),
             format!(
@@ -382,7 +374,7 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
         assert_eq!(annotations["prometheus.io/path"], "/metrics");
 
         // The Service and the NetworkPolicy name ports the container has, with its numbers.
-        let service = the(&docs, "Service");
+        let service = the(docs, "Service");
         for port in service["spec"]["ports"].as_array().expect("ports") {
             let target = text(&port["targetPort"]);
             assert_eq!(text(&port["name"]), target, "{context}");
@@ -405,7 +397,7 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
         };
         selects_the_pods(&service["spec"]["selector"]);
         selects_the_pods(&workload["spec"]["selector"]["matchLabels"]);
-        let policy = the(&docs, "NetworkPolicy");
+        let policy = the(docs, "NetworkPolicy");
         selects_the_pods(&policy["spec"]["podSelector"]["matchLabels"]);
         for rule in policy["spec"]["ingress"].as_array().expect("ingress") {
             for port in rule["ports"].as_array().expect("ports") {
@@ -452,7 +444,7 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
             env["MRMAT_GRPC_CONFIG"],
             format!("{config_mount}/config.toml")
         );
-        let config = config_file(&docs, workload);
+        let config = config_file(docs, workload);
         let dir = tempfile::tempdir().expect("a temporary folder");
         let local = dir.path().join("config.toml");
         std::fs::write(&local, config).expect("write the config file");
@@ -470,7 +462,7 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
 
         // Where the data goes.
         let store = &env["MRMAT_GRPC_STORE"];
-        match overlay {
+        match *overlay {
             "sqlite" => {
                 let data = mount_path(server, "data");
                 assert_eq!(data, common::podman::DATA, "the image's volume");
@@ -488,7 +480,7 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
                 let secret = mount_path(server, "postgres");
                 assert!(env["MRMAT_GRPC_STORE_PASSWORD_FILE"].starts_with(&format!("{secret}/")));
                 assert!(number(&workload["spec"]["replicas"]) > 1);
-                let budget = the(&docs, "PodDisruptionBudget");
+                let budget = the(docs, "PodDisruptionBudget");
                 selects_the_pods(&budget["spec"]["selector"]["matchLabels"]);
             }
         }
@@ -525,12 +517,7 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
         let docs = documents(&render_with_tls(overlay));
         let server = container(workload(&docs));
         let env = env(server);
-        for name in env.keys().filter(|name| name.as_str() != "RUST_LOG") {
-            assert!(
-                names.contains(name),
-                "{overlay} with TLS: the server reads no {name}"
-            );
-        }
+        assert_all_read(&names, &env, &format!("{overlay} with TLS"));
         let tls = mount_path(server, "tls");
         for file in [
             "MRMAT_GRPC_TLS_CERT",
@@ -561,8 +548,8 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
     }
 
     // The mesh and the gateway reach the Service by its name, namespace and ports.
-    let docs = documents(&render("sqlite"));
-    let service = the(&docs, "Service");
+    let docs = &shapes[0].1;
+    let service = the(docs, "Service");
     let name = text(&service["metadata"]["name"]);
     let namespace = text(&service["metadata"]["namespace"]);
     let port = |port_name: &str| {
@@ -594,7 +581,7 @@ fn the_manifests_hold_to_the_servers_flags_ports_and_defaults() {
         (host.as_str(), port("http-auth"))
     );
     assert_eq!(http["pathPrefix"], ENVOY_PREFIX);
-    let sqlite = workload(&docs);
+    let sqlite = workload(docs);
     let header = env(container(sqlite))["MRMAT_GRPC_CLAIM_HEADER"]
         .split_once('=')
         .expect("CLAIM=HEADER")
@@ -902,16 +889,6 @@ fn tls_secret(pki: &common::pki::Pki) -> (&'static str, Vec<(&'static str, PathB
     )
 }
 
-/// The client binary (the test build's) against `address` with `args`.
-fn client(address: &str, args: &[String]) -> std::process::Output {
-    Command::new(CLIENT)
-        .args(["--server", address])
-        .args(args)
-        .env_remove("MRMAT_GRPC_SERVER")
-        .output()
-        .expect("the client runs")
-}
-
 #[test]
 fn with_its_tls_patch_the_pod_probes_itself_over_mutual_tls_and_only_its_admin_may_revoke() {
     use common::pki::{Pki, ADMIN_COMMON_NAME};
@@ -925,7 +902,8 @@ fn with_its_tls_patch_the_pod_probes_itself_over_mutual_tls_and_only_its_admin_m
 
     // From outside, the gRPC port speaks mutual TLS only.
     let address = running.address(started.ports[0]);
-    let with = |cert: &str, args: &[&str]| client(&address, &over_mtls(&pki, cert, args));
+    let with =
+        |cert: &str, args: &[&str]| common::client_output(&address, &over_mtls(&pki, cert, args));
     let out = with("", &["healthz"]);
     assert!(
         !out.status.success(),
@@ -1012,7 +990,7 @@ fn the_rendered_deployments_replicas_share_one_postgresql_and_a_revocation_outli
     stolen["jti"] = Value::from("stolen-2");
     let token = key.sign(&stolen);
     let validate = |n: usize| {
-        let out = client(
+        let out = common::client_output(
             &address(n),
             &over_mtls(&pki, "client", &["token", "v1", "validate", &token]),
         );
@@ -1022,7 +1000,7 @@ fn the_rendered_deployments_replicas_share_one_postgresql_and_a_revocation_outli
     assert!(validate(1).starts_with("[200] Valid"), "{}", validate(1));
 
     // Revoked through replica 0: replica 1 refuses it within a second or so.
-    let out = client(
+    let out = common::client_output(
         &address(0),
         &over_mtls(
             &pki,

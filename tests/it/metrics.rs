@@ -6,7 +6,6 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -150,20 +149,11 @@ fn http_get(url: &str) -> (u16, String) {
 fn scrape(metrics: &str) -> Scrape {
     let (status, text) = http_get(&format!("http://{metrics}/metrics"));
     assert_eq!(status, 200, "{text}");
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs (ci/setup installs Debian's prometheus package)");
-    promtool
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let checked = promtool.wait_with_output().expect("promtool ends");
+    // ci/setup installs Debian's prometheus package, which has promtool.
+    let checked = common::output_fed(
+        Command::new("promtool").args(["check", "metrics"]),
+        text.as_bytes(),
+    );
     assert!(
         checked.status.success(),
         "promtool check metrics: {}{}\n{text}",

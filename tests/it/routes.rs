@@ -676,18 +676,8 @@ fn explain(
 /// The server binary run with `args`, `input` on its standard input: its exit code, stdout and
 /// stderr.
 fn server_reading(args: &[String], input: &str) -> (i32, String, String) {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run the server");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("write its input");
-    drop(stdin);
-    let out = child.wait_with_output().expect("it ends");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"));
+    let out = common::output_fed(server.args(args), input.as_bytes());
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

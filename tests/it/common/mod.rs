@@ -561,6 +561,34 @@ pub fn wait_until(what: &str, timeout: Duration, check: impl FnMut() -> bool) {
     );
 }
 
+/// Runs `command` to its end with `input` on its standard input; its whole output.
+pub fn output_fed(command: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(input).expect("write its input");
+    drop(stdin);
+    child.wait_with_output().expect("it ends")
+}
+
+/// The client binary (the test build's) run against `address` with `args`, with no environment
+/// overrides; its whole output.
+pub fn client_output(address: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"))
+        .args(["--server", address])
+        .args(args)
+        .env_remove("MRMAT_GRPC_SERVER")
+        .env_remove("MRMAT_GRPC_TIMEOUT")
+        .output()
+        .expect("the client runs")
+}
+
 /// Runs `command` to its end under a wrapper that reaps it with `wait4`, and gives its output
 /// and its peak resident memory in KiB (`ru_maxrss`): the process's own high-water mark, which
 /// no sampling can miss. `feed` writes its stdin (piped when given) from another thread.
