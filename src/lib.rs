@@ -45,4 +45,5 @@ pub mod store;
 pub mod store_error;
 pub mod time;
 pub mod tls;
+pub mod token_file;
 pub mod tokens;

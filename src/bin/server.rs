@@ -1,6 +1,5 @@
 //! `mrmat-rust-api-grpc-server`: serves the API until SIGINT or SIGTERM.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -40,9 +39,6 @@ struct Args {
     #[arg(long, value_name = "ID", requires = "explain")]
     explain_principal: Option<String>,
 }
-
-/// The longest token file read: past the largest token the server accepts.
-const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
 
 /// Exit status of --explain when the request would be denied.
 const DENIED: i32 = 3;
@@ -119,36 +115,6 @@ fn explain_and_exit(args: &Args, explain: &[String]) -> ! {
     }
 }
 
-/// The token in `path` ('-': standard input), trimmed; never echoed in an error.
 fn read_token(path: &Path) -> Result<String, String> {
-    let named = if path == Path::new("-") {
-        "standard input".to_owned()
-    } else {
-        path.display().to_string()
-    };
-    let mut text = String::new();
-    let read = if path == Path::new("-") {
-        std::io::stdin()
-            .take(MAX_TOKEN_FILE_BYTES + 1)
-            .read_to_string(&mut text)
-    } else {
-        std::fs::File::open(path).and_then(|file| {
-            file.take(MAX_TOKEN_FILE_BYTES + 1)
-                .read_to_string(&mut text)
-        })
-    };
-    read.map_err(|e| format!("--explain-token: cannot read {named}: {e}"))?;
-    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
-        return Err(format!(
-            "--explain-token: {named} holds more than {MAX_TOKEN_FILE_BYTES} bytes; a token is smaller"
-        ));
-    }
-    let token = text.trim();
-    let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
-    if token.is_empty() || token.contains(char::is_whitespace) {
-        return Err(format!(
-            "--explain-token: {named} does not hold one token (no spaces or lines inside it)"
-        ));
-    }
-    Ok(token.to_owned())
+    mrmat_rust_api_grpc::token_file::read(path, "--explain-token")
 }

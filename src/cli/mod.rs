@@ -260,8 +260,12 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), ClientError> {
             }
             TokenV1Command::Revoke {
                 token_id,
+                token_file,
                 expires_at,
-            } => token::revoke(&connect()?, token_id, *expires_at, out),
+            } => {
+                let target = token::RevokeTarget::of(token_id.as_ref(), token_file.as_deref())?;
+                token::revoke(&connect()?, &target, *expires_at, out)
+            }
             TokenV1Command::Jwks { key } => token::jwks(key, out),
             TokenV1Command::Mint(args) => token::mint(args, out),
         },

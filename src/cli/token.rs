@@ -30,11 +30,16 @@ const STREAM_WINDOW: usize = 512;
 pub enum TokenV1Command {
     /// Ask whether tokens are valid; prints one line per token, in order.
     Validate(ValidateArgs),
-    /// Refuse a token from now on, by its `jti` (needs an admin client certificate: mTLS).
+    /// Refuse a token from now on, by its `jti` or the token itself (needs an admin client
+    /// certificate: mTLS).
     Revoke {
         /// The `jti` of the token.
-        #[arg(long, value_name = "JTI")]
-        token_id: String,
+        #[arg(long, value_name = "JTI", required_unless_present = "token_file")]
+        token_id: Option<String>,
+        /// Or the token itself, read from FILE ('-': standard input), for a token without a
+        /// `jti` (most opaque tokens); the server keeps only its SHA-256.
+        #[arg(long, value_name = "FILE", conflicts_with = "token_id")]
+        token_file: Option<std::path::PathBuf>,
         /// Keep the revocation until then, in Unix seconds (the token's `exp`); by default
         /// the longest the server allows.
         #[arg(long, value_name = "UNIX")]
@@ -131,6 +136,7 @@ fn verdict_name(answer: &TokenV1Output) -> &'static str {
         TokenV1Verdict::TOKEN_V1_WRONG_AUDIENCE => "WrongAudience",
         TokenV1Verdict::TOKEN_V1_REVOKED => "Revoked",
         TokenV1Verdict::TOKEN_V1_UNAVAILABLE => "Unavailable",
+        TokenV1Verdict::TOKEN_V1_INACTIVE => "Inactive",
         TokenV1Verdict::TOKEN_V1_VERDICT_UNSPECIFIED => "Unspecified",
     }
 }
@@ -328,16 +334,45 @@ fn read_line_at_most(
     }
 }
 
+/// What `token v1 revoke` names.
+pub(super) enum RevokeTarget {
+    /// A token's `jti`.
+    TokenId(String),
+    /// The token itself.
+    Token(String),
+}
+
+impl RevokeTarget {
+    /// The token id given, or the token read from `token_file`.
+    pub(super) fn of(
+        token_id: Option<&String>,
+        token_file: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
+        match (token_id, token_file) {
+            (Some(id), _) => Ok(Self::TokenId(id.clone())),
+            (None, Some(path)) => crate::token_file::read(path, "--token-file")
+                .map(Self::Token)
+                .map_err(ClientError::Input),
+            (None, None) => Err(ClientError::Input(
+                "give --token-id JTI or --token-file FILE".to_owned(),
+            )),
+        }
+    }
+}
+
 /// `token v1 revoke`: prints the server's status line.
 pub(super) fn revoke(
     conn: &Connection,
-    token_id: &str,
+    target: &RevokeTarget,
     expires_at: Option<i64>,
     out: &mut dyn Write,
 ) -> Result<(), ClientError> {
     let client = TokenV1ProtoClient::new(conn.channel.clone());
     let mut request = TokenV1RevokeInput::new();
-    request.token_id = token_id.to_owned();
+    match target {
+        RevokeTarget::TokenId(id) => request.token_id.clone_from(id),
+        RevokeTarget::Token(token) => request.token.clone_from(token),
+    }
     request.expires_at = expires_at.unwrap_or(0);
     let answer = client
         .revoke_opt(&request, conn.call_option())

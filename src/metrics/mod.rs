@@ -33,7 +33,8 @@ pub use http::{http_connections, http_refused};
 pub use store::{store_operation, store_up};
 pub use streams::{stream_budget_held, stream_budget_limit, stream_read_held_back};
 pub use tokens::{
-    forget_key_set, key_set_load, revocations_held, token_cache, token_cache_bytes, validation,
+    forget_key_set, introspection, introspection_stale, key_set_load, revocations_held,
+    token_cache, token_cache_bytes, validation,
 };
 
 /// Latency buckets, in seconds, from 50 µs: most answers here take well under a millisecond,
@@ -79,6 +80,12 @@ pub struct Metrics {
     /// Seconds since each issuer's keys last loaded.
     key_set_age: GaugeVec,
     revocations: IntGauge,
+    /// Introspection calls by issuer and outcome.
+    introspections: IntCounterVec,
+    /// Introspection call latency by issuer.
+    introspection_seconds: HistogramVec,
+    /// Cached introspection answers served past their cache time while the endpoint failed.
+    introspection_stale: IntCounterVec,
     /// Store operations by kind and outcome.
     store_operations: IntCounterVec,
     /// Store operation latency by kind.
@@ -188,6 +195,24 @@ impl Metrics {
                 "Revoked token ids held (each until its expiry).",
             )
             .expect("a valid metric"),
+            introspections: counters(
+                "mrmat_token_introspections_total",
+                "Token introspection calls (RFC 7662) to an identity provider, by issuer and \
+                 outcome (active, inactive, refused: an active answer this server refuses, \
+                 failed: no usable answer, busy: not made, too many waiting).",
+                &["issuer", "outcome"],
+            ),
+            introspection_seconds: histograms(
+                "mrmat_token_introspection_seconds",
+                "Token introspection call latency, in seconds, by issuer.",
+                &["issuer"],
+            ),
+            introspection_stale: counters(
+                "mrmat_token_introspection_stale_total",
+                "Cached active introspection answers served past their cache time because the \
+                 endpoint could not answer (stale_if_error), by issuer.",
+                &["issuer"],
+            ),
             store_operations: counters(
                 "mrmat_store_operations_total",
                 "Store operations, by operation and outcome.",
@@ -284,6 +309,9 @@ impl Metrics {
             Box::new(metrics.key_loads.clone()),
             Box::new(metrics.key_set_age.clone()),
             Box::new(metrics.revocations.clone()),
+            Box::new(metrics.introspections.clone()),
+            Box::new(metrics.introspection_seconds.clone()),
+            Box::new(metrics.introspection_stale.clone()),
             Box::new(metrics.store_operations.clone()),
             Box::new(metrics.store_seconds.clone()),
             Box::new(metrics.store_up.clone()),

@@ -79,6 +79,37 @@ pub fn forget_key_set(issuer: &str) {
     for outcome in ["loaded", "failed"] {
         let _ = metrics.key_loads.remove_label_values(&[issuer, outcome]);
     }
+    for outcome in INTROSPECTION_OUTCOMES {
+        let _ = metrics
+            .introspections
+            .remove_label_values(&[issuer, outcome]);
+    }
+    let _ = metrics.introspection_seconds.remove_label_values(&[issuer]);
+    let _ = metrics.introspection_stale.remove_label_values(&[issuer]);
+}
+
+const INTROSPECTION_OUTCOMES: [&str; 5] = ["active", "inactive", "refused", "failed", "busy"];
+
+/// Counts an introspection call to `issuer`'s endpoint (or one not made: `busy`) and, for one
+/// made, how long it took.
+pub fn introspection(issuer: &str, outcome: &'static str, seconds: Option<f64>) {
+    debug_assert!(INTROSPECTION_OUTCOMES.contains(&outcome));
+    let metrics = get();
+    metrics
+        .introspections
+        .with_label_values(&[issuer, outcome])
+        .inc();
+    if let Some(seconds) = seconds {
+        metrics
+            .introspection_seconds
+            .with_label_values(&[issuer])
+            .observe(seconds);
+    }
+}
+
+/// Counts a stale introspection answer served for `issuer` while its endpoint failed.
+pub fn introspection_stale(issuer: &str) {
+    get().introspection_stale.with_label_values(&[issuer]).inc();
 }
 
 /// The number of revocations held now.

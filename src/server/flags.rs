@@ -602,6 +602,7 @@ impl TokenFlags {
             keys,
             audiences: self.token_audience.clone(),
             leeway_seconds: self.token_leeway,
+            introspection: None,
         };
         let mut providers: Vec<ProviderOptions> = self
             .oidc_issuer

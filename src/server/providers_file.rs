@@ -13,6 +13,19 @@
 //! [[provider]]
 //! issuer = "ci"                               # any string when the keys are given directly
 //! jwks_file = "ci-jwks.json"                  # or jwks_url = "https://..."
+//!
+//! [[provider]]
+//! issuer = "https://hydra.example"            # opaque tokens, by introspection (RFC 7662)
+//! introspection = true                        # the endpoint by discovery; or introspection_url
+//! client_id = "gateway"                       # this server's credentials at the provider
+//! client_secret_file = "gateway.secret"
+//! token_prefix = "ory_at_"                    # when several providers introspect
+//! introspection_cache = 60                    # seconds an active answer is reused (not past exp)
+//! inactive_cache = 5                          # seconds an inactive one is
+//! stale_if_error = 300                        # seconds past that while the endpoint fails
+//! introspection_concurrency = 8               # calls in flight at most
+//! introspection_timeout_ms = 2000             # one call
+//! introspection_queue_wait_ms = 500           # a question's wait for a free call
 //! ```
 //!
 //! It holds the routes too (`[policy]`, `[[route]]`, see [`crate::authz::routes`]), checked as
@@ -27,7 +40,11 @@ use toml::Spanned;
 use super::ServerConfig;
 use crate::authz::routes::MAX_ROUTES;
 use crate::authz::{Fallback, PathMatch, Route, Routes, Rule};
-use crate::tokens::{KeysFrom, ProviderOptions, DEFAULT_LEEWAY_SECONDS};
+use std::time::Duration;
+
+use crate::tokens::{
+    IntrospectionEndpoint, IntrospectionOptions, KeysFrom, ProviderOptions, DEFAULT_LEEWAY_SECONDS,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +86,17 @@ struct Entry {
     audiences: Option<Vec<String>>,
     leeway: Option<u32>,
     ca_cert: Option<Spanned<PathBuf>>,
+    introspection: Option<bool>,
+    introspection_url: Option<String>,
+    client_id: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    token_prefix: Option<String>,
+    introspection_cache: Option<u64>,
+    inactive_cache: Option<u64>,
+    stale_if_error: Option<u64>,
+    introspection_concurrency: Option<usize>,
+    introspection_timeout_ms: Option<u64>,
+    introspection_queue_wait_ms: Option<u64>,
 }
 
 /// A provider the file describes, and the line its issuer is on.
@@ -119,10 +147,21 @@ pub fn read_all(path: &Path) -> Result<FileContents, Vec<String>> {
     );
     let folder = path.parent().unwrap_or(Path::new("."));
     let mut providers: Vec<FileProvider> = Vec::new();
-    for entry in document.provider {
+    for mut entry in document.provider {
         let here = at(Some(entry.issuer.span()));
         let line = line_of(&text, entry.issuer.span().start);
-        let issuer = entry.issuer.into_inner();
+        let issuer = entry.issuer.get_ref().clone();
+        let introspection = match introspection(&mut entry, folder) {
+            Ok(introspection) => introspection,
+            Err(why) => {
+                problems.push(format!("{here}: issuer {issuer}: {why}"));
+                continue;
+            }
+        };
+        let named_endpoint = matches!(
+            introspection.as_ref().map(|i| &i.endpoint),
+            Some(IntrospectionEndpoint::Url(_))
+        );
         let keys = match (entry.jwks_url, entry.jwks_file) {
             (Some(_), Some(_)) => {
                 problems.push(format!(
@@ -133,6 +172,8 @@ pub fn read_all(path: &Path) -> Result<FileContents, Vec<String>> {
             }
             (Some(url), None) => KeysFrom::Url(url.into_inner()),
             (None, Some(file)) => KeysFrom::File(folder.join(file.into_inner())),
+            // An endpoint named without keys: its tokens are all introspected.
+            (None, None) if named_endpoint => KeysFrom::None,
             (None, None) => KeysFrom::Discovery,
         };
         let options = ProviderOptions {
@@ -141,6 +182,7 @@ pub fn read_all(path: &Path) -> Result<FileContents, Vec<String>> {
             ca_cert: entry.ca_cert.map(|pem| folder.join(pem.into_inner())),
             audiences: entry.audiences.unwrap_or_default(),
             leeway_seconds: entry.leeway.unwrap_or(DEFAULT_LEEWAY_SECONDS),
+            introspection,
         };
         problems.extend(
             options
@@ -165,6 +207,85 @@ pub fn read_all(path: &Path) -> Result<FileContents, Vec<String>> {
         Err(problems)
     }
 }
+
+/// The introspection an entry describes (None when it does not introspect), its paths taken
+/// from `folder`; or why it cannot be used.
+fn introspection(entry: &mut Entry, folder: &Path) -> Result<Option<IntrospectionOptions>, String> {
+    let endpoint =
+        match (entry.introspection, entry.introspection_url.take()) {
+            (Some(true), Some(_)) => return Err(
+                "introspection = true finds the endpoint by discovery; introspection_url names \
+                 it: give one"
+                    .to_owned(),
+            ),
+            (Some(true), None) => IntrospectionEndpoint::Discovery,
+            (_, Some(url)) => IntrospectionEndpoint::Url(url),
+            (Some(false) | None, None) => {
+                let set = [
+                    ("client_id", entry.client_id.is_some()),
+                    ("client_secret_file", entry.client_secret_file.is_some()),
+                    ("token_prefix", entry.token_prefix.is_some()),
+                    ("introspection_cache", entry.introspection_cache.is_some()),
+                    ("inactive_cache", entry.inactive_cache.is_some()),
+                    ("stale_if_error", entry.stale_if_error.is_some()),
+                    (
+                        "introspection_concurrency",
+                        entry.introspection_concurrency.is_some(),
+                    ),
+                    (
+                        "introspection_timeout_ms",
+                        entry.introspection_timeout_ms.is_some(),
+                    ),
+                    (
+                        "introspection_queue_wait_ms",
+                        entry.introspection_queue_wait_ms.is_some(),
+                    ),
+                ];
+                return match set.iter().find(|(_, given)| *given) {
+                    Some((name, _)) => Err(format!(
+                        "{name} is for introspection: add introspection = true (the endpoint by \
+                     discovery) or introspection_url"
+                    )),
+                    None => Ok(None),
+                };
+            }
+        };
+    let (Some(client_id), Some(secret)) = (entry.client_id.take(), entry.client_secret_file.take())
+    else {
+        return Err(
+            "introspection needs client_id and client_secret_file: the endpoint answers only \
+             clients it knows (RFC 7662 section 2.1)"
+                .to_owned(),
+        );
+    };
+    let mut options = IntrospectionOptions::new(endpoint, &client_id, folder.join(secret));
+    options.token_prefix = entry.token_prefix.take();
+    let seconds = Duration::from_secs;
+    let millis = Duration::from_millis;
+    options.cache = entry.introspection_cache.map_or(options.cache, seconds);
+    options.inactive_cache = entry.inactive_cache.map_or(options.inactive_cache, seconds);
+    options.stale_if_error = entry.stale_if_error.map_or(Duration::ZERO, seconds);
+    options.concurrency = entry
+        .introspection_concurrency
+        .unwrap_or(options.concurrency);
+    options.timeout = entry
+        .introspection_timeout_ms
+        .map_or(options.timeout, millis);
+    options.queue_wait = entry
+        .introspection_queue_wait_ms
+        .map_or(options.queue_wait, millis);
+    if options.concurrency > MAX_INTROSPECTION_CONCURRENCY {
+        return Err(format!(
+            "introspection_concurrency is {}; at most {MAX_INTROSPECTION_CONCURRENCY} (each is a \
+             thread)",
+            options.concurrency
+        ));
+    }
+    Ok(Some(options))
+}
+
+/// The most introspection calls in flight to one provider a file may ask for.
+const MAX_INTROSPECTION_CONCURRENCY: usize = 256;
 
 /// The routes and the fallback the file describes; each problem added to `problems`.
 fn routes(

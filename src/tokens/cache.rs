@@ -10,16 +10,32 @@ use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use serde_json::{Map, Value};
 
+use super::introspection::Introspected;
 use super::ValidToken;
 use crate::metrics;
 
-/// A valid token as cached: what it says, the provider and key set that verified it, and what
-/// it weighs.
+/// What is cached of a token: a JWT's validation, or its provider's introspection answer.
+#[derive(Clone)]
+pub(super) enum Entry {
+    /// A valid JWT, verified with the key set of this generation.
+    Verified {
+        token: Arc<ValidToken>,
+        generation: u64,
+    },
+    /// An introspection answer (active or not): used until `fresh_until`, and while the
+    /// endpoint cannot answer until `stale_until` (Unix seconds).
+    Introspected {
+        answer: Arc<Introspected>,
+        fresh_until: i64,
+        stale_until: i64,
+    },
+}
+
+/// A token as cached: what is known of it, the provider that judged it, and what it weighs.
 #[derive(Clone)]
 pub(super) struct Cached {
-    pub token: Arc<ValidToken>,
+    pub entry: Entry,
     pub provider: u64,
-    pub generation: u64,
     weight: u64,
 }
 
@@ -71,16 +87,24 @@ impl TokenCache {
         self.record_weight();
     }
 
-    /// Remembers `token`, verified by `provider` with key set `generation`; a token heavier than
-    /// a part of the cache holds is not remembered.
-    pub fn insert(&self, key: Key, token: Arc<ValidToken>, provider: u64, generation: u64) {
-        let weight = entry_bytes(&token).max(self.floor);
+    /// Remembers `entry`, judged by `provider`; an entry heavier than a part of the cache
+    /// holds is not remembered.
+    pub fn insert(&self, key: Key, entry: Entry, provider: u64) {
+        let held = match &entry {
+            Entry::Verified { token, .. } => entry_bytes(token),
+            Entry::Introspected { answer, .. } => match &**answer {
+                Introspected::Active(token) => entry_bytes(token),
+                Introspected::Refused(refusal) => {
+                    (ENTRY_OVERHEAD + refusal.reason.capacity() + ALLOCATION) as u64
+                }
+            },
+        };
+        let weight = held.max(self.floor);
         self.entries.insert(
             key,
             Cached {
-                token,
+                entry,
                 provider,
-                generation,
                 weight,
             },
         );
@@ -246,6 +270,13 @@ mod tests {
         })
     }
 
+    fn verified(token: &Arc<ValidToken>) -> Entry {
+        Entry::Verified {
+            token: Arc::clone(token),
+            generation: 1,
+        }
+    }
+
     #[test]
     fn an_entry_weighs_what_its_claims_hold() {
         let small = entry_bytes(&token(json!({"sub": "alice", "iss": "https://id.example"})));
@@ -266,7 +297,7 @@ mod tests {
         for i in 0..200u32 {
             let mut key = [0u8; 32];
             key[..4].copy_from_slice(&i.to_be_bytes());
-            cache.insert(key, Arc::clone(&heavy), 1, 1);
+            cache.insert(key, verified(&heavy), 1);
         }
         assert!(cache.weight() <= 4 << 20, "{}", cache.weight());
         assert!((cache.len() as u64) <= (4 << 20) / each, "{}", cache.len());
@@ -276,7 +307,7 @@ mod tests {
         for i in 0..1_000u32 {
             let mut key = [0u8; 32];
             key[..4].copy_from_slice(&i.to_be_bytes());
-            cache.insert(key, Arc::clone(&light), 1, 1);
+            cache.insert(key, verified(&light), 1);
         }
         assert!(cache.len() <= 100, "{}", cache.len());
     }

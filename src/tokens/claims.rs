@@ -56,11 +56,48 @@ pub(super) fn check(
     rules: &Rules,
     now: i64,
 ) -> Result<ValidToken, Refusal> {
-    let Some(expires_at) = numeric_date(&claims, "exp")? else {
+    if numeric_date(&claims, "exp")?.is_none() {
         return Err(malformed(
             "the token has no expiry (exp); tokens without one are never valid",
         ));
-    };
+    }
+    let issuer = issuer(&claims)?.to_owned();
+    check_for(claims, issuer, rules, now)
+}
+
+/// Checks the members of `issuer`'s active introspection answer as claims: `exp` is optional
+/// there (RFC 7662 section 2.2; `expires_at` is 0 without it), and `iss`, when present, must
+/// be the provider's.
+pub(super) fn check_introspected(
+    claims: Map<String, Value>,
+    issuer: &str,
+    rules: &Rules,
+    now: i64,
+) -> Result<ValidToken, Refusal> {
+    match claims.get("iss") {
+        None => {}
+        Some(Value::String(named)) if named == issuer => {}
+        Some(Value::String(named)) => {
+            return Err(Refusal::new(
+                Verdict::WrongIssuer,
+                format!(
+                    "the introspection answer of {issuer} names the issuer {}",
+                    quoted(named)
+                ),
+            ))
+        }
+        Some(_) => return Err(malformed("the token's iss claim is not a string")),
+    }
+    check_for(claims, issuer.to_owned(), rules, now)
+}
+
+fn check_for(
+    claims: Map<String, Value>,
+    issuer: String,
+    rules: &Rules,
+    now: i64,
+) -> Result<ValidToken, Refusal> {
+    let expires_at = numeric_date(&claims, "exp")?.unwrap_or(0);
     let not_before = numeric_date(&claims, "nbf")?;
     // Not checked against the clock (RFC 7519 leaves that to the application), but a claim of
     // the wrong type is a token some other reader would read differently.
@@ -71,12 +108,12 @@ pub(super) fn check(
         expires_at,
         scopes: scopes(&claims)?,
         token_id: registered_string(&claims, "jti")?.unwrap_or_default(),
-        issuer: issuer(&claims)?.to_owned(),
+        issuer,
         claims: Map::new(),
         encoded_claims: std::sync::OnceLock::new(),
     };
 
-    if now > expires_at.saturating_add(rules.leeway) {
+    if claims.contains_key("exp") && now > expires_at.saturating_add(rules.leeway) {
         return Err(expired(expires_at));
     }
     if let Some(not_before) = not_before {

@@ -10,6 +10,12 @@ use super::json::{self, JsonError};
 use super::{Refusal, Verdict, MAX_TOKEN_BYTES};
 use crate::quote::quoted;
 
+/// Whether `token` has the shape of a compact JWS (three parts): such a token is read as a JWT;
+/// any other may be an opaque token to introspect.
+pub(super) fn is_compact(token: &str) -> bool {
+    token.bytes().filter(|&b| b == b'.').count() == 2
+}
+
 /// The algorithms this server verifies: public-key signatures only.
 pub(super) const SUPPORTED: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 

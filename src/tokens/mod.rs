@@ -1,5 +1,5 @@
 //! Token validation as plain Rust, with no gRPC in it: is this bearer token (a signed JWT, in
-//! JWS compact form) valid, and whose is it?
+//! JWS compact form, or an opaque token its provider introspects) valid, and whose is it?
 //!
 //! - [`keys`]: the signing keys of a JSON Web Key Set, each usable only with its own algorithms;
 //! - [`TokenOptions`]: what it is told, plain values the server's flags fill in;
@@ -10,6 +10,8 @@
 //!   named twice refused); `claims`: the checks of its payload;
 //! - [`TokenVerifier`]: all of it in order, with the revocations and `cache`, the valid tokens
 //!   remembered (bounded in entries and in bytes);
+//! - `introspection`: opaque tokens, asked of their provider (RFC 7662), one call per token
+//!   however many ask, a bounded number in flight;
 //! - [`RevocationStore`]: the port to wherever revocations are kept (the store implements it).
 //!
 //! The signature itself is checked by `jsonwebtoken` (on aws-lc); this module only decides
@@ -17,6 +19,7 @@
 
 mod cache;
 mod claims;
+mod introspection;
 mod json;
 mod jws;
 pub mod keys;
@@ -29,11 +32,14 @@ mod verifier;
 use std::fmt;
 
 pub use crate::store_error::{Held, StoreError, StoreErrorKind};
+pub use introspection::MAX_WAITING as MAX_INTROSPECTIONS_WAITING;
 pub use jws::too_long;
 pub use options::{
-    fetchable, KeysFrom, ProviderOptions, TokenOptions, Unfetchable, DEFAULT_CACHE_BYTES,
-    DEFAULT_CACHE_ENTRIES, DEFAULT_JWKS_REFRESH, DEFAULT_LEEWAY_SECONDS,
-    DEFAULT_REVOCATION_MAX_TTL,
+    fetchable, IntrospectionEndpoint, IntrospectionOptions, KeysFrom, ProviderOptions,
+    TokenOptions, Unfetchable, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_INACTIVE_CACHE,
+    DEFAULT_INTROSPECTION_CACHE, DEFAULT_INTROSPECTION_CONCURRENCY,
+    DEFAULT_INTROSPECTION_QUEUE_WAIT, DEFAULT_INTROSPECTION_TIMEOUT, DEFAULT_JWKS_REFRESH,
+    DEFAULT_LEEWAY_SECONDS, DEFAULT_REVOCATION_MAX_TTL,
 };
 pub use providers::ProvidersChanged;
 pub use revocations::{RevocationStore, RevokeError, Revoked, Stored};
@@ -77,8 +83,12 @@ pub enum Verdict {
     /// Its `jti` has been revoked.
     Revoked,
     /// Not judged: the keys of the provider its `iss` names have not loaded (the provider is
-    /// down, or never answered). Ask again later, or another replica.
+    /// down, or never answered), or the provider that introspects it cannot answer now. Ask
+    /// again later, or another replica.
     Unavailable,
+    /// Not a JWT, and its provider's introspection says it is not active (unknown, expired or
+    /// revoked there).
+    Inactive,
 }
 
 impl Verdict {
@@ -96,6 +106,7 @@ impl Verdict {
             Self::WrongAudience => "wrong_audience",
             Self::Revoked => "revoked",
             Self::Unavailable => "unavailable",
+            Self::Inactive => "inactive",
         }
     }
 }
@@ -109,7 +120,7 @@ pub struct ValidToken {
     pub issuer: String,
     /// `aud`, a string or a list in the token.
     pub audience: Vec<String>,
-    /// `exp`, Unix seconds.
+    /// `exp`, Unix seconds; 0 for an introspected token whose provider gave none.
     pub expires_at: i64,
     /// `scope` (space separated) or `scp` (a list, or space separated).
     pub scopes: Vec<String>,

@@ -32,6 +32,80 @@ pub enum KeysFrom {
     Url(String),
     /// A JSON Web Key Set file.
     File(PathBuf),
+    /// None: the provider's tokens are only introspected (an `introspection_url` without keys).
+    None,
+}
+
+/// How long an active introspection answer is reused unless told otherwise.
+pub const DEFAULT_INTROSPECTION_CACHE: Duration = Duration::from_secs(60);
+
+/// How long an inactive (or refused) introspection answer is reused unless told otherwise.
+pub const DEFAULT_INACTIVE_CACHE: Duration = Duration::from_secs(5);
+
+/// Introspection calls in flight to one provider at most, unless told otherwise.
+pub const DEFAULT_INTROSPECTION_CONCURRENCY: usize = 8;
+
+/// How long one introspection call may take unless told otherwise.
+pub const DEFAULT_INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a question waits for a free call unless told otherwise.
+pub const DEFAULT_INTROSPECTION_QUEUE_WAIT: Duration = Duration::from_millis(500);
+
+/// Where a provider's introspection endpoint (RFC 7662) is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IntrospectionEndpoint {
+    /// The `introspection_endpoint` of its OpenID configuration (found with its keys).
+    Discovery,
+    /// This URL.
+    Url(String),
+}
+
+/// How a provider's tokens that are not JWTs are judged: by asking it (RFC 7662).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntrospectionOptions {
+    pub endpoint: IntrospectionEndpoint,
+    /// This server's client id at the provider (client_secret_basic).
+    pub client_id: String,
+    /// The file holding its client secret (read at start and on SIGHUP; never logged).
+    pub client_secret_file: PathBuf,
+    /// What its tokens start with, when several providers introspect.
+    pub token_prefix: Option<String>,
+    /// How long an active answer is reused (never past the token's `exp`).
+    pub cache: Duration,
+    /// How long an inactive answer is reused.
+    pub inactive_cache: Duration,
+    /// How long past its cache time an active answer is still used while the endpoint cannot
+    /// answer (never past `exp`); zero: never.
+    pub stale_if_error: Duration,
+    /// Calls in flight at most.
+    pub concurrency: usize,
+    /// How long one call may take.
+    pub timeout: Duration,
+    /// How long a question waits for a free call before it cannot be judged.
+    pub queue_wait: Duration,
+}
+
+impl IntrospectionOptions {
+    /// Introspection at `endpoint` as `client_id`, its secret in `client_secret_file`, with
+    /// the defaults.
+    pub fn new(
+        endpoint: IntrospectionEndpoint,
+        client_id: &str,
+        client_secret_file: PathBuf,
+    ) -> Self {
+        Self {
+            endpoint,
+            client_id: client_id.to_owned(),
+            client_secret_file,
+            token_prefix: None,
+            cache: DEFAULT_INTROSPECTION_CACHE,
+            inactive_cache: DEFAULT_INACTIVE_CACHE,
+            stale_if_error: Duration::ZERO,
+            concurrency: DEFAULT_INTROSPECTION_CONCURRENCY,
+            timeout: DEFAULT_INTROSPECTION_TIMEOUT,
+            queue_wait: DEFAULT_INTROSPECTION_QUEUE_WAIT,
+        }
+    }
 }
 
 /// One identity provider: the issuer (`iss`) its tokens name, and the only keys that may verify
@@ -48,6 +122,8 @@ pub struct ProviderOptions {
     pub audiences: Vec<String>,
     /// Clock skew tolerated for `exp` and `nbf`, in seconds.
     pub leeway_seconds: u32,
+    /// How its tokens that are not JWTs are judged; None: they are not accepted.
+    pub introspection: Option<IntrospectionOptions>,
 }
 
 impl ProviderOptions {
@@ -64,6 +140,7 @@ impl ProviderOptions {
             ca_cert: None,
             audiences: Vec::new(),
             leeway_seconds: DEFAULT_LEEWAY_SECONDS,
+            introspection: None,
         }
     }
 
@@ -73,7 +150,16 @@ impl ProviderOptions {
             KeysFrom::Discovery => "discovery".to_owned(),
             KeysFrom::Url(url) => format!("jwks_url {url}"),
             KeysFrom::File(path) => format!("jwks_file {}", path.display()),
+            KeysFrom::None => "no keys".to_owned(),
         }
+        .to_owned()
+            + &match &self.introspection {
+                None => String::new(),
+                Some(i) => match &i.endpoint {
+                    IntrospectionEndpoint::Discovery => ", introspection by discovery".to_owned(),
+                    IntrospectionEndpoint::Url(url) => format!(", introspection_url {url}"),
+                },
+            }
     }
 
     /// What makes this provider unusable, one sentence each.
@@ -97,14 +183,91 @@ impl ProviderOptions {
                 }
             }
             KeysFrom::File(_) => {
-                if self.ca_cert.is_some() {
+                let fetches = matches!(
+                    self.introspection.as_ref().map(|i| &i.endpoint),
+                    Some(IntrospectionEndpoint::Url(_))
+                );
+                if self.ca_cert.is_some() && !fetches {
                     problems.push(format!(
                         "issuer {issuer}: a CA certificate is for fetched keys, not a jwks_file"
                     ));
                 }
             }
+            KeysFrom::None => {
+                if self.introspection.is_none() {
+                    problems.push(format!(
+                        "issuer {issuer}: no keys and no introspection: none of its tokens \
+                         could be valid"
+                    ));
+                }
+            }
+        }
+        if let Some(introspection) = &self.introspection {
+            problems.extend(introspection_problems(issuer, &self.keys, introspection));
         }
         problems
+    }
+}
+
+fn introspection_problems(
+    issuer: &str,
+    keys: &KeysFrom,
+    introspection: &IntrospectionOptions,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    match &introspection.endpoint {
+        IntrospectionEndpoint::Discovery if *keys != KeysFrom::Discovery => problems.push(format!(
+            "issuer {issuer}: introspection = true finds the endpoint by discovery, which this \
+             provider does not use (it names its keys): give introspection_url instead"
+        )),
+        IntrospectionEndpoint::Discovery => {}
+        IntrospectionEndpoint::Url(url) => {
+            if let Err(why) = fetchable(url) {
+                problems.push(format!("introspection_url {url} of issuer {issuer}: {why}"));
+            }
+        }
+    }
+    if introspection.client_id.is_empty() {
+        problems.push(format!(
+            "issuer {issuer}: introspection needs client_id and client_secret_file: the \
+             endpoint answers only clients it knows (RFC 7662 section 2.1)"
+        ));
+    }
+    if introspection.client_id.contains(':') {
+        problems.push(format!(
+            "issuer {issuer}: client_id {:?} has a colon, which client_secret_basic cannot send",
+            introspection.client_id
+        ));
+    }
+    if introspection.concurrency == 0 {
+        problems.push(format!(
+            "issuer {issuer}: introspection_concurrency is 0: no token could be introspected"
+        ));
+    }
+    if introspection.timeout.is_zero() {
+        problems.push(format!("issuer {issuer}: introspection_timeout_ms is 0"));
+    }
+    if let Some(prefix) = &introspection.token_prefix {
+        if prefix.is_empty() || !prefix.bytes().all(is_token_byte) {
+            problems.push(format!(
+                "issuer {issuer}: token_prefix {prefix:?} is not the start of a token (letters, \
+                 digits and -._~+/)"
+            ));
+        }
+    }
+    problems
+}
+
+/// Whether `b` may be in a bearer token (RFC 6750 section 2.1, `b64token`; `=` only at the end).
+pub(super) fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)
+}
+
+impl ProviderOptions {
+    /// The prefix its introspected tokens start with: "" when it introspects any.
+    fn introspected_prefix(&self) -> Option<&str> {
+        let introspection = self.introspection.as_ref()?;
+        Some(introspection.token_prefix.as_deref().unwrap_or(""))
     }
 }
 
@@ -207,6 +370,34 @@ impl TokenOptions {
                     "issuer {} is configured twice: each issuer is one provider with one key set",
                     provider.issuer
                 ));
+            }
+            let Some(prefix) = provider.introspected_prefix() else {
+                continue;
+            };
+            for earlier in &self.providers[..index] {
+                let Some(other) = earlier.introspected_prefix() else {
+                    continue;
+                };
+                if prefix.starts_with(other) || other.starts_with(prefix) {
+                    let what = |p: &str| {
+                        if p.is_empty() {
+                            "any token".to_owned()
+                        } else {
+                            format!("tokens starting {p:?}")
+                        }
+                    };
+                    problems.push(format!(
+                        "issuers {} and {} both introspect {}: give each but one a token_prefix \
+                         that no other's tokens start with",
+                        earlier.issuer,
+                        provider.issuer,
+                        what(if prefix.len() < other.len() {
+                            other
+                        } else {
+                            prefix
+                        })
+                    ));
+                }
             }
         }
         problems

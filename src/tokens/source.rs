@@ -43,13 +43,14 @@ pub(super) enum Location {
 
 impl Location {
     /// Where `provider`'s keys come from, its URLs checked; `ca_cert` replaces the system
-    /// roots for https.
-    pub fn of(provider: &ProviderOptions) -> Result<Self, TokenError> {
+    /// roots for https. None for a provider without keys (its tokens are introspected).
+    pub fn of(provider: &ProviderOptions) -> Result<Option<Self>, TokenError> {
         if let Some(problem) = provider.problems().into_iter().next() {
             return Err(TokenError(problem));
         }
-        let new_agent = || agent(provider.ca_cert.as_deref());
-        Ok(match &provider.keys {
+        let new_agent = || agent(provider.ca_cert.as_deref(), FETCH_TIMEOUT);
+        Ok(Some(match &provider.keys {
+            KeysFrom::None => return Ok(None),
             KeysFrom::File(path) => Self::File(path.clone()),
             KeysFrom::Url(url) => Self::Url {
                 url: url.clone(),
@@ -59,17 +60,23 @@ impl Location {
                 issuer: provider.issuer.clone(),
                 agent: new_agent()?,
             },
-        })
+        }))
     }
 
-    /// Reads the key set document.
-    fn read(&self) -> Result<Vec<u8>, String> {
+    /// Reads the key set document, and with discovery the introspection endpoint named beside
+    /// it.
+    fn read(&self) -> Result<(Vec<u8>, Option<String>), String> {
         match self {
-            Self::File(path) => std::fs::read(path).map_err(|e| format!("cannot read: {e}")),
-            Self::Url { agent, url } => fetch(agent, url),
+            Self::File(path) => std::fs::read(path)
+                .map(|bytes| (bytes, None))
+                .map_err(|e| format!("cannot read: {e}")),
+            Self::Url { agent, url } => fetch(agent, url).map(|bytes| (bytes, None)),
             Self::Discovery { issuer, agent } => {
-                let jwks_uri = discover(agent, issuer)?;
-                fetch(agent, &jwks_uri).map_err(|e| format!("jwks_uri {jwks_uri}: {e}"))
+                let found = discover(agent, issuer)?;
+                let jwks_uri = found.jwks_uri;
+                fetch(agent, &jwks_uri)
+                    .map(|bytes| (bytes, found.introspection_endpoint))
+                    .map_err(|e| format!("jwks_uri {jwks_uri}: {e}"))
             }
         }
     }
@@ -77,11 +84,15 @@ impl Location {
     fn is_fetched(&self) -> bool {
         !matches!(self, Self::File(_))
     }
+
+    fn is_discovery(&self) -> bool {
+        matches!(self, Self::Discovery { .. })
+    }
 }
 
 /// An HTTP client for fetching keys: a timeout on the whole fetch, no redirects (a redirect
 /// could leave https; configure the URL it names instead), `ca_cert` or the system's roots.
-fn agent(ca_cert: Option<&Path>) -> Result<ureq::Agent, TokenError> {
+pub(super) fn agent(ca_cert: Option<&Path>, timeout: Duration) -> Result<ureq::Agent, TokenError> {
     let roots = match ca_cert {
         None => ureq::tls::RootCerts::PlatformVerifier,
         Some(path) => {
@@ -101,7 +112,7 @@ fn agent(ca_cert: Option<&Path>) -> Result<ureq::Agent, TokenError> {
         .root_certs(roots)
         .build();
     Ok(ureq::Agent::config_builder()
-        .timeout_global(Some(FETCH_TIMEOUT))
+        .timeout_global(Some(timeout))
         .max_redirects(0)
         .tls_config(tls)
         .user_agent(concat!("mrmat-rust-api-grpc/", env!("CARGO_PKG_VERSION")))
@@ -127,10 +138,17 @@ fn fetch(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cannot read the answer: {e}"))
 }
 
+/// What discovery found: where the keys are, and the introspection endpoint when named.
+struct Discovered {
+    jwks_uri: String,
+    introspection_endpoint: Option<String>,
+}
+
 /// The `jwks_uri` of `issuer`'s OpenID configuration (OpenID Connect Discovery 1.0, section 4),
 /// once its `issuer` is found equal to ours (section 4.3): a document naming another issuer is
-/// never trusted.
-fn discover(agent: &ureq::Agent, issuer: &str) -> Result<String, String> {
+/// never trusted. Its `introspection_endpoint` (RFC 8414) too, when it names one this server
+/// may call.
+fn discover(agent: &ureq::Agent, issuer: &str) -> Result<Discovered, String> {
     let url = discovery_url(issuer);
     let document = fetch(agent, &url).map_err(|e| format!("{url}: {e}"))?;
     let document: serde_json::Value = serde_json::from_slice(&document)
@@ -150,7 +168,24 @@ fn discover(agent: &ureq::Agent, issuer: &str) -> Result<String, String> {
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| format!("{url}: the OpenID configuration has no jwks_uri"))?;
     fetchable(jwks_uri).map_err(|why| format!("{url}: jwks_uri {}: {why}", quoted(jwks_uri)))?;
-    Ok(jwks_uri.to_owned())
+    let introspection_endpoint = document
+        .get("introspection_endpoint")
+        .and_then(serde_json::Value::as_str)
+        .filter(|endpoint| match fetchable(endpoint) {
+            Ok(()) => true,
+            Err(why) => {
+                log::warn!(
+                    "{url}: introspection_endpoint {} is not used: {why}",
+                    quoted(endpoint)
+                );
+                false
+            }
+        })
+        .map(str::to_owned);
+    Ok(Discovered {
+        jwks_uri: jwks_uri.to_owned(),
+        introspection_endpoint,
+    })
 }
 
 /// `ISSUER/.well-known/openid-configuration`, a trailing `/` of the issuer removed first.
@@ -213,6 +248,8 @@ struct KeySourceState {
     loads: Mutex<Loads>,
     /// Up from the first key set loaded on; a key set is never unloaded.
     loaded: Availability,
+    /// The introspection endpoint the last discovery named.
+    introspection_endpoint: Arc<RwLock<Option<String>>>,
 }
 
 impl KeySourceState {
@@ -229,12 +266,19 @@ impl KeySourceState {
             loads.requested = false;
             loads.running = true;
         }
-        let result = self
-            .location
-            .read()
-            .and_then(|bytes| KeySet::parse(&bytes).map_err(|e| e.to_string()));
+        let result = self.location.read().and_then(|(bytes, endpoint)| {
+            KeySet::parse(&bytes)
+                .map(|parsed| (parsed, endpoint))
+                .map_err(|e| e.to_string())
+        });
         let outcome = match result {
-            Ok(parsed) => {
+            Ok((parsed, endpoint)) => {
+                if self.location.is_discovery() {
+                    *self
+                        .introspection_endpoint
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = endpoint;
+                }
                 self.install(parsed, why);
                 Ok(())
             }
@@ -326,6 +370,7 @@ impl KeySource {
             current: RwLock::new(None),
             loads: Mutex::default(),
             loaded: Availability::down(),
+            introspection_endpoint: Arc::default(),
         });
         let first = shared.load("at start");
         if let Err(why) = &first {
@@ -359,6 +404,12 @@ impl KeySource {
     /// Whether a key set has been loaded, shared with whoever watches it.
     pub fn loaded(&self) -> Availability {
         self.shared.loaded.clone()
+    }
+
+    /// The introspection endpoint discovery found last, shared: None before it has, or when
+    /// the configuration names none.
+    pub fn introspection_endpoint(&self) -> Arc<RwLock<Option<String>>> {
+        Arc::clone(&self.shared.introspection_endpoint)
     }
 
     /// Whether a key set has been loaded, now.

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use futures::future::{self, BoxFuture, FutureExt as _};
 
-use super::cache::{self, TokenCache};
+use super::cache::{self, Entry, TokenCache};
 use super::claims;
+use super::introspection::{Introspected, Judged};
+use super::options::is_token_byte;
 use super::providers::{Provider, Providers, ProvidersChanged};
 use super::revocations::{revocation_until, RevokeError, Revoked};
 use super::source::KeyReload;
@@ -31,6 +33,8 @@ enum Check {
     Done(Outcome),
     /// Wait for this, then ask again.
     AfterKeyReload(KeyReload),
+    /// Wait for the provider's introspection answer, then judge it.
+    AfterIntrospection(BoxFuture<'static, Judged>, Arc<Provider>, cache::Key),
 }
 
 /// Validates tokens, in the server, each only with the keys of the identity provider its `iss`
@@ -80,11 +84,15 @@ impl TokenVerifier {
 
     fn add(&self, providers: &mut Providers, provider: Provider) {
         let any = self.any_loaded.clone();
-        provider.keys.loaded().watch(move |up| {
-            if up {
-                any.set(true);
-            }
-        });
+        match &provider.keys {
+            Some(keys) => keys.loaded().watch(move |up| {
+                if up {
+                    any.set(true);
+                }
+            }),
+            // Only introspected: ready now (an endpoint that is down answers UNAVAILABLE).
+            None => any.set(true),
+        }
         providers.insert(provider.options.issuer.clone(), Arc::new(provider));
     }
 
@@ -111,6 +119,9 @@ impl TokenVerifier {
         for options in wanted {
             match old.get(&options.issuer) {
                 Some(kept) if kept.options == *options => {
+                    if let Some(introspection) = &kept.introspection {
+                        introspection.reload_secret();
+                    }
                     next.insert(options.issuer.clone(), Arc::clone(kept));
                     continue;
                 }
@@ -130,7 +141,7 @@ impl TokenVerifier {
         for issuer in &changed.removed {
             crate::metrics::forget_key_set(issuer);
         }
-        let any = next.values().any(|provider| provider.keys.is_loaded());
+        let any = next.values().any(|provider| provider.is_ready());
         *self.providers_mut() = next;
         self.any_loaded.set(any);
         changed
@@ -162,7 +173,9 @@ impl TokenVerifier {
     /// Loads every provider's keys again, in the background (SIGHUP).
     pub fn reload_keys(&self) {
         for provider in self.providers().values() {
-            provider.keys.reload();
+            if let Some(keys) = &provider.keys {
+                keys.reload();
+            }
         }
     }
 
@@ -184,6 +197,83 @@ impl TokenVerifier {
                     .boxed(),
                 )
             }
+            Check::AfterIntrospection(asked, provider, digest) => {
+                let verifier = Arc::clone(self);
+                Eventually::Later(
+                    async move {
+                        let judged = asked.await;
+                        let outcome =
+                            verifier.after_introspection(judged, &provider, &digest, unix_now());
+                        count(&outcome);
+                        outcome
+                    }
+                    .boxed(),
+                )
+            }
+        }
+    }
+
+    /// The outcome of an introspection `judged` of the token `digest` names: the answer
+    /// cached, and when the endpoint could not answer, a stale answer while it may be used.
+    fn after_introspection(
+        &self,
+        judged: Judged,
+        provider: &Provider,
+        digest: &cache::Key,
+        now: i64,
+    ) -> Outcome {
+        match judged {
+            Ok(answer) => {
+                if let Some(cache) = &self.cache {
+                    if let Some(entry) = introspected_entry(&answer, provider, now) {
+                        cache.insert(*digest, entry, provider.id);
+                    }
+                }
+                self.judge_answer(&answer, provider, digest, now)
+            }
+            Err(cannot) => {
+                let stale = self.cache.as_ref().and_then(|cache| {
+                    let hit = cache
+                        .get(digest)
+                        .filter(|hit| hit.provider == provider.id)?;
+                    match hit.entry {
+                        Entry::Introspected {
+                            answer,
+                            stale_until,
+                            ..
+                        } if now < stale_until => Some(answer),
+                        _ => None,
+                    }
+                });
+                match stale {
+                    Some(answer) => {
+                        metrics::introspection_stale(&provider.options.issuer);
+                        self.judge_answer(&answer, provider, digest, now)
+                    }
+                    None => Err(cannot),
+                }
+            }
+        }
+    }
+
+    /// The outcome of `provider`'s introspection `answer` at `now`: refused as it says, or
+    /// valid unless past its `exp` or revoked.
+    fn judge_answer(
+        &self,
+        answer: &Introspected,
+        provider: &Provider,
+        digest: &cache::Key,
+        now: i64,
+    ) -> Outcome {
+        match answer {
+            Introspected::Refused(refusal) => Err(refusal.clone()),
+            Introspected::Active(valid) => {
+                let has_exp = valid.claims.contains_key("exp");
+                if has_exp && now > valid.expires_at.saturating_add(provider.rules.leeway) {
+                    return Err(claims::expired(valid.expires_at));
+                }
+                self.not_revoked(Arc::clone(valid), now, digest)
+            }
         }
     }
 
@@ -194,7 +284,9 @@ impl TokenVerifier {
                 count(&outcome);
                 outcome
             }
-            Check::AfterKeyReload(_) => unreachable!("no reload is asked for"),
+            Check::AfterKeyReload(_) | Check::AfterIntrospection(..) => {
+                unreachable!("no reload is asked for, and a token's kind does not change")
+            }
         }
     }
 
@@ -204,21 +296,32 @@ impl TokenVerifier {
             return Check::Done(Err(jws::too_long(token.len())));
         }
         let providers = self.providers();
-        let digest = self.cache.as_ref().map(|_| cache::key(token));
-        if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
-            let hit = cache.get(digest).and_then(|hit| {
-                let provider = providers.get(&hit.token.issuer)?;
-                let current =
-                    provider.id == hit.provider && provider.keys.generation() == hit.generation;
-                current.then(|| (hit, provider.rules.leeway))
+        if !jws::is_compact(token) {
+            if let Some(found) = introspecting(&providers, token) {
+                return match found {
+                    Ok(provider) => self.check_opaque(token, provider, now),
+                    Err(refusal) => Check::Done(Err(refusal)),
+                };
+            }
+        }
+        let digest = cache::key(token);
+        if let Some(cache) = &self.cache {
+            let hit = cache.get(&digest).and_then(|hit| {
+                let Entry::Verified { token, generation } = hit.entry else {
+                    return None;
+                };
+                let provider = providers.get(&token.issuer)?;
+                let current = provider.id == hit.provider
+                    && provider.keys.as_ref().map(|k| k.generation()) == Some(generation);
+                current.then(|| (token, provider.rules.leeway))
             });
             metrics::token_cache(hit.is_some());
-            if let Some((hit, leeway)) = hit {
-                if now > hit.token.expires_at.saturating_add(leeway) {
-                    cache.remove(digest);
-                    return Check::Done(Err(claims::expired(hit.token.expires_at)));
+            if let Some((token, leeway)) = hit {
+                if now > token.expires_at.saturating_add(leeway) {
+                    cache.remove(&digest);
+                    return Check::Done(Err(claims::expired(token.expires_at)));
                 }
-                return Check::Done(self.not_revoked(hit.token, now));
+                return Check::Done(self.not_revoked(token, now, &digest));
             }
         }
         let (valid, provider, generation) = match verify(token, &providers, now) {
@@ -226,7 +329,10 @@ impl TokenVerifier {
             Err(Unverified::Refused(refusal)) => return Check::Done(Err(refusal)),
             Err(Unverified::UnknownKid(refusal, provider)) => {
                 let reload = if may_reload {
-                    provider.keys.reload_for_unknown_kid()
+                    provider
+                        .keys
+                        .as_ref()
+                        .and_then(super::source::KeySource::reload_for_unknown_kid)
                 } else {
                     None
                 };
@@ -237,13 +343,50 @@ impl TokenVerifier {
             }
         };
         let valid = Arc::new(valid);
-        if let (Some(cache), Some(digest)) = (&self.cache, digest) {
-            cache.insert(digest, Arc::clone(&valid), provider, generation);
+        if let Some(cache) = &self.cache {
+            let entry = Entry::Verified {
+                token: Arc::clone(&valid),
+                generation,
+            };
+            cache.insert(digest, entry, provider);
         }
-        Check::Done(self.not_revoked(valid, now))
+        Check::Done(self.not_revoked(valid, now, &digest))
     }
 
-    fn not_revoked(&self, valid: Arc<ValidToken>, now: i64) -> Outcome {
+    /// Checks a token that is not a JWT, which `provider` introspects: its cached answer while
+    /// fresh, else a question to the provider.
+    fn check_opaque(&self, token: &str, provider: Arc<Provider>, now: i64) -> Check {
+        let shaped = token.trim_end_matches('=');
+        if shaped.is_empty() || !shaped.bytes().all(is_token_byte) {
+            // Never sent: no provider issues such a token, so it is no question for one.
+            return Check::Done(Err(Refusal::new(
+                Verdict::Malformed,
+                "the token is neither a JWT nor an opaque bearer token (RFC 6750: letters, \
+                 digits, -._~+/ and = at the end)",
+            )));
+        }
+        let digest = cache::key(token);
+        if let Some(cache) = &self.cache {
+            let fresh = cache.get(&digest).and_then(|hit| match hit.entry {
+                Entry::Introspected {
+                    answer,
+                    fresh_until,
+                    ..
+                } if hit.provider == provider.id && now < fresh_until => Some(answer),
+                _ => None,
+            });
+            metrics::token_cache(fresh.is_some());
+            if let Some(answer) = fresh {
+                return Check::Done(self.judge_answer(&answer, &provider, &digest, now));
+            }
+        }
+        let introspection = provider.introspection.as_ref().expect("it introspects");
+        let asked = introspection.ask(digest, token);
+        Check::AfterIntrospection(asked, provider, digest)
+    }
+
+    /// `valid`, unless its `jti` or the token itself (by `digest`) has been revoked.
+    fn not_revoked(&self, valid: Arc<ValidToken>, now: i64, digest: &cache::Key) -> Outcome {
         if !valid.token_id.is_empty() && self.revocations.is_revoked(&valid.token_id, now) {
             return Err(Refusal::new(
                 Verdict::Revoked,
@@ -253,7 +396,33 @@ impl TokenVerifier {
                 ),
             ));
         }
+        let mut id = [0u8; TOKEN_REVOCATION_ID_BYTES];
+        if self
+            .revocations
+            .is_revoked(token_revocation_id(digest, &mut id), now)
+        {
+            return Err(Refusal::new(Verdict::Revoked, "the token has been revoked"));
+        }
         Ok(valid)
+    }
+
+    /// Refuses `token` itself until `expires_at`, as [`Self::revoke`] does by `jti`: for
+    /// tokens without one (most opaque tokens). Only its SHA-256 is kept.
+    pub fn revoke_token(
+        &self,
+        token: &str,
+        expires_at: i64,
+    ) -> BoxFuture<'static, Result<Revoked, RevokeError>> {
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return future::ready(Err(RevokeError::InvalidArgument(format!(
+                "token is {} bytes long: give the token itself, 1 to {MAX_TOKEN_BYTES} bytes",
+                token.len()
+            ))))
+            .boxed();
+        }
+        let mut id = [0u8; TOKEN_REVOCATION_ID_BYTES];
+        let id = token_revocation_id(&cache::key(token), &mut id).to_owned();
+        self.revoke(&id, expires_at)
     }
 
     /// Refuses the token with id `token_id` until `expires_at` (Unix seconds; 0 for the
@@ -307,7 +476,13 @@ fn verify(
     let provider = providers
         .get(issuer)
         .ok_or_else(|| claims::unknown_issuer(issuer))?;
-    let Some(keys) = provider.keys.current() else {
+    let Some(key_source) = &provider.keys else {
+        return Err(Unverified::Refused(Refusal::new(
+            Verdict::UnknownKey,
+            format!("{issuer} has no signing keys here: its tokens are introspected, not JWTs"),
+        )));
+    };
+    let Some(keys) = key_source.current() else {
         return Err(Unverified::Refused(Refusal::new(
             Verdict::Unavailable,
             format!(
@@ -364,6 +539,81 @@ fn verify(
     }
     let valid = claims::check(claims, &provider.rules, now)?;
     Ok((valid, provider.id, keys.generation))
+}
+
+/// The provider that introspects `token`, a token that is not a JWT: the one whose
+/// `token_prefix` it starts with, else the one without a prefix. None when no provider
+/// introspects; a refusal when none takes this token.
+fn introspecting(providers: &Providers, token: &str) -> Option<Result<Arc<Provider>, Refusal>> {
+    let mut any = false;
+    let mut best: Option<(&str, &Arc<Provider>)> = None;
+    for provider in providers.values() {
+        let Some(prefix) = provider.introspected_prefix() else {
+            continue;
+        };
+        any = true;
+        if token.starts_with(prefix) && best.is_none_or(|(longest, _)| prefix.len() > longest.len())
+        {
+            best = Some((prefix, provider));
+        }
+    }
+    match best {
+        Some((_, provider)) => Some(Ok(Arc::clone(provider))),
+        None if any => Some(Err(Refusal::new(
+            Verdict::Malformed,
+            "the token is not a JWT, and starts with none of the token_prefix of the providers \
+             that introspect",
+        ))),
+        None => None,
+    }
+}
+
+/// What an introspection answer is cached as, at `now`: an active one for the provider's cache
+/// time, never past its `exp` (and, stale, at most `stale_if_error` longer, still never past
+/// `exp`); an inactive or refused one for its inactive cache time. None when not cached.
+fn introspected_entry(answer: &Arc<Introspected>, provider: &Provider, now: i64) -> Option<Entry> {
+    let options = provider.options.introspection.as_ref()?;
+    let seconds = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let (fresh_until, stale_until) = match &**answer {
+        Introspected::Active(valid) => {
+            let exp = if valid.claims.contains_key("exp") {
+                valid.expires_at
+            } else {
+                i64::MAX
+            };
+            let fresh = now.saturating_add(seconds(options.cache)).min(exp);
+            let stale = fresh
+                .saturating_add(seconds(options.stale_if_error))
+                .min(exp);
+            (fresh, stale)
+        }
+        Introspected::Refused(_) => {
+            let fresh = now.saturating_add(seconds(options.inactive_cache));
+            (fresh, fresh)
+        }
+    };
+    (fresh_until > now).then(|| Entry::Introspected {
+        answer: Arc::clone(answer),
+        fresh_until,
+        stale_until,
+    })
+}
+
+/// A token revoked by itself is kept as `sha256:` and the hex of its SHA-256.
+const TOKEN_REVOCATION_ID_BYTES: usize = 7 + 64;
+
+/// The revocation id of the token `digest` names, written into `buffer`.
+fn token_revocation_id<'a>(
+    digest: &cache::Key,
+    buffer: &'a mut [u8; TOKEN_REVOCATION_ID_BYTES],
+) -> &'a str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buffer[..7].copy_from_slice(b"sha256:");
+    for (i, byte) in digest.iter().enumerate() {
+        buffer[7 + 2 * i] = HEX[usize::from(byte >> 4)];
+        buffer[8 + 2 * i] = HEX[usize::from(byte & 15)];
+    }
+    std::str::from_utf8(buffer).expect("ASCII")
 }
 
 /// Counts the verdict of a validation that is done.
@@ -488,7 +738,9 @@ mod tests {
             match self.verifier.check_at(token, now, false) {
                 Check::Done(Ok(_)) => Verdict::Valid,
                 Check::Done(Err(refusal)) => refusal.verdict,
-                Check::AfterKeyReload(_) => panic!("no reload was allowed"),
+                Check::AfterKeyReload(_) | Check::AfterIntrospection(..) => {
+                    panic!("no reload was allowed")
+                }
             }
         }
     }
@@ -580,7 +832,9 @@ mod tests {
         match verifier.check_at(token, now, false) {
             Check::Done(Ok(_)) => Verdict::Valid,
             Check::Done(Err(refusal)) => refusal.verdict,
-            Check::AfterKeyReload(_) => panic!("no reload was allowed"),
+            Check::AfterKeyReload(_) | Check::AfterIntrospection(..) => {
+                panic!("no reload was allowed")
+            }
         }
     }
 

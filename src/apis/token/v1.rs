@@ -101,6 +101,7 @@ fn wire_verdict(verdict: Verdict) -> TokenV1Verdict {
         Verdict::WrongAudience => TokenV1Verdict::TOKEN_V1_WRONG_AUDIENCE,
         Verdict::Revoked => TokenV1Verdict::TOKEN_V1_REVOKED,
         Verdict::Unavailable => TokenV1Verdict::TOKEN_V1_UNAVAILABLE,
+        Verdict::Inactive => TokenV1Verdict::TOKEN_V1_INACTIVE,
     }
 }
 
@@ -571,15 +572,34 @@ impl TokenV1Proto for TokenV1Api {
             Ok(admin) => admin,
             Err(why) => return call.fail(&ctx, sink, RpcStatusCode::PERMISSION_DENIED, why),
         };
-        let revoked = Eventually::of(self.verifier.revoke(&req.token_id, req.expires_at));
-        let token_id = req.token_id;
+        let (revoked, what) = match (req.token_id.is_empty(), req.token.is_empty()) {
+            (false, true) => (
+                self.verifier.revoke(&req.token_id, req.expires_at),
+                format!("token id {}", quoted(&req.token_id)),
+            ),
+            (true, false) => (
+                self.verifier.revoke_token(&req.token, req.expires_at),
+                // The token is a secret: the audit line names its hash's start only.
+                format!("the token with SHA-256 {}...", token_hash_start(&req.token)),
+            ),
+            _ => {
+                return call.fail(
+                    &ctx,
+                    sink,
+                    RpcStatusCode::INVALID_ARGUMENT,
+                    "give one of token_id (the token's jti) and token (the token itself, for \
+                     one without a jti)"
+                        .to_owned(),
+                )
+            }
+        };
+        let revoked = Eventually::of(revoked);
         let answer = revoked.map(move |revoked| {
             match revoked {
                 Ok(Revoked::Until(until)) => {
-                    // An audit line: who revoked which token id (an id, not a secret).
+                    // An audit line: who revoked which token (an id or a hash, not a secret).
                     log::info!(
-                        "token id {} revoked until {} by {}",
-                        quoted(&token_id),
+                        "{what} revoked until {} by {}",
                         rfc3339(until),
                         quoted(&admin)
                     );
@@ -597,4 +617,10 @@ impl TokenV1Proto for TokenV1Api {
         });
         call.answer(&ctx, sink, answer);
     }
+}
+
+/// The first 16 hex digits of `token`'s SHA-256: enough to find it in an audit, not to use it.
+fn token_hash_start(token: &str) -> String {
+    let digest = openssl::sha::sha256(token.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
