@@ -25,6 +25,7 @@ mod hostile_input;
 mod http_ports;
 mod image;
 mod interop;
+mod introspection;
 mod jwks_url;
 mod kubernetes;
 mod layers;

@@ -1,0 +1,426 @@
+//! Opaque tokens judged by introspection (RFC 7662), against a stand-in endpoint that counts
+//! (`tests/interop/introspection_server.py`, each token naming the answer it gets): answers as
+//! claims, one call per token however many ask, inactive answers cached, a stale answer while
+//! the endpoint is down, revocation by the token itself, the bound on calls in flight, and
+//! hostile answers. The real OpenID Provider's opaque tokens are in `routes.rs`' neighbour
+//! `introspection_oidc` tests below.
+
+use crate::common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::jwt::{claims, input, token_config, KeyFile, SigningKey};
+use common::pki::{client_tls, mtls, Pki, ADMIN_COMMON_NAME};
+use common::{call, spawn_server_with, OutputLines, TestServer};
+use grpcio::RpcStatusCode;
+use mrmat_rust_api_grpc::proto::{
+    TokenV1Output, TokenV1ProtoClient, TokenV1RevokeInput, TokenV1Verdict,
+};
+use mrmat_rust_api_grpc::server::ServerConfig;
+use mrmat_rust_api_grpc::tokens::{
+    IntrospectionEndpoint, IntrospectionOptions, KeysFrom, ProviderOptions,
+};
+use serde_json::Value;
+
+/// The issuer of the opaque tokens.
+pub const OPAQUE_ISSUER: &str = "https://opaque.example";
+
+/// The stand-in endpoint, killed when dropped.
+pub struct Endpoint {
+    child: Child,
+    _out: OutputLines,
+    pub port: u16,
+    /// Holds `secret`, the client secret of `gateway`.
+    pub secret_dir: tempfile::TempDir,
+}
+
+impl Endpoint {
+    pub fn start() -> Self {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/introspection_server.py"
+        );
+        let mut child = Command::new("python3")
+            .args([script, "0", "gateway", "gateway-secret", OPAQUE_ISSUER])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs (ci/setup installs it)");
+        let out = OutputLines::read(child.stdout.take().expect("piped"));
+        let line = out
+            .line_containing("listening on ", Duration::from_secs(20))
+            .expect("the endpoint says where it listens");
+        let port = line["listening on ".len()..]
+            .trim()
+            .parse()
+            .expect("a port");
+        let secret_dir = tempfile::tempdir().expect("a folder");
+        std::fs::write(secret_dir.path().join("secret"), "gateway-secret\n").expect("write");
+        Self {
+            child,
+            _out: out,
+            port,
+            secret_dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/introspect", self.port)
+    }
+
+    /// Introspection at this endpoint as `gateway`, with the defaults.
+    pub fn options(&self) -> IntrospectionOptions {
+        IntrospectionOptions::new(
+            IntrospectionEndpoint::Url(self.url()),
+            "gateway",
+            self.secret_dir.path().join("secret"),
+        )
+    }
+
+    fn post(&self, path: &str) {
+        ureq::post(&format!("http://127.0.0.1:{}{path}", self.port))
+            .send("")
+            .expect("the endpoint takes its controls");
+    }
+
+    /// `{"calls", "max_in_flight", "by_token"}`.
+    pub fn stats(&self) -> Value {
+        let text = ureq::get(&format!("http://127.0.0.1:{}/stats", self.port))
+            .call()
+            .expect("stats")
+            .body_mut()
+            .read_to_string()
+            .expect("its answer");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    /// The calls made for `token`.
+    pub fn calls_for(&self, token: &str) -> u64 {
+        self.stats()["by_token"][token].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JWT provider (a key file) and the opaque one at `endpoint`, introspection set by `tune`.
+struct Setup {
+    endpoint: Endpoint,
+    key: SigningKey,
+    _keys: KeyFile,
+    config: ServerConfig,
+}
+
+impl Setup {
+    fn new(tune: impl FnOnce(&mut IntrospectionOptions)) -> Self {
+        let endpoint = Endpoint::start();
+        let key = SigningKey::p256("p256-1");
+        let keys = KeyFile::new(&[&key]);
+        let mut config = token_config(&keys);
+        let mut introspection = endpoint.options();
+        tune(&mut introspection);
+        let mut opaque = ProviderOptions::new(OPAQUE_ISSUER, KeysFrom::None);
+        opaque.audiences = vec!["api".to_owned()];
+        opaque.introspection = Some(introspection);
+        config.tokens.providers.push(opaque);
+        Self {
+            endpoint,
+            key,
+            _keys: keys,
+            config,
+        }
+    }
+}
+
+fn validate(server: &TestServer, token: &str) -> Result<TokenV1Output, grpcio::Error> {
+    validate_on(server.channel(), token)
+}
+
+fn validate_on(channel: grpcio::Channel, token: &str) -> Result<TokenV1Output, grpcio::Error> {
+    TokenV1ProtoClient::new(channel).validate_opt(&input(1, token), call())
+}
+
+fn verdict(server: &TestServer, token: &str) -> TokenV1Verdict {
+    validate(server, token)
+        .expect("an answer")
+        .verdict
+        .enum_value_or_default()
+}
+
+fn unavailable(server: &TestServer, token: &str) -> String {
+    match validate(server, token) {
+        Err(grpcio::Error::RpcFailure(status)) if status.code() == RpcStatusCode::UNAVAILABLE => {
+            status.message().to_owned()
+        }
+        other => panic!(
+            "UNAVAILABLE for {}: {other:?}",
+            &token[..token.len().min(20)]
+        ),
+    }
+}
+
+fn unique(kind: &str) -> String {
+    format!("{kind}-{}", fastrand::u64(..))
+}
+
+#[test]
+fn an_active_token_is_valid_with_the_answer_as_claims_and_asked_once_however_many_ask() {
+    let setup = Setup::new(|_| {});
+    let server = spawn_server_with(setup.config.clone());
+    let token = unique("active");
+    let askers: Vec<_> = (0..16)
+        .map(|_| {
+            let (channel, token) = (server.channel(), token.clone());
+            std::thread::spawn(move || validate_on(channel, &token).expect("an answer"))
+        })
+        .collect();
+    for asker in askers {
+        let answer = asker.join().expect("asked");
+        assert_eq!(
+            answer.verdict,
+            TokenV1Verdict::TOKEN_V1_VALID.into(),
+            "{answer:?}"
+        );
+        assert_eq!(answer.subject, token["active-".len()..]);
+        assert_eq!(answer.issuer, OPAQUE_ISSUER);
+        assert_eq!(answer.scopes, ["read", "write"]);
+        assert_eq!(answer.audience, ["api"]);
+        assert!(answer.expires_at > 0);
+        let claims =
+            protobuf_json_mapping::print_to_string(answer.claims.as_ref().expect("claims"))
+                .expect("JSON");
+        let claims: Value = serde_json::from_str(&claims).expect("JSON");
+        assert_eq!(claims["client_id"], "app");
+        assert!(claims.get("active").is_none(), "{claims}");
+    }
+    assert_eq!(
+        setup.endpoint.calls_for(&token),
+        1,
+        "one call for sixteen questions"
+    );
+    // A JWT of the other provider in the same file is judged by its keys, as before.
+    let jwt = setup.key.sign(&claims("jo"));
+    assert_eq!(verdict(&server, &jwt), TokenV1Verdict::TOKEN_V1_VALID);
+    assert_eq!(
+        setup.endpoint.stats()["calls"],
+        1,
+        "a JWT is never introspected"
+    );
+}
+
+#[test]
+fn inactive_is_its_own_verdict_and_a_replay_is_answered_from_the_cache_until_it_runs_out() {
+    let setup = Setup::new(|i| i.inactive_cache = Duration::from_secs(2));
+    let server = spawn_server_with(setup.config.clone());
+    let token = unique("nobody");
+    for _ in 0..5 {
+        let answer = validate(&server, &token).expect("an answer");
+        assert_eq!(answer.verdict, TokenV1Verdict::TOKEN_V1_INACTIVE.into());
+        assert_eq!(answer.status.code, 401);
+        assert!(answer.status.message.contains("not active"), "{answer:?}");
+    }
+    assert_eq!(
+        setup.endpoint.calls_for(&token),
+        1,
+        "replays come from the cache"
+    );
+    common::wait_until(
+        "the inactive answer to run out",
+        Duration::from_secs(10),
+        || {
+            verdict(&server, &token);
+            setup.endpoint.calls_for(&token) == 2
+        },
+    );
+}
+
+#[test]
+fn the_endpoint_down_is_unavailable_unless_a_stale_answer_may_be_used() {
+    for stale in [Duration::ZERO, Duration::from_secs(60)] {
+        let setup = Setup::new(|i| {
+            i.cache = Duration::from_secs(1);
+            i.stale_if_error = stale;
+        });
+        let server = spawn_server_with(setup.config.clone());
+        let known = unique("active");
+        assert_eq!(verdict(&server, &known), TokenV1Verdict::TOKEN_V1_VALID);
+        setup.endpoint.post("/down");
+        // Past its cache time it is asked again, and the endpoint cannot answer.
+        common::wait_until("the cache time to pass", Duration::from_secs(10), || {
+            let _ = validate(&server, &known);
+            setup.endpoint.calls_for(&known) >= 2
+        });
+        let never_seen = unique("active");
+        let why = unavailable(&server, &never_seen);
+        assert!(why.contains("cannot judge") && why.contains("503"), "{why}");
+        if stale.is_zero() {
+            unavailable(&server, &known);
+        } else {
+            assert_eq!(
+                verdict(&server, &known),
+                TokenV1Verdict::TOKEN_V1_VALID,
+                "stale"
+            );
+        }
+        setup.endpoint.post("/up");
+        assert_eq!(
+            verdict(&server, &never_seen),
+            TokenV1Verdict::TOKEN_V1_VALID
+        );
+    }
+}
+
+#[test]
+fn a_token_revoked_by_itself_or_its_jti_is_refused_at_once_though_cached() {
+    let pki = Pki::new();
+    let setup = Setup::new(|i| i.cache = Duration::from_secs(300));
+    let mut config = mtls(setup.config.clone(), &pki);
+    config.apis.token_admins = vec![ADMIN_COMMON_NAME.to_owned()];
+    let server = spawn_server_with(config);
+    let user = TokenV1ProtoClient::new(server.channel_with(&client_tls(&pki, "client")));
+    let admin = TokenV1ProtoClient::new(server.channel_with(&client_tls(&pki, "admin-client")));
+    let ask = |token: &str| {
+        user.validate_opt(&input(1, token), call())
+            .expect("an answer")
+            .verdict
+            .enum_value_or_default()
+    };
+    let (plain, with_jti) = (unique("active"), unique("jti"));
+    for token in [&plain, &with_jti] {
+        assert_eq!(ask(token), TokenV1Verdict::TOKEN_V1_VALID);
+    }
+    let mut by_token = TokenV1RevokeInput::new();
+    by_token.token = plain.clone();
+    admin.revoke_opt(&by_token, call()).expect("revoked");
+    let mut by_jti = TokenV1RevokeInput::new();
+    by_jti.token_id = with_jti.clone();
+    admin.revoke_opt(&by_jti, call()).expect("revoked");
+    for token in [&plain, &with_jti] {
+        assert_eq!(ask(token), TokenV1Verdict::TOKEN_V1_REVOKED);
+        assert_eq!(
+            setup.endpoint.calls_for(token),
+            1,
+            "the cached answer, refused"
+        );
+    }
+    // Both, or neither: the admin is told to give one.
+    let mut both = by_token.clone();
+    both.token_id = "x".to_owned();
+    for wrong in [both, TokenV1RevokeInput::new()] {
+        let Err(grpcio::Error::RpcFailure(status)) = admin.revoke_opt(&wrong, call()) else {
+            panic!("refused");
+        };
+        assert_eq!(status.code(), RpcStatusCode::INVALID_ARGUMENT);
+        assert!(
+            status.message().contains("give one of"),
+            "{}",
+            status.message()
+        );
+    }
+    // And a user may not revoke.
+    let Err(grpcio::Error::RpcFailure(status)) = user.revoke_opt(&by_token, call()) else {
+        panic!("refused");
+    };
+    assert_eq!(status.code(), RpcStatusCode::PERMISSION_DENIED);
+}
+
+#[test]
+fn hostile_answers_cannot_judge_and_hostile_tokens_are_never_sent() {
+    let setup = Setup::new(|i| i.timeout = Duration::from_millis(1000));
+    let server = spawn_server_with(setup.config.clone());
+    for (kind, says) in [
+        ("huge", "larger than 65536 bytes"),
+        ("redirect", "a redirect, which is not followed"),
+        ("stringy", "active member is a string"),
+        ("deep", "not JSON (or nests deeper"),
+        ("dup", "twice"),
+        ("fail", "HTTP 500"),
+        ("slow", "cannot call it"),
+    ] {
+        let why = unavailable(&server, &unique(kind));
+        assert!(why.contains(says), "{kind}: {why}");
+    }
+    let other = validate(&server, &unique("otheraud")).expect("an answer");
+    assert_eq!(
+        other.verdict,
+        TokenV1Verdict::TOKEN_V1_WRONG_AUDIENCE.into()
+    );
+    let calls = setup.endpoint.stats()["calls"].as_u64().expect("calls");
+    for hostile in [
+        "a".repeat(1 << 20),
+        "two words".to_owned(),
+        "ünïcode".to_owned(),
+        "tab\there".to_owned(),
+    ] {
+        let answer = validate(&server, &hostile).expect("an answer");
+        assert_eq!(answer.verdict, TokenV1Verdict::TOKEN_V1_MALFORMED.into());
+    }
+    assert_eq!(
+        setup.endpoint.stats()["calls"].as_u64(),
+        Some(calls),
+        "none sent"
+    );
+    // The server is well after all of it.
+    assert_eq!(
+        verdict(&server, &unique("active")),
+        TokenV1Verdict::TOKEN_V1_VALID
+    );
+}
+
+#[test]
+fn calls_beyond_the_concurrency_wait_a_bounded_time_then_cannot_be_judged() {
+    let setup = Setup::new(|i| {
+        i.concurrency = 2;
+        i.queue_wait = Duration::from_millis(300);
+        i.timeout = Duration::from_secs(5);
+    });
+    let server = spawn_server_with(setup.config.clone());
+    let askers: Vec<_> = (0..6)
+        .map(|_| {
+            let channel = server.channel();
+            std::thread::spawn(move || validate_on(channel, &unique("slow")))
+        })
+        .collect();
+    let answers: Vec<_> = askers
+        .into_iter()
+        .map(|a| a.join().expect("asked"))
+        .collect();
+    let busy = answers
+        .iter()
+        .filter(|answer| {
+            matches!(answer, Err(grpcio::Error::RpcFailure(s))
+                if s.code() == RpcStatusCode::UNAVAILABLE && s.message().contains("too many"))
+        })
+        .count();
+    let valid = answers.iter().filter(|answer| answer.is_ok()).count();
+    assert_eq!((valid, busy), (2, 4), "{answers:?}");
+    assert_eq!(setup.endpoint.stats()["max_in_flight"], 2);
+}
+
+#[test]
+fn a_bad_client_secret_is_unavailable_with_why_and_a_missing_one_stops_the_start() {
+    let setup = Setup::new(|_| {});
+    std::fs::write(setup.endpoint.secret_dir.path().join("wrong"), "nope").expect("write");
+    let mut config = setup.config.clone();
+    let opaque = config.tokens.providers.last_mut().expect("the opaque one");
+    let introspection = opaque.introspection.as_mut().expect("introspects");
+    introspection.client_secret_file = setup.endpoint.secret_dir.path().join("wrong");
+    let server = spawn_server_with(config.clone());
+    let why = unavailable(&server, &unique("active"));
+    assert!(
+        why.contains("does not accept this server's client_id"),
+        "{why}"
+    );
+    drop(server);
+    let opaque = config.tokens.providers.last_mut().expect("the opaque one");
+    let introspection = opaque.introspection.as_mut().expect("introspects");
+    introspection.client_secret_file = setup.endpoint.secret_dir.path().join("absent");
+    let Err(e) = mrmat_rust_api_grpc::server::start(&config) else {
+        panic!("a missing secret stops the start");
+    };
+    assert!(e.to_string().contains("client_secret_file"), "{e}");
+}
