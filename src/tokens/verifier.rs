@@ -592,7 +592,8 @@ fn introspected_entry(answer: &Arc<Introspected>, provider: &Provider, now: i64)
             (fresh, fresh)
         }
     };
-    (fresh_until > now).then(|| Entry::Introspected {
+    // Kept while it may be used: fresh, or stale while the endpoint cannot answer.
+    (stale_until > now).then(|| Entry::Introspected {
         answer: Arc::clone(answer),
         fresh_until,
         stale_until,

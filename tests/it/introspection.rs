@@ -424,3 +424,99 @@ fn a_bad_client_secret_is_unavailable_with_why_and_a_missing_one_stops_the_start
     };
     assert!(e.to_string().contains("client_secret_file"), "{e}");
 }
+
+/// A real OpenID Provider (npm `oidc-provider`) issuing opaque access tokens, with its
+/// introspection and revocation endpoints, found by discovery.
+mod real_provider {
+    use super::*;
+    use common::oidc::OpenIdProvider;
+
+    #[test]
+    fn its_opaque_tokens_are_valid_until_revoked_there_or_here_and_stale_while_it_is_down() {
+        let pki = Pki::new();
+        let mut provider = OpenIdProvider::start(&pki);
+        let key = SigningKey::p256("p256-1");
+        let keys = KeyFile::new(&[&key]);
+        let secret = tempfile::tempdir().expect("a folder");
+        std::fs::write(secret.path().join("secret"), "gateway-secret").expect("write");
+        let mut config = mtls(token_config(&keys), &pki);
+        config.apis.token_admins = vec![ADMIN_COMMON_NAME.to_owned()];
+        let mut introspection = IntrospectionOptions::new(
+            IntrospectionEndpoint::Discovery,
+            "gateway",
+            secret.path().join("secret"),
+        );
+        introspection.cache = Duration::from_secs(1);
+        introspection.stale_if_error = Duration::from_secs(300);
+        let mut oidc = ProviderOptions::discovery(&provider.issuer);
+        oidc.ca_cert = Some(pki.path("ca.pem"));
+        oidc.audiences = vec!["api".to_owned()];
+        oidc.introspection = Some(introspection);
+        config.tokens.providers.push(oidc);
+        let server = spawn_server_with(config);
+        let user = TokenV1ProtoClient::new(server.channel_with(&client_tls(&pki, "client")));
+        let admin = TokenV1ProtoClient::new(server.channel_with(&client_tls(&pki, "admin-client")));
+        let ask = |token: &str| user.validate_opt(&input(1, token), call());
+        let verdict_of = |token: &str| match ask(token) {
+            Ok(answer) => answer.verdict.enum_value_or_default(),
+            Err(_) => TokenV1Verdict::TOKEN_V1_UNAVAILABLE,
+        };
+        let jwt = key.sign(&claims("jo"));
+
+        let token = provider.opaque_token("ops-job");
+        assert!(!token.contains('.'), "opaque, not a JWT");
+        // Discovery runs in the background: until it has, the endpoint is not known.
+        common::wait_until("discovery", Duration::from_secs(30), || {
+            verdict_of(&token) == TokenV1Verdict::TOKEN_V1_VALID
+        });
+        let answer = ask(&token).expect("an answer");
+        assert_eq!(answer.issuer, provider.issuer);
+        assert_eq!(answer.scopes, ["read"]);
+        assert_eq!(answer.audience, ["api"]);
+        let claims_json =
+            protobuf_json_mapping::print_to_string(answer.claims.as_ref().expect("claims"))
+                .expect("JSON");
+        let claims_json: Value = serde_json::from_str(&claims_json).expect("JSON");
+        assert_eq!(claims_json["client_id"], "ops-job");
+        assert_eq!(claims_json["groups"], serde_json::json!(["ops", "dev"]));
+        assert_eq!(verdict_of(&jwt), TokenV1Verdict::TOKEN_V1_VALID);
+
+        // Revoked at the provider: inactive once the cached answer has run out.
+        provider.revoke("ops-job", &token);
+        common::wait_until("the cache time to pass", Duration::from_secs(10), || {
+            verdict_of(&token) == TokenV1Verdict::TOKEN_V1_INACTIVE
+        });
+
+        // Revoked here, by the token itself: at once, though its answer is cached.
+        let second = provider.opaque_token("dev-job");
+        assert_eq!(verdict_of(&second), TokenV1Verdict::TOKEN_V1_VALID);
+        let mut revoke = TokenV1RevokeInput::new();
+        revoke.token = second.clone();
+        admin.revoke_opt(&revoke, call()).expect("revoked");
+        assert_eq!(verdict_of(&second), TokenV1Verdict::TOKEN_V1_REVOKED);
+
+        // The provider stopped: a token never seen cannot be judged; one seen is served stale.
+        let third = provider.opaque_token("dev-job");
+        let unseen = provider.opaque_token("ops-job");
+        assert_eq!(verdict_of(&third), TokenV1Verdict::TOKEN_V1_VALID);
+        drop(provider);
+        match ask(&unseen) {
+            Err(grpcio::Error::RpcFailure(status)) => {
+                assert_eq!(status.code(), RpcStatusCode::UNAVAILABLE);
+                assert!(
+                    status.message().contains("cannot judge"),
+                    "{}",
+                    status.message()
+                );
+            }
+            other => panic!("UNAVAILABLE: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(verdict_of(&third), TokenV1Verdict::TOKEN_V1_VALID, "stale");
+        assert_eq!(
+            verdict_of(&jwt),
+            TokenV1Verdict::TOKEN_V1_VALID,
+            "throughout"
+        );
+    }
+}

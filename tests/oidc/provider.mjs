@@ -1,10 +1,16 @@
 // A real OpenID Provider (panva/oidc-provider) for the tests, over HTTPS on 127.0.0.1 and a free
 // port: discovery, its ES256 keys, and JWT access tokens by the client credentials grant
 // (audience "api"), each carrying the claims an identity provider adds for groups and email.
-// Two clients: ops-job (groups ops, dev) and dev-job (group dev), secrets "<id>-secret".
-// Prints "listening on ISSUER" once it serves; then, for each client id read on stdin, asks its
-// own token endpoint for that client's access token (as the client would, over HTTPS with its
-// secret, trusting CA) and prints "token JWT", or "error WHY". Usage: node provider.mjs CERT KEY CA
+// Two clients: ops-job (groups ops, dev) and dev-job (group dev), secrets "<id>-secret"; and
+// `gateway` (secret "gateway-secret"), which may only introspect. For the resource
+// https://opaque.example it issues opaque access tokens instead, served by its introspection
+// (RFC 7662) and revocation (RFC 7009) endpoints.
+// Prints "listening on ISSUER" once it serves; then, for each line read on stdin, as the client
+// would (over HTTPS with its secret, trusting CA):
+//   CLIENT          asks its token endpoint for CLIENT's JWT access token: "token JWT"
+//   opaque CLIENT   the same for an opaque one: "token TOKEN"
+//   revoke CLIENT TOKEN  revokes CLIENT's token there: "revoked"
+// or "error WHY". Usage: node provider.mjs CERT KEY CA
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, request } from 'node:https';
@@ -27,23 +33,31 @@ const client = (id) => ({
   redirect_uris: [],
   response_types: [],
 });
+const gateway = { ...client('gateway'), grant_types: [] };
 
 let handle = (_request, response) => response.writeHead(503).end();
 const server = createServer({ cert, key }, (request, response) => handle(request, response));
 server.listen(0, '127.0.0.1', () => {
   const issuer = `https://127.0.0.1:${server.address().port}`;
   const provider = new Provider(issuer, {
-    clients: Object.keys(groups).map(client),
+    clients: [...Object.keys(groups).map(client), gateway],
     jwks: { keys },
     ttl: { ClientCredentials: 3600 },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => 'https://api.example',
         useGrantedResource: () => true,
-        getResourceServerInfo: () => ({
+        getResourceServerInfo: (_ctx, resource) => (resource === 'https://opaque.example' ? {
+          scope: 'read write',
+          audience: 'api',
+          accessTokenTTL: 3600,
+          accessTokenFormat: 'opaque',
+        } : {
           scope: 'read write',
           audience: 'api',
           accessTokenTTL: 3600,
@@ -59,12 +73,33 @@ server.listen(0, '127.0.0.1', () => {
   });
   handle = provider.callback();
   console.log(`listening on ${issuer}`);
-  createInterface({ input: process.stdin }).on('line', (id) => mint(issuer, id.trim()));
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    const [first, second, third] = line.trim().split(' ');
+    if (first === 'opaque') mint(issuer, second, '&resource=https%3A%2F%2Fopaque.example');
+    else if (first === 'revoke') revoke(issuer, second, third);
+    else mint(issuer, first, '');
+  });
 });
 
-// The client credentials grant, as the client `id` asks it.
-function mint(issuer, id) {
-  const body = 'grant_type=client_credentials&scope=read';
+// RFC 7009 revocation of `token`, as the client `id` asks it.
+function revoke(issuer, id, token) {
+  const body = `token=${encodeURIComponent(token)}&token_type_hint=access_token`;
+  const asked = request(`${issuer}/token/revocation`, {
+    method: 'POST',
+    ca,
+    auth: `${id}:${id}-secret`,
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': body.length },
+  }, (response) => {
+    response.resume();
+    response.on('end', () => console.log(response.statusCode === 200 ? 'revoked token' : `error ${response.statusCode}`));
+  });
+  asked.on('error', (e) => console.log(`error ${e}`));
+  asked.end(body);
+}
+
+// The client credentials grant, as the client `id` asks it (`extra` added to the form).
+function mint(issuer, id, extra) {
+  const body = `grant_type=client_credentials&scope=read${extra}`;
   const asked = request(`${issuer}/token`, {
     method: 'POST',
     ca,

@@ -59,7 +59,23 @@ impl OpenIdProvider {
     /// An access token of `client` (`ops-job`: groups ops and dev; `dev-job`: dev), asked of
     /// the provider's token endpoint.
     pub fn token(&mut self, client: &str) -> String {
-        writeln!(self.stdin, "{client}").expect("ask the provider");
+        self.ask(client, "token ")
+    }
+
+    /// An opaque access token of `client`, which only introspection can judge.
+    pub fn opaque_token(&mut self, client: &str) -> String {
+        self.ask(&format!("opaque {client}"), "token ")
+    }
+
+    /// Revokes `client`'s `token` at the provider (RFC 7009).
+    pub fn revoke(&mut self, client: &str, token: &str) {
+        self.ask(&format!("revoke {client} {token}"), "revoked ");
+    }
+
+    /// Sends `line`, and returns the rest of the answer line starting with `answer`.
+    fn ask(&mut self, line: &str, answer: &str) -> String {
+        let client = line;
+        writeln!(self.stdin, "{line}").expect("ask the provider");
         // Its own notices share the pipe: the answer is the line that starts with its word.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -68,7 +84,7 @@ impl OpenIdProvider {
                 .out
                 .line_containing(" ", left)
                 .unwrap_or_else(|| panic!("the provider gave no token for {client}"));
-            if let Some(token) = line.strip_prefix("token ") {
+            if let Some(token) = line.strip_prefix(answer) {
                 return token.to_owned();
             }
             assert!(!line.starts_with("error "), "no token for {client}: {line}");
