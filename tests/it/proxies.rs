@@ -526,3 +526,41 @@ fn the_istio_files_name_the_service_and_port_the_server_serves() {
         "localhost:50051"
     );
 }
+
+/// Opaque tokens through Envoy (ext_authz) and nginx (forward auth): the stand-in introspection
+/// endpoint judges them; the identity reaches the app, an inactive token is 401 `invalid_token`.
+#[test]
+fn envoy_and_nginx_gate_the_app_by_opaque_tokens_the_provider_introspects() {
+    let endpoint = crate::introspection::Endpoint::start();
+    let dir = tempfile::tempdir().expect("a folder");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[provider]]\nissuer = \"{}\"\nintrospection_url = \"{}\"\nclient_id = \"gateway\"\n\
+             client_secret_file = \"{}\"\naudiences = [\"api\"]\n",
+            crate::introspection::OPAQUE_ISSUER,
+            endpoint.url(),
+            endpoint.secret_dir.path().join("secret").display()
+        ),
+    )
+    .expect("write the config");
+    let backend = Backend::start_with(&["--config".to_owned(), config.display().to_string()]);
+    for proxy in [envoy(&backend), nginx(&backend)] {
+        let subject = format!("opaque{}", fastrand::u32(..));
+        let good = format!("Bearer active-{subject}");
+        let answer = proxy.get("/app", &[("authorization", &good), ("x-auth-subject", "mallory")]);
+        assert!(answer.reached_app(), "{answer:?}");
+        assert_eq!(answer.app_saw("x-auth-subject"), [subject.as_str()], "{answer:?}");
+        let answer = proxy.get("/app", &[("authorization", "Bearer nobody-knows-this")]);
+        assert_denied(&answer, 401);
+        let challenge = answer.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.contains(r#"error="invalid_token""#) && challenge.contains("not active"),
+            "{answer:?}"
+        );
+        // A JWT of the flags' provider still goes by its keys.
+        let answer = proxy.get("/app", &[("authorization", &backend.bearer(&claims("jo")))]);
+        assert!(answer.reached_app(), "{answer:?}");
+    }
+}
