@@ -146,7 +146,8 @@ impl Holding {
     /// reserved until the question arrives (so that many streams reading ahead at once cannot
     /// all pass the same room).
     pub fn try_reserve(&mut self) -> bool {
-        if self.bytes() == 0 {
+        if self.bytes() == 0 || self.reserved > 0 {
+            // Nothing held, or room already taken for the question being read.
             return true;
         }
         let wanted = self.largest_question;

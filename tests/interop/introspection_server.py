@@ -39,6 +39,9 @@ STATS = {"calls": 0, "in_flight": 0, "max_in_flight": 0, "by_token": {}}
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One segment per answer: headers and body written apart would wait out delayed ACKs.
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16
 
     def log_message(self, format, *args):
         pass

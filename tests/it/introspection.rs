@@ -520,3 +520,143 @@ mod real_provider {
         );
     }
 }
+
+/// 100,000 distinct garbage tokens through one stream of the server binary: at most the
+/// configured calls are in flight at any moment, the server's peak memory stays bounded, a
+/// cached valid token keeps being answered meanwhile, and the endpoint failing is one warn line.
+#[test]
+fn a_flood_of_garbage_tokens_is_bounded_in_calls_and_memory_and_good_tokens_keep_answering() {
+    use common::ServerProcess;
+    let endpoint = Endpoint::start();
+    let key = SigningKey::p256("p256-1");
+    let keys = KeyFile::new(&[&key]);
+    let dir = tempfile::tempdir().expect("a folder");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[provider]]\nissuer = \"{OPAQUE_ISSUER}\"\nintrospection_url = \"{}\"\n\
+             client_id = \"gateway\"\nclient_secret_file = \"{}\"\naudiences = [\"api\"]\n\
+             introspection_concurrency = 4\nintrospection_queue_wait_ms = 20\n",
+            endpoint.url(),
+            endpoint.secret_dir.path().join("secret").display()
+        ),
+    )
+    .expect("write the config");
+    let mut args = common::jwt::token_args(&keys);
+    args.extend(["--config".to_owned(), config.display().to_string()]);
+    args.extend(["--store", "memory", "--metrics-listen", "127.0.0.1:0"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&args);
+    let jwt = key.sign(&claims("steady"));
+    let channel = server.channel();
+    let client = TokenV1ProtoClient::new(channel);
+    let first = client
+        .validate_opt(&input(1, &jwt), call())
+        .expect("an answer");
+    assert_eq!(first.verdict, TokenV1Verdict::TOKEN_V1_VALID.into());
+    let before = common::peak_kib(server.pid());
+
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let steady = {
+        let (flooding, client, jwt) = (
+            std::sync::Arc::clone(&flooding),
+            client.clone(),
+            jwt.clone(),
+        );
+        std::thread::spawn(move || {
+            let (mut answered, mut refused) = (0u64, 0u64);
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = client.validate_opt(&input(1, &jwt), call());
+                match answer {
+                    Ok(a) if a.verdict == TokenV1Verdict::TOKEN_V1_VALID.into() => answered += 1,
+                    _ => refused += 1,
+                }
+                // Paced: a steady app, not a second flood on this machine's two cores.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (answered, refused)
+        })
+    };
+    let count: usize = std::env::var("FLOOD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let garbage: String = (0..count)
+        .map(|n| format!("delay-{n}-{}\n", fastrand::u64(..)))
+        .collect();
+    let out = common::output_fed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"))
+            .args(["--server", &server.address, "--timeout", "60"])
+            .args(["token", "v1", "validate", "--stream"]),
+        garbage.as_bytes(),
+    );
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (answered, refused) = steady.join().expect("the steady asker");
+    assert!(
+        answered > 0 && refused == 0,
+        "{answered} valid, {refused} not, during the flood"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        count,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.contains("Inactive") || l.contains("Unavailable")),
+        "{}",
+        stdout
+            .lines()
+            .find(|l| !l.contains("Inactive") && !l.contains("Unavailable"))
+            .unwrap_or("")
+    );
+    let stats = endpoint.stats();
+    assert!(stats["max_in_flight"].as_u64() <= Some(4), "{stats}");
+    let peak = common::peak_kib(server.pid());
+    eprintln!(
+        "flood: {} calls, {} in flight at most; peak {before} KiB before, {peak} KiB after; \
+         {answered} cached validations meanwhile",
+        stats["calls"], stats["max_in_flight"]
+    );
+    let busy = server.metric(&format!(
+        "mrmat_token_introspections_total{{issuer=\"{OPAQUE_ISSUER}\",outcome=\"busy\"}}"
+    ));
+    assert!(
+        busy.is_some_and(|n| n > 0.0),
+        "questions beyond the bound: {busy:?}"
+    );
+
+    assert_eq!(
+        server.log.count_containing("introspection endpoint"),
+        0,
+        "no failure"
+    );
+
+    // The endpoint failing: one warn line, not one per token.
+    endpoint.post("/down");
+    let more: String = (0..2_000).map(|n| format!("fail-{n}\n")).collect();
+    common::output_fed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"))
+            .args(["--server", &server.address, "--timeout", "60"])
+            .args(["token", "v1", "validate", "--stream"]),
+        more.as_bytes(),
+    );
+    let warned = server
+        .log
+        .line_containing("introspection endpoint", Duration::from_secs(10))
+        .expect("a warning");
+    assert!(warned.contains("fails: it answered HTTP 503"), "{warned}");
+    assert_eq!(
+        server.log.count_containing("introspection endpoint"),
+        0,
+        "one line"
+    );
+    assert!(
+        peak < before + 128 * 1024,
+        "{before} KiB before, {peak} KiB after"
+    );
+}

@@ -549,9 +549,16 @@ fn envoy_and_nginx_gate_the_app_by_opaque_tokens_the_provider_introspects() {
     for proxy in [envoy(&backend), nginx(&backend)] {
         let subject = format!("opaque{}", fastrand::u32(..));
         let good = format!("Bearer active-{subject}");
-        let answer = proxy.get("/app", &[("authorization", &good), ("x-auth-subject", "mallory")]);
+        let answer = proxy.get(
+            "/app",
+            &[("authorization", &good), ("x-auth-subject", "mallory")],
+        );
         assert!(answer.reached_app(), "{answer:?}");
-        assert_eq!(answer.app_saw("x-auth-subject"), [subject.as_str()], "{answer:?}");
+        assert_eq!(
+            answer.app_saw("x-auth-subject"),
+            [subject.as_str()],
+            "{answer:?}"
+        );
         let answer = proxy.get("/app", &[("authorization", "Bearer nobody-knows-this")]);
         assert_denied(&answer, 401);
         let challenge = answer.header("www-authenticate").unwrap_or_default();

@@ -513,7 +513,7 @@ fn revocation_is_for_admins_on_mutual_tls_and_reaches_open_streams_and_the_cache
     // Bad requests are INVALID_ARGUMENT with a reason, an expiry already past among them: a
     // revocation that would not take effect is never answered as done.
     for (token_id, expires_at, reason) in [
-        ("", 0, "token_id is empty"),
+        ("", 0, "give one of token_id"),
         ("x", jwt::now() + 30 * 24 * 3600, "--revocation-max-ttl"),
         (
             "old",

@@ -5,7 +5,6 @@
 //! to their memory budget ([`crate::apis::budget`]).
 
 use std::mem::size_of;
-use std::pin::pin;
 use std::sync::Arc;
 
 use futures::future::{self, BoxFuture};
@@ -155,11 +154,6 @@ fn unary_answer(request_id: u64, outcome: &Outcome) -> Result<TokenV1Output, Rpc
     }
 }
 
-/// The answer to `input`.
-async fn validated(verifier: &Arc<TokenVerifier>, input: &TokenV1Input) -> TokenV1Output {
-    output(input.request_id, &verifier.check(&input.token).get().await)
-}
-
 /// What the answer `output` made of `outcome` takes encoded, estimated from above without
 /// encoding it (which its write does): the strings and claims it carries, and room for its
 /// tags, lengths and numbers.
@@ -224,12 +218,34 @@ enum Waited {
     End,
 }
 
+/// Questions a stream may have started and not yet fully answered: while the first waits for its
+/// provider (an introspection), those after it are judged meanwhile, their answers still sent in
+/// order. Bounded, as everything a stream holds is by the budget.
+const READ_AHEAD: usize = 64;
+
+/// A question read, and its answers being made.
+struct Ahead<S: Stream> {
+    answers: std::pin::Pin<Box<stream::Peekable<S>>>,
+    /// What the question holds of the budget.
+    held: usize,
+}
+
+/// How reading inputs ended, if it has.
+enum InputsEnded {
+    /// The client ended the stream.
+    Done,
+    /// A read failed.
+    Failed(grpcio::Error),
+}
+
 /// Serves one bidirectional stream: each input answered by the messages `answer` makes of it,
 /// in order, until the client ends it (OK), the server shuts down (UNAVAILABLE, after every
 /// answer due), an input does not decode (INTERNAL, likewise) or `answer` refuses one (its
 /// status, likewise). What it holds is `holding`, of the budget every stream shares: it reads
 /// its next input only when it holds nothing or the budget has room, and makes each answer
-/// message only once the one before it has been taken by the client's flow control.
+/// message only once the one before it has been taken by the client's flow control. Inputs
+/// already received are started at once, up to [`READ_AHEAD`], so that one waiting for its
+/// identity provider does not hold up the judging of those behind it.
 async fn answer_each<I, O, F, S>(
     call: &Call,
     (mut inputs, end): (TakeUntil<RequestStream<I>, StreamsEnd>, StreamsEnd),
@@ -245,48 +261,75 @@ where
     // Answers to inputs that came together leave in one write; flushed below whenever no
     // further input is waiting, so an answer never waits for the next question.
     sink.enhance_batch(true);
+    let mut ahead: std::collections::VecDeque<Ahead<S>> = std::collections::VecDeque::new();
+    let mut ended: Option<InputsEnded> = None;
     loop {
-        while !holding.try_reserve() {
-            // Its own answers being taken free this stream's share as surely as room in the
-            // budget: flush while waiting for either.
-            let waited = {
-                let waits: [BoxFuture<'_, Waited>; 3] = [
-                    holding.room().map(|()| Waited::Room).boxed(),
-                    sink.flush().map(Waited::Flushed).boxed(),
-                    end.clone().map(|()| Waited::End).boxed(),
-                ];
-                future::select_all(waits).await.0
-            };
-            match waited {
-                Waited::Room => {}
-                Waited::Flushed(flushed) => {
-                    flushed?;
-                    holding.writes_done();
+        if ahead.is_empty() {
+            if let Some(ended) = ended.take() {
+                match ended {
+                    InputsEnded::Done => break,
+                    InputsEnded::Failed(error) => {
+                        let Some(status) = streams::read_failure(&error) else {
+                            return Err(error);
+                        };
+                        return end_with(sink, status).await;
+                    }
                 }
-                Waited::End => return shut_down(sink).await,
+            }
+            while !holding.try_reserve() {
+                // Its own answers being taken free this stream's share as surely as room in the
+                // budget: flush while waiting for either.
+                let waited = {
+                    let waits: [BoxFuture<'_, Waited>; 3] = [
+                        holding.room().map(|()| Waited::Room).boxed(),
+                        sink.flush().map(Waited::Flushed).boxed(),
+                        end.clone().map(|()| Waited::End).boxed(),
+                    ];
+                    future::select_all(waits).await.0
+                };
+                match waited {
+                    Waited::Room => {}
+                    Waited::Flushed(flushed) => {
+                        flushed?;
+                        holding.writes_done();
+                    }
+                    Waited::End => return shut_down(sink).await,
+                }
+            }
+            let next = match inputs.try_next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    sink.flush().await?;
+                    holding.writes_done();
+                    inputs.try_next().await
+                }
+            };
+            match next {
+                Ok(Some(input)) => start(call, &mut holding, &mut ahead, weigh, &mut answer, input),
+                Ok(None) => break,
+                Err(error) => {
+                    let Some(status) = streams::read_failure(&error) else {
+                        return Err(error);
+                    };
+                    return end_with(sink, status).await;
+                }
             }
         }
-        let next = match inputs.try_next().now_or_never() {
-            Some(next) => next,
-            None => {
-                sink.flush().await?;
-                holding.writes_done();
-                inputs.try_next().await
+        // Start what has already arrived, without waiting for more.
+        while ended.is_none() && ahead.len() < READ_AHEAD && holding.try_reserve() {
+            match inputs.try_next().now_or_never() {
+                Some(Ok(Some(input))) => {
+                    start(call, &mut holding, &mut ahead, weigh, &mut answer, input);
+                }
+                Some(Ok(None)) => ended = Some(InputsEnded::Done),
+                Some(Err(error)) => ended = Some(InputsEnded::Failed(error)),
+                None => break,
             }
+        }
+        let Some(mut first) = ahead.pop_front() else {
+            continue;
         };
-        let next = match next {
-            Ok(next) => next,
-            Err(error) => {
-                let Some(status) = streams::read_failure(&error) else {
-                    return Err(error);
-                };
-                return end_with(sink, status).await;
-            }
-        };
-        let Some(input) = next else { break };
-        call.received();
-        holding.hold_question(weigh(&input));
-        let mut answers = pin!(answer(input));
+        let mut answered_bytes = 0usize;
         loop {
             // The write before this one has been taken (all but the latest, which the sink
             // keeps to write with the next): at most two answer messages in flight. A client
@@ -294,7 +337,35 @@ where
             // control, never an unbounded buffer.
             future::poll_fn(|cx| sink.poll_ready_unpin(cx)).await?;
             holding.writes_done_but_latest();
-            let Some(answered) = answers.next().await else {
+            let next = loop {
+                if first.answers.as_mut().peek().now_or_never().is_some() {
+                    break first.answers.next().await;
+                }
+                // Waiting for its provider: what was answered before leaves meanwhile, and the
+                // questions after it are read and started while it waits.
+                sink.flush().await?;
+                holding.writes_done();
+                let may_read = ended.is_none() && ahead.len() + 1 < READ_AHEAD;
+                if !may_read || !holding.try_reserve() {
+                    break first.answers.next().await;
+                }
+                let read = {
+                    let head = first.answers.as_mut().peek().map(|_| ());
+                    match future::select(head, inputs.try_next()).await {
+                        future::Either::Left(((), _)) => None,
+                        future::Either::Right((read, _)) => Some(read),
+                    }
+                };
+                match read {
+                    None => {}
+                    Some(Ok(Some(input))) => {
+                        start(call, &mut holding, &mut ahead, weigh, &mut answer, input);
+                    }
+                    Some(Ok(None)) => ended = Some(InputsEnded::Done),
+                    Some(Err(error)) => ended = Some(InputsEnded::Failed(error)),
+                }
+            };
+            let Some(answered) = next else {
                 break;
             };
             let answered = match answered {
@@ -302,12 +373,14 @@ where
                 Err(status) => return end_with(sink, status).await,
             };
             holding.answered(answered.answered);
+            answered_bytes = answered_bytes.saturating_add(answered.answered);
             // Started, not awaited: the write overlaps the read of the next input.
             sink.start_send_unpin((answered.message, WriteFlags::default()))?;
             holding.sent(answered.bytes);
             call.sent();
         }
-        holding.answered_all();
+        // What the question held beyond what its answers accounted for (a batch's own).
+        holding.answered(first.held.saturating_sub(answered_bytes));
     }
     // Stopped by the server (not ended by the client): the end signal resolved.
     if inputs.take_result().is_some() {
@@ -319,6 +392,27 @@ where
     holding.writes_done();
     sink.close().await?;
     Ok(RpcStatusCode::OK)
+}
+
+/// Takes `input` in: held in the budget, its answers started (their first poll starts its
+/// judging: a question for its provider is asked now, not when its turn comes).
+fn start<I, F, S>(
+    call: &Call,
+    holding: &mut Holding,
+    ahead: &mut std::collections::VecDeque<Ahead<S>>,
+    weigh: fn(&I) -> usize,
+    answer: &mut F,
+    input: I,
+) where
+    F: FnMut(I) -> S,
+    S: Stream,
+{
+    call.received();
+    let held = weigh(&input);
+    holding.hold_question(held);
+    let mut answers = Box::pin(answer(input).peekable());
+    let _ = answers.as_mut().peek().now_or_never();
+    ahead.push_back(Ahead { answers, held });
 }
 
 /// Ends a stream because the server shuts down: every input read so far has its answer; then
@@ -370,8 +464,10 @@ fn stream_answer(
 /// Where a batch's answers are: its questions not yet answered, and an answer made that did not
 /// fit the message before.
 struct BatchAnswers {
-    verifier: Arc<TokenVerifier>,
-    questions: std::vec::IntoIter<TokenV1Input>,
+    /// Each question not yet answered, with its check, all started together when the batch
+    /// came: a question waiting for its provider holds up only the answers after it, not the
+    /// judging of the others.
+    questions: std::vec::IntoIter<(TokenV1Input, Eventually<Outcome>)>,
     carried: Option<(TokenV1Output, usize, usize)>,
     /// Whether a message has been made (an empty batch is answered by one empty message).
     made_one: bool,
@@ -385,8 +481,15 @@ fn batch_answers(
     batch: TokenV1InputBatch,
 ) -> impl Stream<Item = Result<Answered<TokenV1OutputBatch>, RpcStatus>> {
     let state = batch_bounds(&batch).map(|()| BatchAnswers {
-        verifier,
-        questions: batch.inputs.into_iter(),
+        questions: batch
+            .inputs
+            .into_iter()
+            .map(|input| {
+                let check = verifier.check(&input.token);
+                (input, check)
+            })
+            .collect::<Vec<_>>()
+            .into_iter(),
         carried: None,
         made_one: false,
     });
@@ -413,8 +516,8 @@ impl BatchAnswers {
             message.bytes += bytes;
             message.answered += answered;
         }
-        for input in self.questions.by_ref() {
-            let output = validated(&self.verifier, &input).await;
+        for (input, check) in self.questions.by_ref() {
+            let output = output(input.request_id, &check.get().await);
             let size = output.compute_size();
             // The field's tag, its length and the answer.
             let bytes = 1 + protobuf::rt::compute_raw_varint64_size(size) as usize + size as usize;

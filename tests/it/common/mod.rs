@@ -572,9 +572,14 @@ pub fn output_fed(command: &mut std::process::Command, input: &[u8]) -> std::pro
         .spawn()
         .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
     let mut stdin = child.stdin.take().expect("piped");
-    stdin.write_all(input).expect("write its input");
-    drop(stdin);
-    child.wait_with_output().expect("it ends")
+    // From another thread: a large input and output would otherwise fill both pipes at once.
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output = child.wait_with_output().expect("it ends");
+    feeder.join().expect("the feeder");
+    output
 }
 
 /// The client binary (the test build's) run against `address` with `args`, with no environment
