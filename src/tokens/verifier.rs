@@ -366,6 +366,17 @@ impl TokenVerifier {
             )));
         }
         let digest = cache::key(token);
+        let mut id = [0u8; TOKEN_REVOCATION_ID_BYTES];
+        if self
+            .revocations
+            .is_revoked(token_revocation_id(&digest, &mut id), now)
+        {
+            // Refused before its provider is asked: a revoked token costs it nothing.
+            return Check::Done(Err(Refusal::new(
+                Verdict::Revoked,
+                "the token has been revoked",
+            )));
+        }
         if let Some(cache) = &self.cache {
             let fresh = cache.get(&digest).and_then(|hit| match hit.entry {
                 Entry::Introspected {

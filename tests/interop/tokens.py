@@ -10,6 +10,11 @@ Usage:
                                   mutual TLS, revokes one too. Exit 0 when every check holds.
   tokens.py verify DIR TOKENS      Verifies each line of the file TOKENS with PyJWT against DIR's
                                   key set (signature, iss, aud, exp); prints `verified N`.
+  tokens.py opaque HOST:PORT ISSUER
+                                  Opaque tokens of ISSUER, which a stand-in introspection
+                                  endpoint judges by their start (introspection_server.py):
+                                  active ones valid with the answer as claims, others INACTIVE,
+                                  over Validate, ValidateStream and ValidateBatches.
   tokens.py idle-stream HOST:PORT DIR
                                   Opens a stream, has one token validated, prints `answered`,
                                   then keeps the stream open and idle until killed.
@@ -242,10 +247,44 @@ def verify(folder, tokens_file):
     print(f"verified {count}")
 
 
+def opaque(args):
+    suffix = uuid.uuid4().hex
+    active, inactive = f"active-py{suffix}", f"nobody-py{suffix}"
+    with open_channel(args) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        stub = pbg.TokenV1ProtoStub(channel)
+        plan = [(n, token) for n, token in enumerate([active, inactive] * 20)]
+        unary = [stub.Validate(pb.TokenV1Input(request_id=rid, token=token), timeout=10)
+                 for rid, token in plan[:2]]
+        streamed = list(stub.ValidateStream(
+            (pb.TokenV1Input(request_id=rid, token=token) for rid, token in plan), timeout=30))
+        batched = [answer for reply in stub.ValidateBatches(iter([pb.TokenV1InputBatch(
+            inputs=[pb.TokenV1Input(request_id=rid, token=token) for rid, token in plan])]),
+            timeout=30) for answer in reply.outputs]
+        for way, answers in [("Validate", unary), ("ValidateStream", streamed),
+                             ("ValidateBatches", batched)]:
+            check(f"{way}: one answer each", len(answers), len(plan[:len(answers)]))
+            for answer, (rid, token) in zip(answers, plan):
+                check(f"{way}: request_id", answer.request_id, rid)
+                if token == active:
+                    check(f"{way}: verdict", V.Name(answer.verdict), "TOKEN_V1_VALID")
+                    got = (answer.subject, answer.issuer, list(answer.scopes), list(answer.audience))
+                    check(f"{way}: answer", got, (active[len("active-"):], args.dir,
+                                                  ["read", "write"], ["api"]))
+                    claims = json_format.MessageToDict(answer.claims)
+                    check(f"{way}: client_id", claims.get("client_id"), "app")
+                    check(f"{way}: no active member", "active" in claims, False)
+                else:
+                    check(f"{way}: verdict", V.Name(answer.verdict), "TOKEN_V1_INACTIVE")
+                    check(f"{way}: status", answer.status.code, 401)
+                    check(f"{way}: reason", "not active" in answer.status.message, True)
+    report("tokens.py opaque", args.address)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["keys", "check", "verify", "idle-stream"])
+    parser.add_argument("mode", choices=["keys", "check", "verify", "idle-stream", "opaque"])
     parser.add_argument("address_or_dir")
     parser.add_argument("dir", nargs="?")
     parser.add_argument("--ca")
@@ -261,7 +300,7 @@ def main():
     args.address = args.address_or_dir
     if args.dir is None:
         sys.exit(f"{args.mode} needs HOST:PORT and DIR")
-    (run_checks if args.mode == "check" else idle_stream)(args)
+    {"check": run_checks, "idle-stream": idle_stream, "opaque": opaque}[args.mode](args)
 
 
 if __name__ == "__main__":

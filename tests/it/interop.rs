@@ -323,6 +323,26 @@ fn python_token_config(keys: &Path) -> ServerConfig {
 }
 
 #[test]
+fn python_reads_opaque_tokens_claims_and_the_inactive_verdict() {
+    let endpoint = crate::introspection::Endpoint::start();
+    let keys = python_keys();
+    let mut config = python_token_config(keys.path());
+    let mut opaque = mrmat_rust_api_grpc::tokens::ProviderOptions::new(
+        crate::introspection::OPAQUE_ISSUER,
+        mrmat_rust_api_grpc::tokens::KeysFrom::None,
+    );
+    opaque.introspection = Some(endpoint.options());
+    config.tokens.providers.push(opaque);
+    let server = spawn_server_with(config);
+    let out = python_tokens(&[
+        OsStr::new("opaque"),
+        OsStr::new(&server.address),
+        OsStr::new(crate::introspection::OPAQUE_ISSUER),
+    ]);
+    assert!(out.contains(" checks hold"), "{out}");
+}
+
+#[test]
 fn python_validates_pyjwt_tokens_over_validate_a_request_iterator_stream_and_batches() {
     let keys = python_keys();
     let server = spawn_server_with(python_token_config(keys.path()));

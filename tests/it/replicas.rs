@@ -135,6 +135,52 @@ fn a_revocation_through_one_replica_is_refused_by_the_others_within_a_second() {
 }
 
 #[test]
+fn an_opaque_token_revoked_by_itself_through_one_replica_is_refused_by_the_other_at_once() {
+    use common::pki::client_tls;
+    use mrmat_rust_api_grpc::proto::{TokenV1ProtoClient, TokenV1RevokeInput};
+    let cluster = PgCluster::start();
+    let password = password_file();
+    let endpoint = crate::introspection::Endpoint::start();
+    let mut revocation = Revocation::new(postgres_store(&cluster, &password));
+    let mut opaque = mrmat_rust_api_grpc::tokens::ProviderOptions::new(
+        crate::introspection::OPAQUE_ISSUER,
+        mrmat_rust_api_grpc::tokens::KeysFrom::None,
+    );
+    opaque.introspection = Some(endpoint.options());
+    revocation.config.tokens.providers.push(opaque);
+    let a = spawn_server_with(revocation.config.clone());
+    let c = spawn_server_with(revocation.config.clone());
+    let token = format!("active-{}", fastrand::u64(..));
+    let on = |server: &common::TestServer, cert: &str| {
+        TokenV1ProtoClient::new(server.channel_with(&client_tls(revocation.pki(), cert)))
+    };
+    let verdict = |server: &common::TestServer| {
+        on(server, "client")
+            .validate_opt(&common::jwt::input(1, &token), call())
+            .expect("an answer")
+            .verdict
+            .enum_value_or_default()
+    };
+    // Cached on C: its answer would be reused for a minute.
+    assert_eq!(verdict(&c), TokenV1Verdict::TOKEN_V1_VALID);
+    let mut revoke = TokenV1RevokeInput::new();
+    revoke.token = token.clone();
+    let answer = on(&a, "admin-client")
+        .revoke_opt(&revoke, call())
+        .expect("revoked");
+    assert_eq!(answer.code, 200, "{answer:?}");
+    common::wait_until("C to refuse it", Duration::from_secs(1), || {
+        verdict(&c) == TokenV1Verdict::TOKEN_V1_REVOKED
+    });
+    assert_eq!(verdict(&a), TokenV1Verdict::TOKEN_V1_REVOKED);
+    assert_eq!(
+        endpoint.calls_for(&token),
+        1,
+        "C refused its cached answer, asked nothing"
+    );
+}
+
+#[test]
 fn a_revocation_whose_notification_was_missed_is_enforced_by_the_next_resync() {
     let cluster = PgCluster::start();
     let password = password_file();

@@ -44,6 +44,11 @@ impl Revocation {
         }
     }
 
+    /// The certificates: `client` and `admin-client` call with theirs.
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
     /// What `server` says of the token.
     pub fn verdict(&self, server: &TestServer) -> TokenV1Verdict {
         let user = TokenV1ProtoClient::new(server.channel_with(&client_tls(&self.pki, "client")));
