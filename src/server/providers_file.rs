@@ -43,7 +43,8 @@ use crate::authz::{Fallback, PathMatch, Route, Routes, Rule};
 use std::time::Duration;
 
 use crate::tokens::{
-    IntrospectionEndpoint, IntrospectionOptions, KeysFrom, ProviderOptions, DEFAULT_LEEWAY_SECONDS,
+    introspection_conflicts, IntrospectionEndpoint, IntrospectionOptions, KeysFrom,
+    ProviderOptions, DEFAULT_LEEWAY_SECONDS,
 };
 
 #[derive(Deserialize)]
@@ -201,6 +202,12 @@ pub fn read_all(path: &Path) -> Result<FileContents, Vec<String>> {
         }
         providers.push(FileProvider { options, line });
     }
+    let options: Vec<ProviderOptions> = providers.iter().map(|p| p.options.clone()).collect();
+    problems.extend(
+        introspection_conflicts(&options)
+            .into_iter()
+            .map(|problem| format!("{name}: {problem}")),
+    );
     if problems.is_empty() {
         Ok(FileContents { providers, routes })
     } else {
@@ -549,6 +556,40 @@ mod tests {
     }
 
     #[test]
+    fn an_introspecting_provider_reads_its_settings_and_without_keys_has_none() {
+        let providers = read_text(
+            "[[provider]]\nissuer = \"https://hydra\"\nintrospection_url = \"https://hydra/i\"\n\
+             client_id = \"g\"\nclient_secret_file = \"g.secret\"\ntoken_prefix = \"ory_at_\"\n\
+             introspection_cache = 30\ninactive_cache = 2\nstale_if_error = 600\n\
+             introspection_concurrency = 16\nintrospection_timeout_ms = 750\n\
+             introspection_queue_wait_ms = 100\n\n\
+             [[provider]]\nissuer = \"https://kc\"\nintrospection = true\nclient_id = \"g\"\n\
+             client_secret_file = \"g.secret\"\n",
+        )
+        .expect("reads");
+        let hydra = &providers[0].options;
+        assert_eq!(hydra.keys, KeysFrom::None, "introspected only");
+        let i = hydra.introspection.as_ref().expect("introspects");
+        assert_eq!(
+            i.endpoint,
+            IntrospectionEndpoint::Url("https://hydra/i".into())
+        );
+        assert_eq!(i.token_prefix.as_deref(), Some("ory_at_"));
+        assert_eq!(i.cache, Duration::from_secs(30));
+        assert_eq!(i.inactive_cache, Duration::from_secs(2));
+        assert_eq!(i.stale_if_error, Duration::from_secs(600));
+        assert_eq!(i.concurrency, 16);
+        assert_eq!(i.timeout, Duration::from_millis(750));
+        assert_eq!(i.queue_wait, Duration::from_millis(100));
+        assert!(i.client_secret_file.ends_with("g.secret"));
+        let keycloak = &providers[1].options;
+        assert_eq!(keycloak.keys, KeysFrom::Discovery, "its JWTs too");
+        let i = keycloak.introspection.as_ref().expect("introspects");
+        assert_eq!(i.endpoint, IntrospectionEndpoint::Discovery);
+        assert_eq!(i.stale_if_error, Duration::ZERO);
+    }
+
+    #[test]
     fn every_problem_names_the_file_and_the_line() {
         let cases = [
             (
@@ -583,6 +624,53 @@ mod tests {
             (
                 "[[provider]]\nissuer = \"https://a\"\n[[provider]]\nissuer = \"https://a\"\n",
                 "FILE:4: issuer https://a is already a provider at line 2",
+            ),
+            (
+                "[[provider]]\nissuer = \"https://a\"\nclient_id = \"g\"\n",
+                "FILE:2: issuer https://a: client_id is for introspection",
+            ),
+            (
+                "[[provider]]\nissuer = \"https://a\"\nintrospection = true\n",
+                "introspection needs client_id and client_secret_file",
+            ),
+            (
+                "[[provider]]\nissuer = \"https://a\"\nintrospection = true\n\
+                 introspection_url = \"https://a/i\"\nclient_id = \"g\"\nclient_secret_file = \"s\"\n",
+                "introspection = true finds the endpoint by discovery",
+            ),
+            (
+                "[[provider]]\nissuer = \"x\"\njwks_file = \"f\"\nintrospection = true\n\
+                 client_id = \"g\"\nclient_secret_file = \"s\"\n",
+                "give introspection_url instead",
+            ),
+            (
+                "[[provider]]\nissuer = \"x\"\nintrospection_url = \"http://id.example/i\"\n\
+                 client_id = \"g\"\nclient_secret_file = \"s\"\n",
+                "introspection_url http://id.example/i of issuer x: keys are fetched over https",
+            ),
+            (
+                "[[provider]]\nissuer = \"x\"\nintrospection_url = \"https://x/i\"\n\
+                 client_id = \"g\"\nclient_secret_file = \"s\"\nintrospection_concurrency = 0\n",
+                "introspection_concurrency is 0",
+            ),
+            (
+                "[[provider]]\nissuer = \"x\"\nintrospection_url = \"https://x/i\"\n\
+                 client_id = \"g\"\nclient_secret_file = \"s\"\ntoken_prefix = \"a b\"\n",
+                "token_prefix \"a b\" is not the start of a token",
+            ),
+            (
+                "[[provider]]\nissuer = \"x\"\nintrospection_url = \"https://x/i\"\n\
+                 client_id = \"g\"\nclient_secret_file = \"s\"\n\
+                 [[provider]]\nissuer = \"y\"\nintrospection_url = \"https://y/i\"\n\
+                 client_id = \"g\"\nclient_secret_file = \"s\"\n",
+                "issuers x and y both introspect any token",
+            ),
+            (
+                "[[provider]]\nissuer = \"x\"\nintrospection_url = \"https://x/i\"\n\
+                 client_id = \"g\"\nclient_secret_file = \"s\"\ntoken_prefix = \"ory_\"\n\
+                 [[provider]]\nissuer = \"y\"\nintrospection_url = \"https://y/i\"\n\
+                 client_id = \"g\"\nclient_secret_file = \"s\"\ntoken_prefix = \"ory_at_\"\n",
+                "both introspect tokens starting \"ory_at_\"",
             ),
         ];
         for (text, expected) in cases {

@@ -35,9 +35,9 @@ pub use crate::store_error::{Held, StoreError, StoreErrorKind};
 pub use introspection::MAX_WAITING as MAX_INTROSPECTIONS_WAITING;
 pub use jws::too_long;
 pub use options::{
-    fetchable, IntrospectionEndpoint, IntrospectionOptions, KeysFrom, ProviderOptions,
-    TokenOptions, Unfetchable, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DEFAULT_INACTIVE_CACHE,
-    DEFAULT_INTROSPECTION_CACHE, DEFAULT_INTROSPECTION_CONCURRENCY,
+    fetchable, introspection_conflicts, IntrospectionEndpoint, IntrospectionOptions, KeysFrom,
+    ProviderOptions, TokenOptions, Unfetchable, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES,
+    DEFAULT_INACTIVE_CACHE, DEFAULT_INTROSPECTION_CACHE, DEFAULT_INTROSPECTION_CONCURRENCY,
     DEFAULT_INTROSPECTION_QUEUE_WAIT, DEFAULT_INTROSPECTION_TIMEOUT, DEFAULT_JWKS_REFRESH,
     DEFAULT_LEEWAY_SECONDS, DEFAULT_REVOCATION_MAX_TTL,
 };

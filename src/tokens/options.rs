@@ -360,6 +360,7 @@ impl TokenOptions {
     /// What makes these settings unusable, one sentence each; none when they can be used.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        problems.extend(introspection_conflicts(&self.providers));
         for (index, provider) in self.providers.iter().enumerate() {
             problems.extend(provider.problems());
             if self.providers[..index]
@@ -371,37 +372,53 @@ impl TokenOptions {
                     provider.issuer
                 ));
             }
-            let Some(prefix) = provider.introspected_prefix() else {
-                continue;
-            };
-            for earlier in &self.providers[..index] {
-                let Some(other) = earlier.introspected_prefix() else {
-                    continue;
-                };
-                if prefix.starts_with(other) || other.starts_with(prefix) {
-                    let what = |p: &str| {
-                        if p.is_empty() {
-                            "any token".to_owned()
-                        } else {
-                            format!("tokens starting {p:?}")
-                        }
-                    };
-                    problems.push(format!(
-                        "issuers {} and {} both introspect {}: give each but one a token_prefix \
-                         that no other's tokens start with",
-                        earlier.issuer,
-                        provider.issuer,
-                        what(if prefix.len() < other.len() {
-                            other
-                        } else {
-                            prefix
-                        })
-                    ));
-                }
-            }
         }
         problems
     }
+}
+
+/// Which of `providers` could both be asked about the same opaque token, one sentence each:
+/// two without a `token_prefix`, or a prefix that starts another (the one without a prefix
+/// takes the tokens no prefix fits).
+pub fn introspection_conflicts(providers: &[ProviderOptions]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (index, provider) in providers.iter().enumerate() {
+        let Some(prefix) = provider.introspected_prefix() else {
+            continue;
+        };
+        for earlier in &providers[..index] {
+            let Some(other) = earlier.introspected_prefix() else {
+                continue;
+            };
+            // The one without a prefix takes what no prefix does; two without one, or one
+            // prefix starting another, could both take a token.
+            let both_bare = prefix.is_empty() && other.is_empty();
+            let nested = !prefix.is_empty()
+                && !other.is_empty()
+                && (prefix.starts_with(other) || other.starts_with(prefix));
+            if both_bare || nested {
+                let what = |p: &str| {
+                    if p.is_empty() {
+                        "any token".to_owned()
+                    } else {
+                        format!("tokens starting {p:?}")
+                    }
+                };
+                problems.push(format!(
+                    "issuers {} and {} both introspect {}: give each but one a token_prefix \
+                         that no other's tokens start with",
+                    earlier.issuer,
+                    provider.issuer,
+                    what(if prefix.len() < other.len() {
+                        other
+                    } else {
+                        prefix
+                    })
+                ));
+            }
+        }
+    }
+    problems
 }
 
 #[cfg(test)]

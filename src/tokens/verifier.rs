@@ -297,7 +297,7 @@ impl TokenVerifier {
         }
         let providers = self.providers();
         if !jws::is_compact(token) {
-            if let Some(found) = introspecting(&providers, token) {
+            if let Some(found) = introspecting_provider(&providers, token) {
                 return match found {
                     Ok(provider) => self.check_opaque(token, provider, now),
                     Err(refusal) => Check::Done(Err(refusal)),
@@ -555,7 +555,10 @@ fn verify(
 /// The provider that introspects `token`, a token that is not a JWT: the one whose
 /// `token_prefix` it starts with, else the one without a prefix. None when no provider
 /// introspects; a refusal when none takes this token.
-fn introspecting(providers: &Providers, token: &str) -> Option<Result<Arc<Provider>, Refusal>> {
+fn introspecting_provider(
+    providers: &Providers,
+    token: &str,
+) -> Option<Result<Arc<Provider>, Refusal>> {
     let mut any = false;
     let mut best: Option<(&str, &Arc<Provider>)> = None;
     for provider in providers.values() {
@@ -916,5 +919,52 @@ mod tests {
         assert_eq!(verdict(&verifier, &token_a, 1_000), Verdict::WrongAudience);
         assert_eq!(verdict(&verifier, &token_b, 1_000), Verdict::WrongIssuer);
         assert!(verifier.ready());
+    }
+
+    #[test]
+    fn an_opaque_token_goes_to_the_longest_prefix_that_fits_else_the_provider_without_one() {
+        use crate::tokens::{IntrospectionEndpoint, IntrospectionOptions};
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s").expect("write the secret");
+        let introspecting = |issuer: &str, prefix: Option<&str>| {
+            let mut options = IntrospectionOptions::new(
+                IntrospectionEndpoint::Url("http://127.0.0.1:1/i".to_owned()),
+                "g",
+                secret.clone(),
+            );
+            options.token_prefix = prefix.map(str::to_owned);
+            ProviderOptions {
+                introspection: Some(options),
+                ..ProviderOptions::new(issuer, KeysFrom::None)
+            }
+        };
+        let mut providers = Providers::new();
+        for (issuer, prefix) in [
+            ("any", None),
+            ("ory", Some("ory_")),
+            ("at", Some("ory_at_")),
+        ] {
+            let provider = Provider::start(&introspecting(issuer, prefix), Duration::from_secs(60))
+                .expect("starts");
+            providers.insert(issuer.to_owned(), Arc::new(provider));
+        }
+        let to = |token: &str| match introspecting_provider(&providers, token) {
+            Some(Ok(provider)) => provider.options.issuer.clone(),
+            other => panic!("{token}: {:?}", other.map(|found| found.map(|_| ()))),
+        };
+        assert_eq!(to("ory_at_abc"), "at");
+        assert_eq!(to("ory_rt_abc"), "ory");
+        assert_eq!(to("abc"), "any");
+        providers.remove("any");
+        assert!(matches!(
+            introspecting_provider(&providers, "abc"),
+            Some(Err(_))
+        ));
+        providers.clear();
+        assert!(
+            introspecting_provider(&providers, "abc").is_none(),
+            "none introspects"
+        );
     }
 }
