@@ -269,6 +269,20 @@ const CANCELLED_CALLS_END: Duration = Duration::from_millis(500);
 pub fn check(config: &ServerConfig) -> Result<Vec<String>, ServerError> {
     config.validate().map_err(ServerError::Config)?;
     let (providers, routes) = read_config_file(&Providers::of(config))?;
+    // The client secrets are read as the start would; the endpoints are not called.
+    let unreadable: Vec<String> = providers
+        .iter()
+        .filter_map(|p| Some((p, p.introspection.as_ref()?)))
+        .filter_map(|(p, i)| {
+            crate::tokens::check_client_secret(i)
+                .err()
+                .map(|why| (p, why))
+        })
+        .map(|(p, why)| format!("issuer {}: {why}", p.issuer))
+        .collect();
+    if !unreadable.is_empty() {
+        return Err(ServerError::Config(unreadable));
+    }
     let mut lines: Vec<String> = providers
         .iter()
         .map(|provider| format!("provider {}", provider.issuer))

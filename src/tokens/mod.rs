@@ -32,7 +32,7 @@ mod verifier;
 use std::fmt;
 
 pub use crate::store_error::{Held, StoreError, StoreErrorKind};
-pub use introspection::MAX_WAITING as MAX_INTROSPECTIONS_WAITING;
+pub use introspection::{check_client_secret, MAX_WAITING as MAX_INTROSPECTIONS_WAITING};
 pub use jws::too_long;
 pub use options::{
     fetchable, introspection_conflicts, IntrospectionEndpoint, IntrospectionOptions, KeysFrom,

@@ -695,8 +695,54 @@ fn a_flood_of_garbage_tokens_is_bounded_in_calls_and_memory_and_good_tokens_keep
         .log
         .line_containing(" fails: ", Duration::from_millis(10));
     assert!(again.is_none(), "one warn line: {again:?}");
+    assert_eq!(
+        server.log.count_containing("gateway-secret"),
+        0,
+        "no secret logged"
+    );
     assert!(
         peak < before + 128 * 1024,
         "{before} KiB before, {peak} KiB after"
+    );
+}
+
+#[test]
+fn check_config_reads_the_client_secret_as_the_start_would_and_never_prints_it() {
+    let endpoint = Endpoint::start();
+    let dir = tempfile::tempdir().expect("a folder");
+    let config = dir.path().join("config.toml");
+    let write = |secret_file: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[provider]]\nissuer = \"{OPAQUE_ISSUER}\"\nintrospection_url = \"{}\"\n\
+                 client_id = \"gateway\"\nclient_secret_file = \"{secret_file}\"\n",
+                endpoint.url()
+            ),
+        )
+        .expect("write the config");
+    };
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server"))
+            .args(["--config", &config.display().to_string(), "--check-config"])
+            .output()
+            .expect("the server runs")
+    };
+    write("absent.secret");
+    let out = check();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("client_secret_file") && stderr.contains("absent.secret"),
+        "{stderr}"
+    );
+    std::fs::write(dir.path().join("good.secret"), "s3cr3t-value\n").expect("write");
+    write("good.secret");
+    let out = check();
+    assert!(out.status.success(), "{out:?}");
+    let all = format!("{out:?}");
+    assert!(
+        all.contains(OPAQUE_ISSUER) && !all.contains("s3cr3t"),
+        "{all}"
     );
 }

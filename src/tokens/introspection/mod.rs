@@ -29,6 +29,11 @@ use super::cache::Key;
 use super::claims::Rules;
 use super::{IntrospectionEndpoint, IntrospectionOptions, Refusal, TokenError, Verdict};
 
+/// Whether the client secret of `options` can be read (`--check-config`), or why not.
+pub fn check_client_secret(options: &IntrospectionOptions) -> Result<(), String> {
+    call::read_secret(&options.client_secret_file).map(|_| ())
+}
+
 /// Questions waiting for a free call, at most, per provider: beyond them a question cannot be
 /// judged at once (the memory a flood holds stays bounded, and its answer comes now).
 pub const MAX_WAITING: usize = 1024;
