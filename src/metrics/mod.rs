@@ -199,7 +199,8 @@ impl Metrics {
                 "mrmat_token_introspections_total",
                 "Token introspection calls (RFC 7662) to an identity provider, by issuer and \
                  outcome (active, inactive, refused: an active answer this server refuses, \
-                 failed: no usable answer, busy: not made, too many waiting).",
+                 failed: no usable answer, busy: not made, too many waiting; held_off: not made, \
+                 the endpoint failing).",
                 &["issuer", "outcome"],
             ),
             introspection_seconds: histograms(

@@ -88,7 +88,9 @@ pub fn forget_key_set(issuer: &str) {
     let _ = metrics.introspection_stale.remove_label_values(&[issuer]);
 }
 
-const INTROSPECTION_OUTCOMES: [&str; 5] = ["active", "inactive", "refused", "failed", "busy"];
+const INTROSPECTION_OUTCOMES: [&str; 6] = [
+    "active", "inactive", "refused", "failed", "busy", "held_off",
+];
 
 /// Counts an introspection call to `issuer`'s endpoint (or one not made: `busy`) and, for one
 /// made, how long it took.

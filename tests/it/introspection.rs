@@ -343,6 +343,11 @@ fn hostile_answers_cannot_judge_and_hostile_tokens_are_never_sent() {
     ] {
         let why = unavailable(&server, &unique(kind));
         assert!(why.contains(says), "{kind}: {why}");
+        // A good answer between them: five failures in a row would hold calls off.
+        assert_eq!(
+            verdict(&server, &unique("active")),
+            TokenV1Verdict::TOKEN_V1_VALID
+        );
     }
     let other = validate(&server, &unique("otheraud")).expect("an answer");
     assert_eq!(
@@ -646,7 +651,8 @@ fn a_flood_of_garbage_tokens_is_bounded_in_calls_and_memory_and_good_tokens_keep
         "no failure"
     );
 
-    // The endpoint failing: one warn line, not one per token.
+    // The endpoint failing: one warn line, not one per token, and calls held off after a few.
+    let calls_before = endpoint.stats()["calls"].as_u64().expect("calls");
     endpoint.post("/down");
     let more: String = (0..2_000).map(|n| format!("fail-{n}\n")).collect();
     common::output_fed(
@@ -660,6 +666,11 @@ fn a_flood_of_garbage_tokens_is_bounded_in_calls_and_memory_and_good_tokens_keep
         .line_containing("introspection endpoint", Duration::from_secs(10))
         .expect("a warning");
     assert!(warned.contains("fails: it answered HTTP 503"), "{warned}");
+    let calls_down = endpoint.stats()["calls"].as_u64().expect("calls") - calls_before;
+    assert!(
+        calls_down < 100,
+        "{calls_down} calls for 2,000 tokens to a failing endpoint"
+    );
     // Forward auth cannot judge either: 503, for the proxy to retry or fail closed.
     let auth = server.forward_auth_address().expect("forward auth");
     let mut raw = common::hostile::Raw::connect(&auth);
@@ -667,6 +678,11 @@ fn a_flood_of_garbage_tokens_is_bounded_in_calls_and_memory_and_good_tokens_keep
     let answer = raw.answer().expect("an answer");
     assert_eq!(answer.status, 503, "{answer:?}");
     endpoint.post("/up");
+    common::wait_until("the hold-off to end", Duration::from_secs(40), || {
+        client
+            .validate_opt(&input(1, &unique("active")), call())
+            .is_ok()
+    });
 
     // The client: each verdict by name; Revoke by the token itself needs an admin.
     let out = common::client_output(

@@ -6,6 +6,9 @@
 //!   calls ever waits for the provider;
 //! - a question beyond those waits at most `queue_wait` (and at most [`MAX_WAITING`] wait), then
 //!   cannot be judged;
+//! - after 5 failed calls in a row, none is made for a while (0.5 s, doubling to 30 s while it
+//!   keeps failing; then one call tries it): a struggling provider is not asked about every
+//!   token a flood brings;
 //! - the endpoint's failures are one warn line a minute, not one per request.
 //!
 //! Answers are cached by the verifier (`super::cache`), active and inactive alike; this module
@@ -37,6 +40,14 @@ pub fn check_client_secret(options: &IntrospectionOptions) -> Result<(), String>
 /// Questions waiting for a free call, at most, per provider: beyond them a question cannot be
 /// judged at once (the memory a flood holds stays bounded, and its answer comes now).
 pub const MAX_WAITING: usize = 1024;
+
+/// After this many failed calls in a row, calls are held off: a struggling endpoint is not
+/// asked about every token (a flood of them would be a flood at the provider).
+const FAILURES_BEFORE_HOLD_OFF: u32 = 5;
+
+/// The first hold-off, doubling while the endpoint keeps failing, up to the last.
+const FIRST_HOLD_OFF: Duration = Duration::from_millis(500);
+const LONGEST_HOLD_OFF: Duration = Duration::from_secs(30);
 
 /// The endpoint's failures are warned of at most this often.
 const WARN_INTERVAL: Duration = Duration::from_secs(60);
@@ -81,6 +92,12 @@ struct Health {
     failing: bool,
     warned_at: Option<Instant>,
     failures_since_warned: u64,
+    /// Calls failed in a row.
+    failures_in_a_row: u32,
+    /// While the endpoint keeps failing, no call is made before this (one then tries it).
+    held_off_until: Option<Instant>,
+    /// How long the next hold-off lasts.
+    hold_off: Duration,
 }
 
 struct Shared {
@@ -182,6 +199,19 @@ impl Introspector {
     /// Asks the provider about `token` (known by `key`, its SHA-256): joins a question already
     /// asked of it, or waits for a free call.
     pub fn ask(&self, key: Key, token: &str) -> BoxFuture<'static, Judged> {
+        if let Some(left) = self.shared.held_off() {
+            crate::metrics::introspection(&self.shared.issuer, "held_off", None);
+            return futures::future::ready(Err(Refusal::new(
+                Verdict::Unavailable,
+                format!(
+                    "{}'s introspection endpoint keeps failing: it is asked again in {} ms; ask \
+                     again later",
+                    self.shared.issuer,
+                    left.as_millis()
+                ),
+            )))
+            .boxed();
+        }
         let (answer, wait) = oneshot::channel();
         {
             let mut queue = self.shared.queue();
@@ -372,8 +402,19 @@ impl Shared {
         self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How long calls are still held off, if they are.
+    fn held_off(&self) -> Option<Duration> {
+        let health = self.health();
+        let until = health.held_off_until?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
     fn healthy(&self, url: &str) {
         let mut health = self.health();
+        health.failures_in_a_row = 0;
+        health.held_off_until = None;
+        health.hold_off = FIRST_HOLD_OFF;
         if health.failing {
             health.failing = false;
             log::info!(
@@ -386,6 +427,12 @@ impl Shared {
     fn failed(&self, url: &str, why: &str) {
         let mut health = self.health();
         health.failing = true;
+        health.failures_in_a_row = health.failures_in_a_row.saturating_add(1);
+        if health.failures_in_a_row >= FAILURES_BEFORE_HOLD_OFF {
+            let hold_off = health.hold_off.max(FIRST_HOLD_OFF);
+            health.held_off_until = Some(Instant::now() + hold_off);
+            health.hold_off = (hold_off * 2).min(LONGEST_HOLD_OFF);
+        }
         let due = health
             .warned_at
             .is_none_or(|at| at.elapsed() >= WARN_INTERVAL);
