@@ -146,20 +146,17 @@ impl ProviderOptions {
 
     /// How its keys are found, for log lines and `--help`: `discovery`, `jwks_url URL`, ...
     pub fn keys_description(&self) -> String {
-        match &self.keys {
+        let keys = match &self.keys {
             KeysFrom::Discovery => "discovery".to_owned(),
             KeysFrom::Url(url) => format!("jwks_url {url}"),
             KeysFrom::File(path) => format!("jwks_file {}", path.display()),
             KeysFrom::None => "no keys".to_owned(),
+        };
+        match self.introspection.as_ref().map(|i| &i.endpoint) {
+            None => keys,
+            Some(IntrospectionEndpoint::Discovery) => format!("{keys}, introspection by discovery"),
+            Some(IntrospectionEndpoint::Url(url)) => format!("{keys}, introspection_url {url}"),
         }
-        .to_owned()
-            + &match &self.introspection {
-                None => String::new(),
-                Some(i) => match &i.endpoint {
-                    IntrospectionEndpoint::Discovery => ", introspection by discovery".to_owned(),
-                    IntrospectionEndpoint::Url(url) => format!(", introspection_url {url}"),
-                },
-            }
     }
 
     /// What makes this provider unusable, one sentence each.
