@@ -32,7 +32,7 @@ mod verifier;
 use std::fmt;
 
 pub use crate::store_error::{Held, StoreError, StoreErrorKind};
-pub use introspection::{check_client_secret, MAX_WAITING as MAX_INTROSPECTIONS_WAITING};
+pub use introspection::check_client_secret;
 pub use jws::too_long;
 pub use options::{
     fetchable, introspection_conflicts, IntrospectionEndpoint, IntrospectionOptions, KeysFrom,
@@ -43,7 +43,7 @@ pub use options::{
 };
 pub use providers::ProvidersChanged;
 pub use revocations::{RevocationStore, RevokeError, Revoked, Stored};
-pub use verifier::{Outcome, TokenVerifier};
+pub use verifier::{revocation_id, Outcome, TokenVerifier};
 
 /// Tokens longer than this are refused unread: real ones are a few hundred bytes to a few KiB.
 pub const MAX_TOKEN_BYTES: usize = 8192;

@@ -262,7 +262,7 @@ pub(super) fn is_token_byte(b: u8) -> bool {
 
 impl ProviderOptions {
     /// The prefix its introspected tokens start with: "" when it introspects any.
-    fn introspected_prefix(&self) -> Option<&str> {
+    pub(super) fn introspected_prefix(&self) -> Option<&str> {
         let introspection = self.introspection.as_ref()?;
         Some(introspection.token_prefix.as_deref().unwrap_or(""))
     }

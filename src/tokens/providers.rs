@@ -63,8 +63,7 @@ impl Provider {
     /// none.
     pub fn introspected_prefix(&self) -> Option<&str> {
         self.introspection.as_ref()?;
-        let options = self.options.introspection.as_ref()?;
-        Some(options.token_prefix.as_deref().unwrap_or(""))
+        self.options.introspected_prefix()
     }
 }
 

@@ -222,6 +222,10 @@ impl TokenVerifier {
         digest: &cache::Key,
         now: i64,
     ) -> Outcome {
+        // Asked before the question too; again for a revocation made while it was out.
+        if let Some(refused) = self.token_revoked(digest, now) {
+            return Err(refused);
+        }
         match judged {
             Ok(answer) => {
                 if let Some(cache) = &self.cache {
@@ -229,7 +233,7 @@ impl TokenVerifier {
                         cache.insert(*digest, entry, provider.id);
                     }
                 }
-                self.judge_answer(&answer, provider, digest, now)
+                self.judge_answer(&answer, provider, now)
             }
             Err(cannot) => {
                 let stale = self.cache.as_ref().and_then(|cache| {
@@ -248,7 +252,7 @@ impl TokenVerifier {
                 match stale {
                     Some(answer) => {
                         metrics::introspection_stale(&provider.options.issuer);
-                        self.judge_answer(&answer, provider, digest, now)
+                        self.judge_answer(&answer, provider, now)
                     }
                     None => Err(cannot),
                 }
@@ -257,14 +261,8 @@ impl TokenVerifier {
     }
 
     /// The outcome of `provider`'s introspection `answer` at `now`: refused as it says, or
-    /// valid unless past its `exp` or revoked.
-    fn judge_answer(
-        &self,
-        answer: &Introspected,
-        provider: &Provider,
-        digest: &cache::Key,
-        now: i64,
-    ) -> Outcome {
+    /// valid unless past its `exp` or its `jti` revoked (the token itself is asked before).
+    fn judge_answer(&self, answer: &Introspected, provider: &Provider, now: i64) -> Outcome {
         match answer {
             Introspected::Refused(refusal) => Err(refusal.clone()),
             Introspected::Active(valid) => {
@@ -272,7 +270,7 @@ impl TokenVerifier {
                 if has_exp && now > valid.expires_at.saturating_add(provider.rules.leeway) {
                     return Err(claims::expired(valid.expires_at));
                 }
-                self.not_revoked(Arc::clone(valid), now, digest)
+                self.jti_not_revoked(Arc::clone(valid), now)
             }
         }
     }
@@ -366,16 +364,10 @@ impl TokenVerifier {
             )));
         }
         let digest = cache::key(token);
-        let mut id = [0u8; TOKEN_REVOCATION_ID_BYTES];
-        if self
-            .revocations
-            .is_revoked(token_revocation_id(&digest, &mut id), now)
-        {
-            // Refused before its provider is asked: a revoked token costs it nothing.
-            return Check::Done(Err(Refusal::new(
-                Verdict::Revoked,
-                "the token has been revoked",
-            )));
+        if let Some(refused) = self.token_revoked(&digest, now) {
+            // Refused before its cached answer is read or its provider asked: a revoked token
+            // costs the provider nothing.
+            return Check::Done(Err(refused));
         }
         if let Some(cache) = &self.cache {
             let fresh = cache.get(&digest).and_then(|hit| match hit.entry {
@@ -388,7 +380,7 @@ impl TokenVerifier {
             });
             metrics::token_cache(fresh.is_some());
             if let Some(answer) = fresh {
-                return Check::Done(self.judge_answer(&answer, &provider, &digest, now));
+                return Check::Done(self.judge_answer(&answer, &provider, now));
             }
         }
         let introspection = provider.introspection.as_ref().expect("it introspects");
@@ -398,6 +390,14 @@ impl TokenVerifier {
 
     /// `valid`, unless its `jti` or the token itself (by `digest`) has been revoked.
     fn not_revoked(&self, valid: Arc<ValidToken>, now: i64, digest: &cache::Key) -> Outcome {
+        match self.token_revoked(digest, now) {
+            Some(refusal) => Err(refusal),
+            None => self.jti_not_revoked(valid, now),
+        }
+    }
+
+    /// `valid`, unless its `jti` has been revoked.
+    fn jti_not_revoked(&self, valid: Arc<ValidToken>, now: i64) -> Outcome {
         if !valid.token_id.is_empty() && self.revocations.is_revoked(&valid.token_id, now) {
             return Err(Refusal::new(
                 Verdict::Revoked,
@@ -407,14 +407,15 @@ impl TokenVerifier {
                 ),
             ));
         }
-        let mut id = [0u8; TOKEN_REVOCATION_ID_BYTES];
-        if self
-            .revocations
-            .is_revoked(token_revocation_id(digest, &mut id), now)
-        {
-            return Err(Refusal::new(Verdict::Revoked, "the token has been revoked"));
-        }
         Ok(valid)
+    }
+
+    /// The refusal of the token `digest` names if it has been revoked by itself.
+    fn token_revoked(&self, digest: &cache::Key, now: i64) -> Option<Refusal> {
+        let mut id = [0u8; TOKEN_REVOCATION_ID_BYTES];
+        self.revocations
+            .is_revoked(token_revocation_id(digest, &mut id), now)
+            .then(|| Refusal::new(Verdict::Revoked, "the token has been revoked"))
     }
 
     /// Refuses `token` itself until `expires_at`, as [`Self::revoke`] does by `jti`: for
@@ -431,9 +432,7 @@ impl TokenVerifier {
             ))))
             .boxed();
         }
-        let mut id = [0u8; TOKEN_REVOCATION_ID_BYTES];
-        let id = token_revocation_id(&cache::key(token), &mut id).to_owned();
-        self.revoke(&id, expires_at)
+        self.revoke(&revocation_id(token), expires_at)
     }
 
     /// Refuses the token with id `token_id` until `expires_at` (Unix seconds; 0 for the
@@ -612,6 +611,13 @@ fn introspected_entry(answer: &Arc<Introspected>, provider: &Provider, now: i64)
         fresh_until,
         stale_until,
     })
+}
+
+/// What `token` revoked by itself is kept as: `sha256:` and the hex of its SHA-256 (a hash, not
+/// a secret: what an audit line may name).
+pub fn revocation_id(token: &str) -> String {
+    let mut id = [0u8; TOKEN_REVOCATION_ID_BYTES];
+    token_revocation_id(&cache::key(token), &mut id).to_owned()
 }
 
 /// A token revoked by itself is kept as `sha256:` and the hex of its SHA-256.

@@ -14,13 +14,7 @@ const SERVER: &str = env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-server");
 
 /// Runs the client with `args` after `--server address`, with no environment overrides.
 fn client(address: &str, args: &[&str]) -> Output {
-    Command::new(CLIENT)
-        .args(["--server", address])
-        .args(args)
-        .env_remove("MRMAT_GRPC_SERVER")
-        .env_remove("MRMAT_GRPC_TIMEOUT")
-        .output()
-        .expect("the client runs")
+    common::client_output(address, args)
 }
 
 /// The client's stdout for a call that must succeed.

@@ -601,8 +601,8 @@ fn a_flood_of_garbage_tokens_is_bounded_in_calls_and_memory_and_good_tokens_keep
         .map(|n| format!("delay-{n}-{}\n", fastrand::u64(..)))
         .collect();
     let out = common::output_fed(
-        std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"))
-            .args(["--server", &server.address, "--timeout", "60"])
+        common::client_command(&server.address)
+            .args(["--timeout", "60"])
             .args(["token", "v1", "validate", "--stream"]),
         garbage.as_bytes(),
     );
@@ -656,8 +656,8 @@ fn a_flood_of_garbage_tokens_is_bounded_in_calls_and_memory_and_good_tokens_keep
     endpoint.post("/down");
     let more: String = (0..2_000).map(|n| format!("fail-{n}\n")).collect();
     common::output_fed(
-        std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"))
-            .args(["--server", &server.address, "--timeout", "60"])
+        common::client_command(&server.address)
+            .args(["--timeout", "60"])
             .args(["token", "v1", "validate", "--stream"]),
         more.as_bytes(),
     );
@@ -697,9 +697,13 @@ fn a_flood_of_garbage_tokens_is_bounded_in_calls_and_memory_and_good_tokens_keep
     );
     assert!(lines[1].starts_with("[401] Inactive"), "{out:?}");
     let out = common::output_fed(
-        std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"))
-            .args(["--server", &server.address])
-            .args(["token", "v1", "revoke", "--token-file", "-"]),
+        common::client_command(&server.address).args([
+            "token",
+            "v1",
+            "revoke",
+            "--token-file",
+            "-",
+        ]),
         b"Bearer active-cli\n",
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");

@@ -28,7 +28,7 @@ use crate::proto::{
 use crate::quote::quoted;
 use crate::time::rfc3339;
 use crate::tokens::{
-    Outcome, RevokeError, Revoked, TokenVerifier, Verdict, MAX_BATCH_QUESTIONS,
+    revocation_id, Outcome, RevokeError, Revoked, TokenVerifier, Verdict, MAX_BATCH_QUESTIONS,
     MAX_BATCH_TOKEN_BYTES,
 };
 
@@ -306,13 +306,9 @@ where
             };
             match next {
                 Ok(Some(input)) => start(call, &mut holding, &mut ahead, weigh, &mut answer, input),
-                Ok(None) => break,
-                Err(error) => {
-                    let Some(status) = streams::read_failure(&error) else {
-                        return Err(error);
-                    };
-                    return end_with(sink, status).await;
-                }
+                // Handled at the top of the loop, as when reading ahead.
+                Ok(None) => ended = Some(InputsEnded::Done),
+                Err(error) => ended = Some(InputsEnded::Failed(error)),
             }
         }
         // Start what has already arrived, without waiting for more.
@@ -683,7 +679,7 @@ impl TokenV1Proto for TokenV1Api {
             (true, false) => (
                 self.verifier.revoke_token(&req.token, req.expires_at),
                 // The token is a secret: the audit line names its hash's start only.
-                format!("the token with SHA-256 {}...", token_hash_start(&req.token)),
+                format!("the token {}...", &revocation_id(&req.token)[..23]),
             ),
             _ => {
                 return call.fail(
@@ -720,10 +716,4 @@ impl TokenV1Proto for TokenV1Api {
         });
         call.answer(&ctx, sink, answer);
     }
-}
-
-/// The first 16 hex digits of `token`'s SHA-256: enough to find it in an audit, not to use it.
-fn token_hash_start(token: &str) -> String {
-    let digest = openssl::sha::sha256(token.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -18,7 +18,6 @@ mod answer;
 mod call;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -39,7 +38,7 @@ pub fn check_client_secret(options: &IntrospectionOptions) -> Result<(), String>
 
 /// Questions waiting for a free call, at most, per provider: beyond them a question cannot be
 /// judged at once (the memory a flood holds stays bounded, and its answer comes now).
-pub const MAX_WAITING: usize = 1024;
+const MAX_WAITING: usize = 1024;
 
 /// After this many failed calls in a row, calls are held off: a struggling endpoint is not
 /// asked about every token (a flood of them would be a flood at the provider).
@@ -122,7 +121,6 @@ struct Shared {
 pub(super) struct Introspector {
     shared: Arc<Shared>,
     secret_file: std::path::PathBuf,
-    stopped: AtomicBool,
 }
 
 impl Introspector {
@@ -174,7 +172,6 @@ impl Introspector {
         Ok(Self {
             shared,
             secret_file: options.client_secret_file.clone(),
-            stopped: AtomicBool::new(false),
         })
     }
 
@@ -250,11 +247,9 @@ impl Introspector {
 
 impl Drop for Introspector {
     fn drop(&mut self) {
-        if !self.stopped.swap(true, Ordering::Relaxed) {
-            self.shared.queue().stopping = true;
-            self.shared.work.notify_all();
-            self.shared.timer.notify_all();
-        }
+        self.shared.queue().stopping = true;
+        self.shared.work.notify_all();
+        self.shared.timer.notify_all();
     }
 }
 

@@ -582,14 +582,21 @@ pub fn output_fed(command: &mut std::process::Command, input: &[u8]) -> std::pro
     output
 }
 
-/// The client binary (the test build's) run against `address` with `args`, with no environment
-/// overrides; its whole output.
-pub fn client_output(address: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"))
+/// The client binary (the test build's) to run against `address`, with no environment
+/// overrides.
+pub fn client_command(address: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mrmat-rust-api-grpc-client"));
+    command
         .args(["--server", address])
-        .args(args)
         .env_remove("MRMAT_GRPC_SERVER")
-        .env_remove("MRMAT_GRPC_TIMEOUT")
+        .env_remove("MRMAT_GRPC_TIMEOUT");
+    command
+}
+
+/// The client run against `address` with `args`; its whole output.
+pub fn client_output(address: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> std::process::Output {
+    client_command(address)
+        .args(args)
         .output()
         .expect("the client runs")
 }
