@@ -8,7 +8,7 @@ use futures::future::{self, BoxFuture, FutureExt as _};
 
 use super::cache::{self, Entry, TokenCache};
 use super::claims;
-use super::introspection::{Introspected, Judged};
+use super::introspection::{Introspected, Judged, Remember};
 use super::options::is_token_byte;
 use super::providers::{Provider, Providers, ProvidersChanged};
 use super::revocations::{revocation_until, RevokeError, Revoked};
@@ -46,7 +46,7 @@ pub struct TokenVerifier {
     /// Up once any provider's keys have loaded.
     any_loaded: Availability,
     /// Valid tokens by the SHA-256 of the token; None when turned off.
-    cache: Option<TokenCache>,
+    cache: Option<Arc<TokenCache>>,
     revocations: Arc<dyn RevocationStore>,
     max_revocation_seconds: i64,
 }
@@ -69,7 +69,7 @@ impl TokenVerifier {
             providers: RwLock::default(),
             refresh: options.jwks_refresh,
             any_loaded: Availability::down(),
-            cache: TokenCache::new(options.cache_entries, options.cache_bytes),
+            cache: TokenCache::new(options.cache_entries, options.cache_bytes).map(Arc::new),
             revocations,
             max_revocation_seconds: i64::try_from(options.revocation_max_ttl.as_secs())
                 .unwrap_or(i64::MAX),
@@ -213,8 +213,9 @@ impl TokenVerifier {
         }
     }
 
-    /// The outcome of an introspection `judged` of the token `digest` names: the answer
-    /// cached, and when the endpoint could not answer, a stale answer while it may be used.
+    /// The outcome of an introspection `judged` of the token `digest` names (cached already, by
+    /// [`remember_answer`]), and when the endpoint could not answer, a stale answer while it may
+    /// be used.
     fn after_introspection(
         &self,
         judged: Judged,
@@ -227,14 +228,7 @@ impl TokenVerifier {
             return Err(refused);
         }
         match judged {
-            Ok(answer) => {
-                if let Some(cache) = &self.cache {
-                    if let Some(entry) = introspected_entry(&answer, provider, now) {
-                        cache.insert(*digest, entry, provider.id);
-                    }
-                }
-                self.judge_answer(&answer, provider, now)
-            }
+            Ok(answer) => self.judge_answer(&answer, provider, now),
             Err(cannot) => {
                 let stale = self.cache.as_ref().and_then(|cache| {
                     let hit = cache
@@ -384,7 +378,8 @@ impl TokenVerifier {
             }
         }
         let introspection = provider.introspection.as_ref().expect("it introspects");
-        let asked = introspection.ask(digest, token);
+        let remember = remember_answer(self.cache.as_ref(), &provider, digest);
+        let asked = introspection.ask(digest, token, remember);
         Check::AfterIntrospection(asked, provider, digest)
     }
 
@@ -584,9 +579,45 @@ fn introspecting_provider(
 /// What an introspection answer is cached as, at `now`: an active one for the provider's cache
 /// time, never past its `exp` (and, stale, at most `stale_if_error` longer, still never past
 /// `exp`); an inactive or refused one for its inactive cache time. None when not cached.
-fn introspected_entry(answer: &Arc<Introspected>, provider: &Provider, now: i64) -> Option<Entry> {
-    let options = provider.options.introspection.as_ref()?;
-    let seconds = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+/// Caches an answer of `provider` about the token `digest` names, in the caller thread that got
+/// it, before any asker is given it: a question asked after the answer finds it.
+fn remember_answer(
+    cache: Option<&Arc<TokenCache>>,
+    provider: &Provider,
+    digest: cache::Key,
+) -> Remember {
+    let (Some(cache), Some(options)) = (cache, provider.options.introspection.as_ref()) else {
+        return Box::new(|_| {});
+    };
+    let (cache, id) = (Arc::clone(cache), provider.id);
+    let times = AnswerTimes {
+        active: seconds(options.cache),
+        inactive: seconds(options.inactive_cache),
+        stale: seconds(options.stale_if_error),
+    };
+    Box::new(move |judged| {
+        if let Ok(answer) = judged {
+            if let Some(entry) = introspected_entry(answer, times, unix_now()) {
+                cache.insert(digest, entry, id);
+            }
+        }
+    })
+}
+
+/// How long a provider's answers are used, in seconds: active, inactive, and stale past
+/// active while its endpoint cannot answer.
+#[derive(Clone, Copy)]
+struct AnswerTimes {
+    active: i64,
+    inactive: i64,
+    stale: i64,
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn introspected_entry(answer: &Arc<Introspected>, times: AnswerTimes, now: i64) -> Option<Entry> {
     let (fresh_until, stale_until) = match &**answer {
         Introspected::Active(valid) => {
             let exp = if valid.claims.contains_key("exp") {
@@ -594,14 +625,12 @@ fn introspected_entry(answer: &Arc<Introspected>, provider: &Provider, now: i64)
             } else {
                 i64::MAX
             };
-            let fresh = now.saturating_add(seconds(options.cache)).min(exp);
-            let stale = fresh
-                .saturating_add(seconds(options.stale_if_error))
-                .min(exp);
+            let fresh = now.saturating_add(times.active).min(exp);
+            let stale = fresh.saturating_add(times.stale).min(exp);
             (fresh, stale)
         }
         Introspected::Refused(_) => {
-            let fresh = now.saturating_add(seconds(options.inactive_cache));
+            let fresh = now.saturating_add(times.inactive);
             (fresh, fresh)
         }
     };

@@ -11,8 +11,9 @@
 //!   token a flood brings;
 //! - the endpoint's failures are one warn line a minute, not one per request.
 //!
-//! Answers are cached by the verifier (`super::cache`), active and inactive alike; this module
-//! only asks.
+//! Answers are cached by the verifier (`super::cache`), active and inactive alike, by the hook
+//! the first asker gives: it runs before the waiters are answered, so that a question asked
+//! after the answer finds it cached and never makes a second call.
 
 mod answer;
 mod call;
@@ -55,6 +56,9 @@ const WARN_INTERVAL: Duration = Duration::from_secs(60);
 /// [`Verdict::Unavailable`]).
 pub(super) type Judged = Result<Arc<Introspected>, Refusal>;
 
+/// What the asker does with an answer before anyone is given it (caches it).
+pub(super) type Remember = Box<dyn FnOnce(&Judged) + Send>;
+
 /// Where the endpoint is: named, or found by discovery (None until it has been).
 pub(super) enum Endpoint {
     Fixed(String),
@@ -75,6 +79,7 @@ struct Job {
     key: Key,
     token: String,
     deadline: Instant,
+    remember: Remember,
 }
 
 #[derive(Default)]
@@ -194,8 +199,9 @@ impl Introspector {
     }
 
     /// Asks the provider about `token` (known by `key`, its SHA-256): joins a question already
-    /// asked of it, or waits for a free call.
-    pub fn ask(&self, key: Key, token: &str) -> BoxFuture<'static, Judged> {
+    /// asked of it, or waits for a free call. A call's answer goes to `remember` of the question
+    /// that made it before it goes to anyone.
+    pub fn ask(&self, key: Key, token: &str, remember: Remember) -> BoxFuture<'static, Judged> {
         if let Some(left) = self.shared.held_off() {
             crate::metrics::introspection(&self.shared.issuer, "held_off", None);
             return futures::future::ready(Err(Refusal::new(
@@ -225,6 +231,7 @@ impl Introspector {
                     key,
                     token: token.to_owned(),
                     deadline: Instant::now() + self.shared.queue_wait,
+                    remember,
                 });
                 self.shared.work.notify_one();
                 if first {
@@ -301,6 +308,7 @@ impl Shared {
                 continue;
             }
             let judged = self.call(&job.token);
+            (job.remember)(&judged);
             self.answer(&job.key, &judged);
         }
     }
@@ -448,5 +456,55 @@ impl Shared {
             self.issuer,
             WARN_INTERVAL.as_secs()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn an_answer_is_remembered_before_anyone_is_given_it_and_a_question_meanwhile_joins() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret").expect("written");
+        // Nothing listens on port 1: each call fails at once, which is an answer too.
+        let endpoint = IntrospectionEndpoint::Url("http://127.0.0.1:1/introspect".to_owned());
+        let options = IntrospectionOptions::new(endpoint, "gateway", secret);
+        let rules = Rules {
+            audiences: Vec::new(),
+            leeway: 0,
+        };
+        let introspector = Arc::new(
+            Introspector::start("https://id.test", &options, rules, None, None).expect("started"),
+        );
+        let remembered = Arc::new(AtomicUsize::new(0));
+        let (joined_tx, joined_rx) = mpsc::channel();
+        let hook = {
+            let (introspector, remembered) = (Arc::clone(&introspector), Arc::clone(&remembered));
+            Box::new(move |_: &Judged| {
+                remembered.fetch_add(1, Ordering::SeqCst);
+                // Asked while the answer is being remembered: it joins the question, so it
+                // makes no call and its own hook never runs.
+                let again = Arc::clone(&remembered);
+                let joined = introspector.ask(
+                    [7; 32],
+                    "tok",
+                    Box::new(move |_| {
+                        again.fetch_add(100, Ordering::SeqCst);
+                    }),
+                );
+                joined_tx.send(joined).expect("sent");
+            })
+        };
+        let first = futures::executor::block_on(introspector.ask([7; 32], "tok", hook));
+        let joined = joined_rx.recv().expect("asked meanwhile");
+        let joined = futures::executor::block_on(joined);
+        let why = |judged: Judged| judged.expect_err("cannot be judged").reason;
+        assert_eq!(why(first), why(joined));
+        assert_eq!(remembered.load(Ordering::SeqCst), 1);
     }
 }
