@@ -85,6 +85,7 @@ fn main() {
                 routes,
                 &verifier,
                 credential(&[header.as_bytes()]),
+                Default::default(),
                 &[],
                 &request,
             );

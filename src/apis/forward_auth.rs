@@ -15,22 +15,34 @@
 //! after the prefix (query included, so no scopes are read from it: a route's scopes come from
 //! the config file). An allow also lists, in `x-envoy-auth-headers-to-remove`, the identity
 //! headers it does not set, so that Envoy removes the client's own copies.
+//!
+//! A token sent with the DPoP scheme is held to its proof for the request the proxy forwards:
+//! `X-Forwarded-Method` (or `X-Original-Method`) and the URL of `X-Forwarded-Proto`,
+//! `X-Forwarded-Host` (or `Host`) and `X-Forwarded-Uri` (or `X-Original-URI`); for Envoy's HTTP
+//! mode, the question's own method, Host and path with `X-Forwarded-Proto`. The client's
+//! certificate, for certificate-bound tokens, is read from the header the operator names
+//! (`--forward-auth-client-cert-header`) and from no other.
 
 use std::sync::Arc;
 
 use crate::apis::offer::HttpApi;
-use crate::authz::{credential, AuthzPolicy, Decision, RequestFacts};
+use crate::authz::{credential, AuthzPolicy, ClientCertHeader, Decision, RequestFacts};
 use crate::http::{self, header, Request, Response, StatusCode};
 use crate::metrics::{self, Transport};
+use crate::tokens::binding::{htu, DpopRequest, Presentation};
 use crate::tokens::TokenVerifier;
 
 /// The forward-auth port's API: the proxies' questions answered with `policy`'s decision on
-/// tokens checked by `verifier`.
-pub fn offer(verifier: &Arc<TokenVerifier>, policy: &AuthzPolicy) -> HttpApi {
+/// tokens checked by `verifier`, the client's certificate read from `client_cert` when named.
+pub fn offer(
+    verifier: &Arc<TokenVerifier>,
+    policy: &AuthzPolicy,
+    client_cert: Option<ClientCertHeader>,
+) -> HttpApi {
     let (verifier, policy) = (Arc::clone(verifier), Arc::new(policy.clone()));
     let handler: http::Handler = Arc::new(move |request| {
         let (verifier, policy) = (Arc::clone(&verifier), Arc::clone(&policy));
-        Box::pin(async move { decide(&verifier, &policy, &request).await })
+        Box::pin(async move { decide(&verifier, &policy, client_cert, &request).await })
     });
     HttpApi {
         port: "forward_auth",
@@ -53,6 +65,7 @@ const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 async fn decide(
     verifier: &Arc<TokenVerifier>,
     policy: &AuthzPolicy,
+    client_cert: Option<ClientCertHeader>,
     request: &Request,
 ) -> Response {
     let envoy = envoy_target(request);
@@ -89,6 +102,14 @@ async fn decide(
         .iter()
         .map(|value| value.as_bytes())
         .collect();
+    let credential = credential(&authorization);
+    let presented = match presentation(request, envoy, credential.is_dpop(), client_cert) {
+        Ok(presented) => presented,
+        Err(why) => {
+            metrics::authz_decision(Transport::ForwardAuth, "malformed", 0);
+            return http::text(StatusCode::BAD_REQUEST, format!("{why}\n"));
+        }
+    };
     let routes = policy.routes.current();
     let decision = if routes.in_use() {
         let asked = match envoy {
@@ -110,14 +131,10 @@ async fn decide(
             }
         };
         policy.judge_request(
-            &routes,
-            verifier,
-            credential(&authorization),
-            &required,
-            &request,
+            &routes, verifier, credential, presented, &required, &request,
         )
     } else {
-        policy.judge(verifier, credential(&authorization), &required)
+        policy.judge(verifier, credential, presented, &required)
     };
     let decision = decision.get().await;
     metrics::authz_decision(
@@ -182,6 +199,63 @@ fn forwarded_request(request: &Request, with_headers: bool) -> Result<RequestFac
     Ok(facts)
 }
 
+/// How the request the proxy asks about presents its token: with the DPoP scheme (`dpop`), its
+/// proofs, method and URL as the proxy forwards them (`envoy`: Envoy's HTTP mode, at this
+/// target); and the certificate in `client_cert`'s header. A certificate header that does not
+/// read is the proxy's fault: why, for a 400.
+fn presentation(
+    request: &Request,
+    envoy: Option<&str>,
+    dpop: bool,
+    client_cert: Option<ClientCertHeader>,
+) -> Result<Presentation, String> {
+    let headers = request.headers();
+    let certificate = match client_cert {
+        None => None,
+        Some(header) => {
+            let values: Vec<&[u8]> = headers
+                .get_all(header.name())
+                .iter()
+                .map(|value| value.as_bytes())
+                .collect();
+            header
+                .thumbprint(&values)
+                .map_err(|why| format!("{why} ({}, which the proxy sets)", header.name()))?
+        }
+    };
+    let dpop = dpop.then(|| {
+        let first = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+                .unwrap_or_default()
+        };
+        let (method, path) = match envoy {
+            Some(target) => (request.method().as_str(), target),
+            None => (
+                first(&["x-forwarded-method", "x-original-method"]),
+                first(&["x-forwarded-uri", "x-original-uri"]),
+            ),
+        };
+        let host = first(&["x-forwarded-host", "host"]);
+        let url = htu::request_url(first(&["x-forwarded-proto"]), host, path).map_err(|why| {
+            format!(
+                "{why}: the proxy must send X-Forwarded-Proto, X-Forwarded-Host and                  X-Forwarded-Uri (or X-Original-URI) for DPoP"
+            )
+        });
+        DpopRequest {
+            proofs: headers
+                .get_all("dpop")
+                .iter()
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                .collect(),
+            method: method.to_owned(),
+            url,
+        }
+    });
+    Ok(Presentation { dpop, certificate })
+}
+
 /// The answer to `decision`; to Envoy (`envoy`), an allow also names the headers to remove.
 fn respond(decision: Decision, envoy: bool) -> Response {
     match decision {
@@ -211,10 +285,14 @@ fn respond(decision: Decision, envoy: bool) -> Response {
             denial,
             www_authenticate,
             reason,
+            dpop_nonce,
         } => {
             let status =
                 StatusCode::from_u16(denial.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
             let mut response = http::text(status, format!("{reason}\n"));
+            if let Some(nonce) = dpop_nonce.and_then(|n| header::HeaderValue::from_str(&n).ok()) {
+                response.headers_mut().insert("dpop-nonce", nonce);
+            }
             if www_authenticate.is_empty() {
                 return response;
             }

@@ -14,6 +14,18 @@ pub enum Challenge<'a> {
     InsufficientScope(&'a str),
 }
 
+/// A DPoP challenge (RFC 9449 section 7.1) for `realm`: the algorithms `algs` proofs may use,
+/// and the error (`invalid_token`, `invalid_dpop_proof` or `use_dpop_nonce`) with the sentence
+/// why.
+pub fn dpop_challenge(realm: &str, algs: &str, error: &str, reason: &str) -> String {
+    format!(
+        "DPoP realm=\"{}\", error=\"{error}\", error_description=\"{}\", algs=\"{}\"",
+        quoted_string(realm),
+        description(reason),
+        scope_text(algs)
+    )
+}
+
 /// The header's value for `realm` and `why`.
 pub fn challenge(realm: &str, why: &Challenge<'_>) -> String {
     let realm = quoted_string(realm);

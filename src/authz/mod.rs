@@ -17,6 +17,7 @@
 
 mod bearer;
 mod challenge;
+mod client_cert;
 mod explain;
 mod facts;
 mod identity;
@@ -28,10 +29,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::eventually::Eventually;
 use crate::metrics;
+use crate::tokens::binding::Presentation;
 use crate::tokens::{Outcome, TokenVerifier, ValidToken, Verdict};
 
 pub use bearer::{credential, Credential};
-pub use challenge::{challenge, Challenge};
+pub use challenge::{challenge, dpop_challenge, Challenge};
+pub use client_cert::ClientCertHeader;
 pub use explain::explain;
 pub use facts::{normalized_path, Facts, RequestFacts};
 pub use identity::{ClaimHeader, ClaimHeaderError, ClaimHeaderErrorKind, SUBJECT_HEADER};
@@ -53,11 +56,13 @@ pub enum Decision {
         /// Claims left out because their value cannot be a header value (CR, LF, NUL, ...).
         left_out: usize,
     },
-    /// Refuse it, with the `WWW-Authenticate` value and one sentence saying why.
+    /// Refuse it, with the `WWW-Authenticate` value and one sentence saying why; and with a
+    /// DPoP nonce the client is to use (its `DPoP-Nonce` header).
     Deny {
         denial: Denial,
         www_authenticate: String,
         reason: String,
+        dpop_nonce: Option<String>,
     },
     /// The token cannot be judged now (its provider's keys have not loaded).
     CannotJudge { reason: String },
@@ -135,11 +140,12 @@ impl AuthzPolicy {
         routes: &Arc<Routes>,
         verifier: &Arc<TokenVerifier>,
         credential: Credential<'_>,
+        presented: Presentation,
         required: &[&str],
         request: &RequestFacts,
     ) -> Eventually<Decision> {
         if !routes.in_use() {
-            return self.judge(verifier, credential, required);
+            return self.judge(verifier, credential, presented, required);
         }
         let Some(at) = routes
             .routes
@@ -148,7 +154,9 @@ impl AuthzPolicy {
         else {
             let decision = match routes.fallback {
                 Fallback::Deny => forbidden("no route covers this request".to_owned()),
-                Fallback::Authenticated => return self.judge(verifier, credential, required),
+                Fallback::Authenticated => {
+                    return self.judge(verifier, credential, presented, required)
+                }
             };
             metrics::authz_route_decision("default", decision.label());
             return Eventually::Now(decision);
@@ -168,25 +176,27 @@ impl AuthzPolicy {
                 request,
                 identity::removed(&self.claim_headers),
             )),
-            Credential::Bearer(token) => match verifier.check(token) {
-                Eventually::Now(outcome) => {
-                    Eventually::Now(self.decide_route(route, &outcome, &all, request))
+            Credential::Bearer(token) | Credential::Dpop(token) => {
+                match verifier.check_presented(token, presented) {
+                    Eventually::Now(outcome) => {
+                        Eventually::Now(self.decide_route(route, &outcome, &all, request))
+                    }
+                    later => {
+                        let policy = self.clone();
+                        let all: Vec<String> = all.iter().map(|s| (*s).to_owned()).collect();
+                        let request = request.clone();
+                        let routes = Arc::clone(routes);
+                        return later.map(move |outcome| {
+                            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                            let route = &routes.routes[at];
+                            let decision = policy.decide_route(route, &outcome, &all, &request);
+                            route.decisions.count(&route.name, decision.label());
+                            decision
+                        });
+                    }
                 }
-                later => {
-                    let policy = self.clone();
-                    let all: Vec<String> = all.iter().map(|s| (*s).to_owned()).collect();
-                    let request = request.clone();
-                    let routes = Arc::clone(routes);
-                    return later.map(move |outcome| {
-                        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-                        let route = &routes.routes[at];
-                        let decision = policy.decide_route(route, &outcome, &all, &request);
-                        route.decisions.count(&route.name, decision.label());
-                        decision
-                    });
-                }
-            },
-            other => self.judge(verifier, other, &all),
+            }
+            other => self.judge(verifier, other, presented, &all),
         };
         if let Eventually::Now(decision) = &decision {
             route.decisions.count(&route.name, decision.label());
@@ -281,12 +291,15 @@ impl AuthzPolicy {
         &self,
         verifier: &Arc<TokenVerifier>,
         credential: Credential<'_>,
+        presented: Presentation,
         required: &[&str],
     ) -> Eventually<Decision> {
         match credential {
             Credential::Absent => Eventually::Now(self.no_token()),
             Credential::Malformed(why) => Eventually::Now(self.malformed(why)),
-            Credential::Bearer(token) => match verifier.check(token) {
+            Credential::Bearer(token) | Credential::Dpop(token) => match verifier
+                .check_presented(token, presented)
+            {
                 Eventually::Now(outcome) => Eventually::Now(self.decide(&outcome, required)),
                 later => {
                     // Rare (an unknown kid): only then is anything copied for the wait.
@@ -307,6 +320,7 @@ impl AuthzPolicy {
             denial: Denial::NoToken,
             www_authenticate: challenge(&self.realm, &Challenge::NoToken),
             reason: "no bearer token in the Authorization header".to_owned(),
+            dpop_nonce: None,
         }
     }
 
@@ -316,6 +330,7 @@ impl AuthzPolicy {
             denial: Denial::Malformed,
             www_authenticate: challenge(&self.realm, &Challenge::InvalidRequest(why)),
             reason: why.to_owned(),
+            dpop_nonce: None,
         }
     }
 
@@ -330,14 +345,25 @@ impl AuthzPolicy {
                 }
             }
             Err(refusal) => {
+                let www_authenticate = match &refusal.dpop {
+                    Some(dpop) => dpop_challenge(
+                        &self.realm,
+                        &dpop.algs,
+                        match refusal.verdict {
+                            Verdict::InvalidDpopProof => "invalid_dpop_proof",
+                            Verdict::UseDpopNonce => "use_dpop_nonce",
+                            _ => "invalid_token",
+                        },
+                        &refusal.reason,
+                    ),
+                    None => challenge(&self.realm, &Challenge::InvalidToken(&refusal.reason)),
+                };
                 return Decision::Deny {
                     denial: Denial::InvalidToken,
-                    www_authenticate: challenge(
-                        &self.realm,
-                        &Challenge::InvalidToken(&refusal.reason),
-                    ),
+                    www_authenticate,
                     reason: refusal.reason.clone(),
-                }
+                    dpop_nonce: refusal.dpop.as_ref().and_then(|d| d.nonce.clone()),
+                };
             }
         };
         let missing: Vec<&str> = required
@@ -355,6 +381,7 @@ impl AuthzPolicy {
                     if missing.len() == 1 { "" } else { "s" },
                     missing.join(", ")
                 ),
+                dpop_nonce: None,
             };
         }
         identity::headers(&self.claim_headers, token)
@@ -390,6 +417,7 @@ fn forbidden(reason: String) -> Decision {
         denial: Denial::Forbidden,
         www_authenticate: String::new(),
         reason,
+        dpop_nonce: None,
     }
 }
 

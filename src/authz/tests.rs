@@ -195,6 +195,7 @@ fn no_token_a_refused_token_and_a_missing_scope_get_the_rfc_6750_challenges() {
     let refused = Err(Refusal {
         verdict: Verdict::Expired,
         reason: "the token expired at \"then\"\r\n".to_owned(),
+        dpop: None,
     });
     let Decision::Deny {
         denial,
@@ -217,6 +218,7 @@ fn no_token_a_refused_token_and_a_missing_scope_get_the_rfc_6750_challenges() {
         denial,
         www_authenticate,
         reason,
+        ..
     } = policy.decide(&Ok(Arc::clone(&token)), &required)
     else {
         panic!("denied");
@@ -238,6 +240,7 @@ fn a_token_whose_provider_cannot_judge_it_is_neither_allowed_nor_denied() {
     let refused = Err(Refusal {
         verdict: Verdict::Unavailable,
         reason: "no keys yet".to_owned(),
+        dpop: None,
     });
     assert_eq!(
         policy(&[]).decide(&refused, &[]),

@@ -137,6 +137,9 @@ fn verdict_name(answer: &TokenV1Output) -> &'static str {
         TokenV1Verdict::TOKEN_V1_REVOKED => "Revoked",
         TokenV1Verdict::TOKEN_V1_UNAVAILABLE => "Unavailable",
         TokenV1Verdict::TOKEN_V1_INACTIVE => "Inactive",
+        TokenV1Verdict::TOKEN_V1_INVALID_DPOP_PROOF => "InvalidDpopProof",
+        TokenV1Verdict::TOKEN_V1_USE_DPOP_NONCE => "UseDpopNonce",
+        TokenV1Verdict::TOKEN_V1_WRONG_BINDING => "WrongBinding",
         TokenV1Verdict::TOKEN_V1_VERDICT_UNSPECIFIED => "Unspecified",
     }
 }

@@ -33,8 +33,8 @@ pub use http::{http_connections, http_refused};
 pub use store::{store_operation, store_up};
 pub use streams::{stream_budget_held, stream_budget_limit, stream_read_held_back};
 pub use tokens::{
-    forget_key_set, introspection, introspection_stale, key_set_load, revocations_held,
-    token_cache, token_cache_bytes, validation,
+    bound_token, forget_key_set, introspection, introspection_stale, key_set_load,
+    revocations_held, token_cache, token_cache_bytes, validation,
 };
 
 /// Latency buckets, in seconds, from 50 µs: most answers here take well under a millisecond,
@@ -86,6 +86,8 @@ pub struct Metrics {
     introspection_seconds: HistogramVec,
     /// Cached introspection answers served past their cache time while the endpoint failed.
     introspection_stale: IntCounterVec,
+    /// Checks of sender-constrained tokens (DPoP, certificate) by binding and outcome.
+    bound_tokens: IntCounterVec,
     /// Store operations by kind and outcome.
     store_operations: IntCounterVec,
     /// Store operation latency by kind.
@@ -214,6 +216,11 @@ impl Metrics {
                  endpoint could not answer (stale_if_error), by issuer.",
                 &["issuer"],
             ),
+            bound_tokens: counters(
+                "mrmat_token_bound_checks_total",
+                "Valid tokens held to their binding (cnf) or sent with the DPoP scheme, by                  binding (dpop, certificate, none) and outcome (valid or the refusal's verdict).",
+                &["binding", "outcome"],
+            ),
             store_operations: counters(
                 "mrmat_store_operations_total",
                 "Store operations, by operation and outcome.",
@@ -313,6 +320,7 @@ impl Metrics {
             Box::new(metrics.introspections.clone()),
             Box::new(metrics.introspection_seconds.clone()),
             Box::new(metrics.introspection_stale.clone()),
+            Box::new(metrics.bound_tokens.clone()),
             Box::new(metrics.store_operations.clone()),
             Box::new(metrics.store_seconds.clone()),
             Box::new(metrics.store_up.clone()),

@@ -114,6 +114,17 @@ pub fn introspection_stale(issuer: &str) {
     get().introspection_stale.with_label_values(&[issuer]).inc();
 }
 
+/// Counts a check of a token's binding (`dpop`, `certificate`, `none` for an unbound token
+/// sent with the DPoP scheme): `valid`, or the refusal's verdict.
+pub fn bound_token(binding: &'static str, outcome: &'static str) {
+    if enabled() {
+        get()
+            .bound_tokens
+            .with_label_values(&[binding, outcome])
+            .inc();
+    }
+}
+
 /// The number of revocations held now.
 pub fn revocations_held(count: usize) {
     get().revocations.set(count as i64);

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub http: http::HttpLimits,
     /// Where to answer proxies' forward-auth requests, HOST:PORT; None: nowhere.
     pub forward_auth_listen: Option<String>,
+    /// The header the forward-auth port trusts to carry the client's certificate; None: no
+    /// certificate is read there.
+    pub forward_auth_client_cert: Option<crate::authz::ClientCertHeader>,
     /// How proxies' requests are judged (the realm, the identity headers).
     pub policy: AuthzPolicy,
     /// Transport security.
@@ -92,6 +95,7 @@ impl Default for ServerConfig {
             metrics_listen: None,
             http: http::HttpLimits::default(),
             forward_auth_listen: None,
+            forward_auth_client_cert: None,
             policy: AuthzPolicy {
                 realm: DEFAULT_REALM.to_owned(),
                 claim_headers: Vec::new(),

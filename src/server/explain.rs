@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::{read_config_file, Providers, ServerConfig, ServerError};
 use crate::authz::{self, Credential, Decision, RequestFacts};
 use crate::store::MemoryRevocations;
+use crate::tokens::binding::Presentation;
 use crate::tokens::{Outcome, TokenOptions, TokenVerifier, Verdict};
 
 /// How long the token's provider's keys are waited for: its discovery and key set fetched.
@@ -103,7 +104,14 @@ pub fn explain(config: &ServerConfig, request: &ExplainRequest) -> Result<Explai
     let decision = futures::executor::block_on(
         config
             .policy
-            .judge_request(&routes, &verifier, credential, &[], &facts)
+            .judge_request(
+                &routes,
+                &verifier,
+                credential,
+                Presentation::default(),
+                &[],
+                &facts,
+            )
             .get(),
     );
     lines.push(format!("decision: {}", shown(&decision)));
@@ -198,6 +206,7 @@ fn shown(decision: &Decision) -> String {
             denial,
             www_authenticate,
             reason,
+            ..
         } => {
             let challenge = if www_authenticate.is_empty() {
                 String::new()

@@ -158,6 +158,18 @@ pub struct ProxyFlags {
     #[arg(long, env = "MRMAT_GRPC_FORWARD_AUTH_LISTEN", value_name = "HOST:PORT")]
     pub forward_auth_listen: Option<String>,
 
+    /// The header the forward-auth port reads the client's certificate from, for
+    /// certificate-bound tokens (RFC 8705): client-cert (RFC 9440) or x-forwarded-client-cert
+    /// (Envoy). Only when the port is reachable by the proxy alone, and the proxy replaces the
+    /// client's own copy: anyone else could send one. Off unless given.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_FORWARD_AUTH_CLIENT_CERT_HEADER",
+        value_name = "HEADER",
+        value_parser = crate::authz::ClientCertHeader::parse
+    )]
+    pub forward_auth_client_cert_header: Option<crate::authz::ClientCertHeader>,
+
     /// Pass a claim to the app in a header, besides x-auth-subject (the `sub`): a dotted path
     /// reaches a nested claim, a list is joined with commas. Repeat it for more.
     #[arg(
@@ -502,6 +514,49 @@ pub struct TokenFlags {
         default_value_t = store::DEFAULT_MAX_REVOCATIONS
     )]
     pub max_revocations: usize,
+
+    /// The algorithms a DPoP proof (RFC 9449) may be signed with; comma separated. Asymmetric
+    /// ones only: none and HMAC never are.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_DPOP_ALGORITHMS",
+        value_name = "ALG",
+        value_delimiter = ',',
+        default_value = "ES256,ES384,PS256,PS384,PS512,EdDSA",
+        value_parser = dpop_algorithm
+    )]
+    pub dpop_algorithms: Vec<jsonwebtoken::Algorithm>,
+
+    /// How far a DPoP proof's iat may be from now, either way; each accepted proof's jti is
+    /// remembered that long against replay.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_DPOP_WINDOW",
+        value_name = "SECONDS",
+        default_value_t = Seconds(tokens::binding::DEFAULT_DPOP_WINDOW),
+        value_parser = Seconds::positive
+    )]
+    pub dpop_window: Seconds,
+
+    /// Most DPoP proofs remembered against replay at once; beyond it a proof cannot be judged
+    /// (UNAVAILABLE, 503) until older ones leave the window.
+    #[arg(
+        long,
+        env = "MRMAT_GRPC_DPOP_REPLAY_ENTRIES",
+        value_name = "COUNT",
+        default_value_t = tokens::binding::DEFAULT_DPOP_REPLAY_ENTRIES
+    )]
+    pub dpop_replay_entries: usize,
+
+    /// A file holding a secret of at least 32 bytes that every replica shares: DPoP proofs must
+    /// then carry a server nonce (RFC 9449 section 8), made and checked from it and the time.
+    #[arg(long, env = "MRMAT_GRPC_DPOP_NONCE_SECRET_FILE", value_name = "FILE")]
+    pub dpop_nonce_secret_file: Option<PathBuf>,
+}
+
+/// A DPoP algorithm's name, as clap reads it.
+fn dpop_algorithm(name: &str) -> Result<jsonwebtoken::Algorithm, String> {
+    tokens::binding::dpop_algorithm(name)
 }
 
 impl ServerFlags {
@@ -527,6 +582,7 @@ impl ServerFlags {
             metrics_listen: self.metrics_listen,
             http: self.http.limits(),
             forward_auth_listen: self.proxies.forward_auth_listen,
+            forward_auth_client_cert: self.proxies.forward_auth_client_cert_header,
             policy: AuthzPolicy {
                 realm: self.proxies.auth_realm,
                 claim_headers: self.proxies.claim_header,
@@ -622,6 +678,12 @@ impl TokenFlags {
             cache_entries: self.token_cache,
             cache_bytes: self.token_cache_bytes,
             revocation_max_ttl: self.revocation_max_ttl.into(),
+            dpop: tokens::binding::DpopOptions {
+                algorithms: self.dpop_algorithms.clone(),
+                window: self.dpop_window.into(),
+                replay_entries: self.dpop_replay_entries.max(1),
+                nonce_secret_file: self.dpop_nonce_secret_file.clone(),
+            },
         }
     }
 

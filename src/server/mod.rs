@@ -420,7 +420,7 @@ fn serve(
     let names = services.names();
     let forward_auth = match (&config.forward_auth_listen, &verifier) {
         (Some(address), Some(verifier)) => Some(HttpPort::start(
-            apis::forward_auth::offer(verifier, &config.policy),
+            apis::forward_auth::offer(verifier, &config.policy, config.forward_auth_client_cert),
             address,
             config.http,
         )?),

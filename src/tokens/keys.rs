@@ -259,7 +259,7 @@ impl std::error::Error for NoSuchKey {}
 
 /// The key a JWK describes, None for a key meant for encryption, or why it cannot be used.
 // Long, as RFC 7517 and 7518 are: each check of a member, in the order a reason names it.
-fn signing_key(jwk: &Map<String, Value>) -> Result<Option<Key>, String> {
+pub(super) fn signing_key(jwk: &Map<String, Value>) -> Result<Option<Key>, String> {
     let text = |name: &str| -> Result<Option<&str>, String> {
         match jwk.get(name) {
             None => Ok(None),

@@ -12,11 +12,14 @@
 //!   remembered (bounded in entries and in bytes);
 //! - `introspection`: opaque tokens, asked of their provider (RFC 7662), one call per token
 //!   however many ask, a bounded number in flight;
+//! - [`binding`]: sender-constrained tokens, a token's `cnf` held to the request that presents
+//!   it: a DPoP proof (RFC 9449) or the client certificate (RFC 8705);
 //! - [`RevocationStore`]: the port to wherever revocations are kept (the store implements it).
 //!
 //! The signature itself is checked by `jsonwebtoken` (on aws-lc); this module only decides
 //! which key and algorithm may be used, and says why a token is refused.
 
+pub mod binding;
 mod cache;
 mod claims;
 mod introspection;
@@ -89,6 +92,18 @@ pub enum Verdict {
     /// Not a JWT, and its provider's introspection says it is not active (unknown, expired or
     /// revoked there).
     Inactive,
+    /// Sent with the DPoP scheme, but its DPoP proof (RFC 9449) is missing or refused: not one
+    /// well-formed proof, an algorithm or key refused, a bad signature, another method or URL,
+    /// too old or ahead, replayed, made for another token (`ath`) or with a key the token is not
+    /// bound to (`cnf.jkt`).
+    InvalidDpopProof,
+    /// Its DPoP proof carries no current server nonce: make the proof again with the one the
+    /// answer gives (RFC 9449 section 8).
+    UseDpopNonce,
+    /// Bound to a key or certificate the request does not prove: a key-bound token (`cnf.jkt`)
+    /// sent as Bearer, a certificate-bound one (`cnf["x5t#S256"]`, RFC 8705) without that client
+    /// certificate, or an unbound one with the DPoP scheme.
+    WrongBinding,
 }
 
 impl Verdict {
@@ -107,6 +122,9 @@ impl Verdict {
             Self::Revoked => "revoked",
             Self::Unavailable => "unavailable",
             Self::Inactive => "inactive",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
+            Self::WrongBinding => "wrong_binding",
         }
     }
 }
@@ -142,6 +160,18 @@ pub struct Refusal {
     pub verdict: Verdict,
     /// Why, in one sentence.
     pub reason: String,
+    /// Set when the refusal is to be answered with a DPoP challenge (RFC 9449 section 7.1):
+    /// the token came with the DPoP scheme, or is bound to a key.
+    pub dpop: Option<DpopChallenge>,
+}
+
+/// What a DPoP challenge names: the algorithms proofs may use, and a nonce to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpopChallenge {
+    /// Space separated, as `algs` names them.
+    pub algs: std::sync::Arc<str>,
+    /// With [`Verdict::UseDpopNonce`]: the nonce for the client's next proof (`DPoP-Nonce`).
+    pub nonce: Option<String>,
 }
 
 impl Refusal {
@@ -149,6 +179,7 @@ impl Refusal {
         Self {
             verdict,
             reason: reason.into(),
+            dpop: None,
         }
     }
 }

@@ -334,6 +334,8 @@ pub struct TokenOptions {
     pub cache_bytes: u64,
     /// The longest a revocation is kept, and how long when Revoke gives no expiry.
     pub revocation_max_ttl: Duration,
+    /// How DPoP proofs of key-bound tokens are checked.
+    pub dpop: super::binding::DpopOptions,
 }
 
 impl Default for TokenOptions {
@@ -344,6 +346,7 @@ impl Default for TokenOptions {
             cache_entries: DEFAULT_CACHE_ENTRIES,
             cache_bytes: DEFAULT_CACHE_BYTES,
             revocation_max_ttl: DEFAULT_REVOCATION_MAX_TTL,
+            dpop: super::binding::DpopOptions::default(),
         }
     }
 }

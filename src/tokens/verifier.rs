@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::future::{self, BoxFuture, FutureExt as _};
 
+use super::binding::{Binding, Presentation};
 use super::cache::{self, Entry, TokenCache};
 use super::claims;
 use super::introspection::{Introspected, Judged, Remember};
@@ -49,6 +50,8 @@ pub struct TokenVerifier {
     cache: Option<Arc<TokenCache>>,
     revocations: Arc<dyn RevocationStore>,
     max_revocation_seconds: i64,
+    /// Holds bound tokens (`cnf`) to the request that presents them.
+    binding: Binding,
 }
 
 impl TokenVerifier {
@@ -73,6 +76,7 @@ impl TokenVerifier {
             revocations,
             max_revocation_seconds: i64::try_from(options.revocation_max_ttl.as_secs())
                 .unwrap_or(i64::MAX),
+            binding: Binding::start(&options.dpop)?,
         };
         let mut providers = Providers::new();
         for provider in &options.providers {
@@ -177,6 +181,67 @@ impl TokenVerifier {
                 keys.reload();
             }
         }
+    }
+
+    /// Checks `token` as `presented`: valid ([`Self::check`]) and, when it is bound to a key or
+    /// certificate (`cnf`), proven by the request; the outcome now or later, as `check`'s.
+    pub fn check_presented(
+        self: &Arc<Self>,
+        token: &str,
+        presented: Presentation,
+    ) -> Eventually<Outcome> {
+        match self.check(token) {
+            Eventually::Now(outcome) => Eventually::Now(self.bound(outcome, token, &presented)),
+            later => {
+                let (verifier, token) = (Arc::clone(self), token.to_owned());
+                later.map(move |outcome| verifier.bound(outcome, &token, &presented))
+            }
+        }
+    }
+
+    /// `outcome`, held to the binding of its token (`token`) as `presented`; a refusal of a
+    /// token sent with the DPoP scheme, or bound to a key, answered with a DPoP challenge.
+    fn bound(&self, outcome: Outcome, token: &str, presented: &Presentation) -> Outcome {
+        let now = unix_now();
+        let valid = match outcome {
+            Ok(valid) => valid,
+            Err(refusal) => return Err(self.binding.challenged(refusal, presented, false, now)),
+        };
+        let (kind, key_bound) = match valid.claims.get("cnf") {
+            None if presented.dpop.is_none() => return Ok(valid),
+            None => ("none", false),
+            Some(cnf) if cnf.get("jkt").is_some() => ("dpop", true),
+            Some(_) => ("certificate", false),
+        };
+        let checked = self
+            .binding
+            .check(&valid, &cache::key(token), presented, now);
+        metrics::bound_token(
+            kind,
+            match &checked {
+                Ok(()) => Verdict::Valid.name(),
+                Err(refusal) => refusal.verdict.name(),
+            },
+        );
+        match checked {
+            Ok(()) => Ok(valid),
+            Err(refusal) => Err(self.binding.challenged(refusal, presented, key_bound, now)),
+        }
+    }
+
+    /// The algorithms DPoP proofs may use, as a challenge's `algs` names them.
+    pub fn dpop_algs(&self) -> &str {
+        self.binding.algs()
+    }
+
+    /// The DPoP nonce to give a client now, when nonces are on.
+    pub fn dpop_nonce(&self) -> Option<String> {
+        self.binding.nonce(unix_now())
+    }
+
+    /// DPoP proofs remembered against replay now.
+    pub fn dpop_proofs_remembered(&self) -> usize {
+        self.binding.remembered()
     }
 
     /// Checks `token`: the outcome now, or, for a token naming a kid its provider's set lacks,

@@ -14,6 +14,7 @@ mod common;
 mod bench;
 mod cli;
 mod docs;
+mod dpop;
 mod ext_authz;
 mod faults;
 mod floods;

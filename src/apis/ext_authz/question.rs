@@ -1,6 +1,6 @@
 //! The part of Envoy's `CheckRequest` the decision needs, read straight from the wire: the
-//! `authorization` headers, the `scope` context extension, and whether there is an HTTP request
-//! at all. Everything else (every other header, the peers' addresses, the TLS session, metadata)
+//! `authorization` and `dpop` headers, the `scope` context extension, the request's method,
+//! scheme, host and path, the peer's certificate, and whether there is an HTTP request at all. Everything else (every other header, the peers' addresses, the TLS session, metadata)
 //! is skipped unread, so it costs no allocation and no check: a non-UTF-8 byte in a cookie
 //! cannot fail a request whose token is good, as decoding the whole message would.
 
@@ -9,6 +9,7 @@ use protobuf::CodedInputStream;
 
 use crate::authz::RequestFacts;
 use crate::codec;
+use crate::tokens::binding::{certificate_thumbprint, htu, DpopRequest, Presentation};
 
 /// What a `CheckRequest` asks.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -20,10 +21,16 @@ pub struct CheckRequestFields {
     pub authorization: Vec<Vec<u8>>,
     /// The `scope` context extension: the scopes the route requires, space separated.
     pub scope: Option<Vec<u8>>,
-    /// `attributes.request.http`'s method, host and path (with its query), as sent.
+    /// `attributes.request.http`'s method, host, path (with its query) and scheme, as sent.
     pub method: Vec<u8>,
     pub host: Vec<u8>,
     pub path: Vec<u8>,
+    pub scheme: Vec<u8>,
+    /// Every `dpop` header's value (RFC 9449's proof), as sent.
+    pub dpop: Vec<Vec<u8>>,
+    /// `attributes.source.certificate`: the client's certificate, URL-encoded PEM, when Envoy
+    /// includes it (`include_peer_certificate`).
+    pub certificate: Vec<u8>,
     /// Every header (name, value), from `header_map` when Envoy sends that, else `headers`.
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     /// `attributes.source.principal`: the calling workload (a SPIFFE ID, a certificate subject).
@@ -31,6 +38,25 @@ pub struct CheckRequestFields {
 }
 
 impl CheckRequestFields {
+    /// How the request presents its token: with the DPoP scheme (`dpop`), its proofs, method
+    /// and URL; and its client certificate's thumbprint, when Envoy sent one that reads.
+    pub fn presentation(&self, dpop: bool) -> Presentation {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let certificate = (!self.certificate.is_empty())
+            .then(|| {
+                let pem: Vec<u8> = percent_encoding::percent_decode(&self.certificate).collect();
+                certificate_thumbprint(&pem).ok()
+            })
+            .flatten();
+        let dpop = dpop.then(|| DpopRequest {
+            proofs: self.dpop.iter().map(|proof| text(proof)).collect(),
+            method: text(&self.method),
+            url: htu::request_url(&text(&self.scheme), &text(&self.host), &text(&self.path))
+                .map_err(|why| format!("{why} (Envoy's CheckRequest)")),
+        });
+        Presentation { dpop, certificate }
+    }
+
     /// The request as the routes see it, its headers only when a rule reads them.
     pub fn request_facts(&self, with_headers: bool) -> RequestFacts {
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
@@ -68,9 +94,14 @@ fn read(input: &mut CodedInputStream<'_>) -> protobuf::Result<CheckRequestFields
         Some(each) => each,
         None => headers.joined.into_iter().collect(),
     };
+    question.dpop = match headers.dpop_map {
+        Some(each) => each,
+        None => headers.dpop_joined.into_iter().collect(),
+    };
     question.method = headers.method;
     question.host = headers.host;
     question.path = headers.path;
+    question.scheme = headers.scheme;
     question.headers = headers.all;
     Ok(question)
 }
@@ -86,9 +117,13 @@ struct Headers {
     all: Vec<(Vec<u8>, Vec<u8>)>,
     /// Whether `all` came from `header_map` (then `headers` entries are not added).
     all_from_map: bool,
+    /// The `dpop` values, as `joined` and `map` are for `authorization`.
+    dpop_joined: Option<Vec<u8>>,
+    dpop_map: Option<Vec<Vec<u8>>>,
     method: Vec<u8>,
     host: Vec<u8>,
     path: Vec<u8>,
+    scheme: Vec<u8>,
 }
 
 /// AttributeContext: source = 1, request = 4, context_extensions = 10 (map<string, string>).
@@ -102,6 +137,7 @@ fn attributes(
         10 => nested(input, |input| {
             fields(input, |input, tag| match tag {
                 34 => input.read_bytes_into(&mut question.principal),
+                42 => input.read_bytes_into(&mut question.certificate),
                 _ => skip(input, tag),
             })
         }),
@@ -128,16 +164,19 @@ fn attributes(
 }
 
 /// AttributeContext.HttpRequest: method = 2, headers = 3 (map<string, string>), path = 4,
-/// host = 5, header_map = 13.
+/// host = 5, scheme = 6, header_map = 13.
 fn http_request(input: &mut CodedInputStream<'_>, headers: &mut Headers) -> protobuf::Result<()> {
     fields(input, |input, tag| match tag {
         18 => input.read_bytes_into(&mut headers.method),
         34 => input.read_bytes_into(&mut headers.path),
         42 => input.read_bytes_into(&mut headers.host),
+        50 => input.read_bytes_into(&mut headers.scheme),
         26 => nested(input, |input| {
             if let Some((key, value)) = entry(input)? {
                 if key.eq_ignore_ascii_case(b"authorization") {
                     headers.joined = Some(value.clone());
+                } else if key.eq_ignore_ascii_case(b"dpop") {
+                    headers.dpop_joined = Some(value.clone());
                 }
                 if !headers.all_from_map {
                     headers.all.push((key, value));
@@ -151,6 +190,7 @@ fn http_request(input: &mut CodedInputStream<'_>, headers: &mut Headers) -> prot
                 headers.all_from_map = true;
             }
             let each = headers.map.get_or_insert_with(Vec::new);
+            let dpop = headers.dpop_map.get_or_insert_with(Vec::new);
             let all = &mut headers.all;
             // HeaderMap: headers = 1, each a HeaderValue (key = 1, value = 2, raw_value = 3).
             fields(input, |input, tag| match tag {
@@ -165,6 +205,8 @@ fn http_request(input: &mut CodedInputStream<'_>, headers: &mut Headers) -> prot
                     let value = if raw.is_empty() { value } else { raw };
                     if key.eq_ignore_ascii_case(b"authorization") {
                         each.push(value.clone());
+                    } else if key.eq_ignore_ascii_case(b"dpop") {
+                        dpop.push(value.clone());
                     }
                     all.push((key, value));
                     Ok(())

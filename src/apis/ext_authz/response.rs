@@ -24,8 +24,14 @@ pub fn allowed(set: Vec<(String, String)>, remove: Vec<String>) -> CheckResponse
     response
 }
 
-/// Refuse it, with the client's status, the challenge and the sentence why.
-pub fn denied(denial: Denial, www_authenticate: String, reason: String) -> CheckResponse {
+/// Refuse it, with the client's status, the challenge, the sentence why, and the DPoP nonce the
+/// client is to use.
+pub fn denied(
+    denial: Denial,
+    www_authenticate: String,
+    reason: String,
+    dpop_nonce: Option<String>,
+) -> CheckResponse {
     let code = match denial {
         Denial::NoToken | Denial::InvalidToken => RpcStatusCode::UNAUTHENTICATED,
         Denial::InsufficientScope | Denial::Forbidden => RpcStatusCode::PERMISSION_DENIED,
@@ -37,6 +43,11 @@ pub fn denied(denial: Denial, www_authenticate: String, reason: String) -> Check
     denied.status = MessageField::some(http_status);
     if !www_authenticate.is_empty() {
         denied.headers = vec![overwrite(("www-authenticate".to_owned(), www_authenticate))];
+    }
+    if let Some(nonce) = dpop_nonce {
+        denied
+            .headers
+            .push(overwrite(("dpop-nonce".to_owned(), nonce)));
     }
     denied.body = format!("{reason}\n");
     let mut status = Status::new();

@@ -122,19 +122,22 @@ impl ExtAuthzApi {
             }
         };
         let authorization: Vec<&[u8]> = question.authorization.iter().map(Vec::as_slice).collect();
+        let credential = credential(&authorization);
+        let presented = question.presentation(credential.is_dpop());
         let routes = self.policy.routes.current();
         let decision = if routes.in_use() {
             let request = question.request_facts(routes.read_headers());
             self.policy.judge_request(
                 &routes,
                 &self.verifier,
-                credential(&authorization),
+                credential,
+                presented,
                 &required,
                 &request,
             )
         } else {
             self.policy
-                .judge(&self.verifier, credential(&authorization), &required)
+                .judge(&self.verifier, credential, presented, &required)
         };
         call.answer(ctx, sink, decision.map(check_response));
     }
@@ -149,7 +152,13 @@ fn check_response(decision: Decision) -> Result<CheckResponse, RpcStatus> {
             denial,
             www_authenticate,
             reason,
-        } => Ok(response::denied(denial, www_authenticate, reason)),
+            dpop_nonce,
+        } => Ok(response::denied(
+            denial,
+            www_authenticate,
+            reason,
+            dpop_nonce,
+        )),
         Decision::CannotJudge { reason } => Err(RpcStatus::with_message(
             RpcStatusCode::UNAVAILABLE,
             format!("cannot judge the token now: {reason}"),

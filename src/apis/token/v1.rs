@@ -27,9 +27,10 @@ use crate::proto::{
 };
 use crate::quote::quoted;
 use crate::time::rfc3339;
+use crate::tokens::binding::{certificate_thumbprint, htu, DpopRequest, Presentation};
 use crate::tokens::{
-    revocation_id, Outcome, RevokeError, Revoked, TokenVerifier, Verdict, MAX_BATCH_QUESTIONS,
-    MAX_BATCH_TOKEN_BYTES,
+    revocation_id, Outcome, Refusal, RevokeError, Revoked, TokenVerifier, Verdict,
+    MAX_BATCH_QUESTIONS, MAX_BATCH_TOKEN_BYTES,
 };
 
 /// The name health checking and reflection know the service by.
@@ -101,6 +102,9 @@ fn wire_verdict(verdict: Verdict) -> TokenV1Verdict {
         Verdict::Revoked => TokenV1Verdict::TOKEN_V1_REVOKED,
         Verdict::Unavailable => TokenV1Verdict::TOKEN_V1_UNAVAILABLE,
         Verdict::Inactive => TokenV1Verdict::TOKEN_V1_INACTIVE,
+        Verdict::InvalidDpopProof => TokenV1Verdict::TOKEN_V1_INVALID_DPOP_PROOF,
+        Verdict::UseDpopNonce => TokenV1Verdict::TOKEN_V1_USE_DPOP_NONCE,
+        Verdict::WrongBinding => TokenV1Verdict::TOKEN_V1_WRONG_BINDING,
     }
 }
 
@@ -137,9 +141,44 @@ fn output(request_id: u64, outcome: &Outcome) -> TokenV1Output {
             };
             answer.status = Some(application_status(code, &refusal.reason)).into();
             answer.verdict = wire_verdict(refusal.verdict).into();
+            if let Some(nonce) = refusal.dpop.as_ref().and_then(|d| d.nonce.as_ref()) {
+                answer.dpop_nonce.clone_from(nonce);
+            }
         }
     }
     answer
+}
+
+/// Checks the question's token as it says the token was presented: with a DPoP proof for its
+/// method and URL, and with its client certificate, when it gives them.
+fn check(verifier: &Arc<TokenVerifier>, input: &TokenV1Input) -> Eventually<Outcome> {
+    match presentation(input) {
+        Ok(presented) => verifier.check_presented(&input.token, presented),
+        Err(refusal) => Eventually::Now(Err(refusal)),
+    }
+}
+
+/// How the question says its token was presented; a certificate that does not read is refused.
+fn presentation(input: &TokenV1Input) -> Result<Presentation, Refusal> {
+    let certificate = if input.client_certificate.is_empty() {
+        None
+    } else {
+        Some(
+            certificate_thumbprint(&input.client_certificate).map_err(|why| {
+                Refusal::new(Verdict::Malformed, format!("client_certificate: {why}"))
+            })?,
+        )
+    };
+    let dpop = (!input.dpop_proof.is_empty()).then(|| DpopRequest {
+        proofs: vec![input.dpop_proof.clone()],
+        method: input.http_method.clone(),
+        url: if input.http_url.is_empty() {
+            Err("http_url is empty: give the URL the proof was made for".to_owned())
+        } else {
+            htu::normalize(&input.http_url).map_err(|why| format!("http_url: {why}"))
+        },
+    });
+    Ok(Presentation { dpop, certificate })
 }
 
 /// A unary answer: a refusal that is not a judgement of the token (its provider's keys have not
@@ -447,7 +486,7 @@ fn stream_answer(
     input: TokenV1Input,
 ) -> impl Stream<Item = Result<Answered<TokenV1Output>, RpcStatus>> {
     stream::once(async move {
-        let outcome = verifier.check(&input.token).get().await;
+        let outcome = check(&verifier, &input).get().await;
         let message = output(input.request_id, &outcome);
         Ok(Answered {
             bytes: answer_bytes(&outcome),
@@ -481,7 +520,7 @@ fn batch_answers(
             .inputs
             .into_iter()
             .map(|input| {
-                let check = verifier.check(&input.token);
+                let check = check(&verifier, &input);
                 (input, check)
             })
             .collect::<Vec<_>>()
@@ -633,7 +672,7 @@ impl TokenV1Proto for TokenV1Api {
             return call.fail(&ctx, sink, RpcStatusCode::UNAVAILABLE, why);
         }
         let request_id = req.request_id;
-        let outcome = self.verifier.check(&req.token);
+        let outcome = check(&self.verifier, &req);
         call.answer(
             &ctx,
             sink,

@@ -13,13 +13,14 @@ use super::{ValidateError, Validation};
 pub struct PendingValidation(pub(super) Awaited);
 
 pub(super) enum Awaited {
-    Ready(Option<Validation>),
+    /// Boxed: an answer is far larger than a receiver, and ready ones are the rare ones.
+    Ready(Option<Box<Validation>>),
     Waiting(oneshot::Receiver<Validation>),
 }
 
 impl PendingValidation {
     pub(super) fn ready(validation: Validation) -> Self {
-        Self(Awaited::Ready(Some(validation)))
+        Self(Awaited::Ready(Some(Box::new(validation))))
     }
 
     /// An answer already known, in line with answers on their way (a caller that keeps its
@@ -35,7 +36,7 @@ impl Future for PendingValidation {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Validation> {
         match &mut self.0 {
             Awaited::Ready(validation) => Poll::Ready(
-                validation
+                *validation
                     .take()
                     .expect("a ready validation is polled once"),
             ),

@@ -67,6 +67,20 @@ impl OpenIdProvider {
         self.ask(&format!("opaque {client}"), "token ")
     }
 
+    /// A JWT access token of `client` bound to the key that signed `proof` (a DPoP proof for
+    /// `POST {issuer}/token`).
+    pub fn dpop_token(&mut self, client: &str, proof: &str) -> String {
+        self.ask(&format!("dpop {client} {proof}"), "token ")
+    }
+
+    /// A JWT access token of `mtls-job` bound to the certificate `der`, as if presented over
+    /// mutual TLS.
+    pub fn certificate_bound_token(&mut self, der: &[u8]) -> String {
+        use base64::Engine as _;
+        let der = base64::engine::general_purpose::STANDARD.encode(der);
+        self.ask(&format!("mtls mtls-job {der}"), "token ")
+    }
+
     /// Revokes `client`'s `token` at the provider (RFC 7009).
     pub fn revoke(&mut self, client: &str, token: &str) {
         self.ask(&format!("revoke {client} {token}"), "revoked ");
