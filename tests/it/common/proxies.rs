@@ -72,6 +72,22 @@ impl Proxy {
         address: String,
         ready_path: &str,
     ) -> Self {
+        let ready = |proxy: &Self| {
+            proxy
+                .try_get(ready_path, &[])
+                .is_some_and(|answer| answer.status == 401 || answer.status == 200)
+        };
+        Self::start_until(program, args, files, address, ready)
+    }
+
+    /// As [`Proxy::start`], ready once `ready` holds (a TLS listener, which `get` cannot ask).
+    pub fn start_until(
+        program: &Path,
+        args: &[&str],
+        files: &[(&str, String)],
+        address: String,
+        ready: impl Fn(&Self) -> bool,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a folder for the proxy");
         let folder = dir.path().display().to_string();
         for (name, content) in files {
@@ -105,14 +121,12 @@ impl Proxy {
                     proxy.log()
                 );
             }
-            if let Some(answer) = proxy.try_get(ready_path, &[]) {
-                if answer.status == 401 || answer.status == 200 {
-                    return proxy;
-                }
+            if ready(&proxy) {
+                return proxy;
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not route {ready_path} to the app within 30 s: {}",
+                "{} did not route to the app within 30 s: {}",
                 program.display(),
                 proxy.log()
             );
