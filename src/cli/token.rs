@@ -13,8 +13,8 @@ use serde_json::json;
 use super::signing::SigningKey;
 use crate::client::{
     malformed, to_json, too_long, write_answer, ClientError, Connection, OutputFormat,
-    PendingValidation, Target, TokenAnswer, TokenValidator, ValidateError, ValidatorConfig,
-    VALIDATOR_DEFAULTS,
+    PendingValidation, Presented, Target, TokenAnswer, TokenValidator, ValidateError,
+    ValidatorConfig, VALIDATOR_DEFAULTS,
 };
 use crate::proto::{TokenV1Output, TokenV1ProtoClient, TokenV1RevokeInput, TokenV1Verdict};
 use crate::seconds::Seconds;
@@ -80,6 +80,46 @@ pub struct ValidateArgs {
     /// Drop a connection whose ping has no answer within this long, and reconnect.
     #[arg(long, value_name = "SECONDS", default_value_t = Seconds(VALIDATOR_DEFAULTS.keepalive_timeout), value_parser = Seconds::positive)]
     pub keepalive_timeout: Seconds,
+
+    /// The request's DPoP proof (RFC 9449), read from FILE ('-': stdin): the tokens came with
+    /// the DPoP scheme. Needs --http-method and --http-url.
+    #[arg(long, value_name = "FILE", requires_all = ["http_method", "http_url"], conflicts_with = "stream")]
+    pub dpop_proof_file: Option<PathBuf>,
+
+    /// The method of the request the proof was made for (its htm).
+    #[arg(long, value_name = "METHOD", requires = "dpop_proof_file")]
+    pub http_method: Option<String>,
+
+    /// The URL of the request the proof was made for (its htu; the query is ignored).
+    #[arg(long, value_name = "URL", requires = "dpop_proof_file")]
+    pub http_url: Option<String>,
+
+    /// The client certificate the request came with (PEM or DER), for certificate-bound tokens
+    /// (RFC 8705).
+    #[arg(long, value_name = "FILE", conflicts_with = "stream")]
+    pub client_cert: Option<PathBuf>,
+}
+
+impl ValidateArgs {
+    /// How the tokens given were presented, read from the files named.
+    fn presented(&self) -> Result<Presented, ClientError> {
+        let mut presented = Presented::default();
+        if let Some(path) = &self.dpop_proof_file {
+            presented.dpop_proof =
+                crate::token_file::read(path, "--dpop-proof-file").map_err(ClientError::Input)?;
+            presented.http_method = self.http_method.clone().unwrap_or_default();
+            presented.http_url = self.http_url.clone().unwrap_or_default();
+        }
+        if let Some(path) = &self.client_cert {
+            presented.client_certificate = std::fs::read(path).map_err(|e| {
+                ClientError::Input(format!(
+                    "--client-cert: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        Ok(presented)
+    }
 }
 
 /// A signing key and the kid to name it by.
@@ -225,10 +265,12 @@ pub(super) fn validate(
         let stdin = std::io::stdin();
         validate_lines(target, &validator, &mut stdin.lock(), out)
     } else {
+        let presented = args.presented()?;
+        let deadline = std::time::Instant::now() + target.timeout;
         let pending: Vec<PendingValidation> = args
             .tokens
             .iter()
-            .map(|token| validator.validate_async(token))
+            .map(|token| validator.validate_presented_async_before(token, &presented, deadline))
             .collect();
         pending.into_iter().enumerate().try_for_each(|(n, answer)| {
             let answer = futures::executor::block_on(answer)

@@ -19,6 +19,6 @@ pub use servers::{
     check as check_servers, service_config, Servers, ServersError, ServersErrorKind, RETRIED,
 };
 pub use validator::{
-    malformed, too_long, PendingValidation, TokenAnswer, TokenValidator, ValidateError, Validation,
-    ValidatorConfig, ValidatorStats, RECENT_FAILURES, VALIDATOR_DEFAULTS,
+    malformed, too_long, PendingValidation, Presented, TokenAnswer, TokenValidator, ValidateError,
+    Validation, ValidatorConfig, ValidatorStats, RECENT_FAILURES, VALIDATOR_DEFAULTS,
 };

@@ -15,6 +15,9 @@ Usage:
                                   endpoint judges by their start (introspection_server.py):
                                   active ones valid with the answer as claims, others INACTIVE,
                                   over Validate, ValidateStream and ValidateBatches.
+  tokens.py bound HOST:PORT DIR   Tokens bound to a DPoP key (proofs made by PyJWT) and to a client
+                                  certificate (made by `cryptography`): valid with their proof or
+                                  certificate over Validate and ValidateStream, refused without.
   tokens.py idle-stream HOST:PORT DIR
                                   Opens a stream, has one token validated, prints `answered`,
                                   then keeps the stream open and idle until killed.
@@ -281,10 +284,77 @@ def opaque(args):
     report("tokens.py opaque", args.address)
 
 
+def b64url(data):
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def bound(args):
+    import datetime
+    import hashlib
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    url = "https://api.example/orders"
+    client = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(client.public_key()))
+    canonical = json.dumps({m: jwk[m] for m in ("crv", "kty", "x", "y")},
+                           separators=(",", ":"), sort_keys=True)
+    jkt = b64url(hashlib.sha256(canonical.encode()).digest())
+    token, _ = mint(args.dir, "py-ec256", "ES256", "dpop-alice", cnf={"jkt": jkt})
+
+    def proof(method="GET"):
+        claims = {"jti": str(uuid.uuid4()), "htm": method, "htu": url, "iat": int(time.time()),
+                  "ath": b64url(hashlib.sha256(token.encode()).digest())}
+        return jwt.encode(claims, client, algorithm="ES256",
+                          headers={"typ": "dpop+jwt", "jwk": jwk})
+
+    def asked(rid, dpop_proof="", certificate=b"", which=None):
+        return pb.TokenV1Input(request_id=rid, token=which or token, dpop_proof=dpop_proof,
+                               http_method="GET", http_url=url + "?page=1",
+                               client_certificate=certificate)
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "py-client")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(client.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(client, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    x5t = b64url(hashlib.sha256(der).digest())
+    cert_token, _ = mint(args.dir, "py-ec256", "ES256", "cert-alice", cnf={"x5t#S256": x5t})
+    with open_channel(args) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        stub = pbg.TokenV1ProtoStub(channel)
+        one = proof()
+        answer = stub.Validate(asked(1, one), timeout=10)
+        check("DPoP: valid", V.Name(answer.verdict), "TOKEN_V1_VALID")
+        check("DPoP: subject", answer.subject, "dpop-alice")
+        answer = stub.Validate(asked(2, one), timeout=10)
+        check("DPoP replayed", V.Name(answer.verdict), "TOKEN_V1_INVALID_DPOP_PROOF")
+        check("DPoP replayed: reason", "used before" in answer.status.message, True)
+        answer = stub.Validate(asked(3, proof("POST")), timeout=10)
+        check("DPoP for POST", V.Name(answer.verdict), "TOKEN_V1_INVALID_DPOP_PROOF")
+        answer = stub.Validate(asked(4), timeout=10)
+        check("DPoP-bound as Bearer", V.Name(answer.verdict), "TOKEN_V1_WRONG_BINDING")
+        streamed = list(stub.ValidateStream((asked(rid, proof()) for rid in range(10, 30)),
+                                            timeout=30))
+        check("DPoP stream: answers", len(streamed), 20)
+        check("DPoP stream: all valid",
+              {V.Name(a.verdict) for a in streamed}, {"TOKEN_V1_VALID"})
+        for what, certificate in [("DER", der), ("PEM", pem)]:
+            answer = stub.Validate(asked(5, certificate=certificate, which=cert_token), timeout=10)
+            check(f"certificate-bound with its {what}", V.Name(answer.verdict), "TOKEN_V1_VALID")
+        answer = stub.Validate(asked(6, which=cert_token), timeout=10)
+        check("certificate-bound without", V.Name(answer.verdict), "TOKEN_V1_WRONG_BINDING")
+    report("tokens.py bound", args.address)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["keys", "check", "verify", "idle-stream", "opaque"])
+    parser.add_argument("mode", choices=["keys", "check", "verify", "idle-stream", "opaque", "bound"])
     parser.add_argument("address_or_dir")
     parser.add_argument("dir", nargs="?")
     parser.add_argument("--ca")
@@ -300,7 +370,8 @@ def main():
     args.address = args.address_or_dir
     if args.dir is None:
         sys.exit(f"{args.mode} needs HOST:PORT and DIR")
-    {"check": run_checks, "idle-stream": idle_stream, "opaque": opaque}[args.mode](args)
+    {"check": run_checks, "idle-stream": idle_stream, "opaque": opaque,
+     "bound": bound}[args.mode](args)
 
 
 if __name__ == "__main__":

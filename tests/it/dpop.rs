@@ -622,3 +622,112 @@ fn through_envoy_with_client_certificates_bound_tokens_need_their_certificate_or
     assert_eq!(answer.status, 401, "{answer:?}");
     assert!(answer.body.contains("not this request's URL"), "{answer:?}");
 }
+
+#[test]
+fn apps_ask_about_bound_tokens_with_the_proof_or_certificate_by_the_validator_and_the_cli() {
+    use mrmat_rust_api_grpc::client::{Presented, TokenValidator, ValidatorConfig};
+    use mrmat_rust_api_grpc::proto::TokenV1Verdict;
+
+    let issuer = SigningKey::p256("app-idp");
+    let keys = KeyFile::new(&[&issuer]);
+    let mut args = token_args(&keys);
+    args.extend(["--store", "memory", "--listen", "127.0.0.1:0"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&args);
+    let client = ClientKey::new();
+    let mut bound = claims("alice");
+    bound["cnf"] = json!({"jkt": client.thumbprint()});
+    let token = issuer.sign(&bound);
+
+    // The CLI: the proof from a file, never argv.
+    let dir = tempfile::tempdir().expect("a folder");
+    let proof_file = dir.path().join("proof");
+    std::fs::write(&proof_file, client.proof("GET", URL, &token)).expect("written");
+    let cli = |extra: &[&str]| {
+        let out = common::client_command(&server.address)
+            .args(["token", "v1", "validate", &token])
+            .args(extra)
+            .output()
+            .expect("the client runs");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let proof_path = proof_file.to_str().expect("UTF-8");
+    let with_proof = [
+        "--dpop-proof-file",
+        proof_path,
+        "--http-method",
+        "GET",
+        "--http-url",
+        "https://api.example/orders?page=1",
+    ];
+    let first = cli(&with_proof);
+    assert!(first.starts_with("[200] Valid: sub=alice"), "{first}");
+    let again = cli(&with_proof);
+    assert!(
+        again.contains("[401] InvalidDpopProof") && again.contains("used before"),
+        "{again}"
+    );
+    let bare = cli(&[]);
+    assert!(
+        bare.contains("[401] WrongBinding") && bare.contains("DPoP scheme"),
+        "{bare}"
+    );
+    let usage = cli(&["--dpop-proof-file", proof_path]);
+    assert!(usage.contains("--http-method"), "{usage}");
+
+    // The validator apps embed.
+    let validator = TokenValidator::connect(
+        &server.address,
+        &Default::default(),
+        ValidatorConfig::default(),
+    )
+    .expect("no TLS files to read");
+    let ask = |presented: &Presented| {
+        let answer = validator
+            .validate_presented(&token, presented)
+            .expect("an answer");
+        answer.output().clone()
+    };
+    let presented = |proof: String| Presented {
+        dpop_proof: proof,
+        http_method: "GET".to_owned(),
+        http_url: URL.to_owned(),
+        ..Presented::default()
+    };
+    let answer = ask(&presented(client.proof("GET", URL, &token)));
+    assert_eq!(
+        answer.verdict,
+        TokenV1Verdict::TOKEN_V1_VALID.into(),
+        "{answer:?}"
+    );
+    assert_eq!(answer.subject, "alice");
+    let answer = ask(&presented(client.proof("POST", URL, &token)));
+    assert_eq!(
+        answer.verdict,
+        TokenV1Verdict::TOKEN_V1_INVALID_DPOP_PROOF.into(),
+        "{answer:?}"
+    );
+    // A proof of 1 MiB is refused by its length, unread.
+    let answer = ask(&presented("x".repeat(1 << 20)));
+    assert_eq!(
+        answer.verdict,
+        TokenV1Verdict::TOKEN_V1_INVALID_DPOP_PROOF.into()
+    );
+    assert!(
+        answer.status.message.contains("limit is 8192"),
+        "{answer:?}"
+    );
+    let mut no_url = presented(client.proof("GET", URL, &token));
+    no_url.http_url.clear();
+    let answer = ask(&no_url);
+    assert!(
+        answer.status.message.contains("http_url is empty"),
+        "{answer:?}"
+    );
+    let answer = ask(&Presented {
+        client_certificate: b"not a certificate".to_vec(),
+        ..Presented::default()
+    });
+    assert_eq!(answer.verdict, TokenV1Verdict::TOKEN_V1_MALFORMED.into());
+    validator.close();
+}

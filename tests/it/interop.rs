@@ -343,6 +343,18 @@ fn python_reads_opaque_tokens_claims_and_the_inactive_verdict() {
 }
 
 #[test]
+fn python_asks_about_dpop_and_certificate_bound_tokens_with_their_proof_and_certificate() {
+    let keys = python_keys();
+    let server = spawn_server_with(python_token_config(keys.path()));
+    let out = python_tokens(&[
+        OsStr::new("bound"),
+        OsStr::new(&server.address),
+        keys.path().as_os_str(),
+    ]);
+    assert!(out.contains(" checks hold"), "{out}");
+}
+
+#[test]
 fn python_validates_pyjwt_tokens_over_validate_a_request_iterator_stream_and_batches() {
     let keys = python_keys();
     let server = spawn_server_with(python_token_config(keys.path()));

@@ -27,7 +27,7 @@ pub use pending::PendingValidation;
 
 use super::connection::{ConnectError, LoadedTls, TlsOptions, DEFAULT_TIMEOUT};
 use super::servers::{Servers, ServersError};
-use crate::proto::{service_names, StatusOutput, TokenV1Output, TokenV1Verdict};
+use crate::proto::{service_names, StatusOutput, TokenV1Input, TokenV1Output, TokenV1Verdict};
 use crate::status::status_name;
 use crate::tokens::{self, MAX_TOKEN_BYTES};
 use shared::Shared;
@@ -143,6 +143,21 @@ pub struct ValidatorStats {
     pub queued: usize,
 }
 
+/// How an app's request presented its token, for a token bound to a key (DPoP, RFC 9449) or to
+/// a client certificate (RFC 8705); every field optional. A bound token asked about without them
+/// is refused, as the server refuses it at the proxies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Presented {
+    /// The request's `DPoP` header: set, the token came with the DPoP scheme.
+    pub dpop_proof: String,
+    /// The request's method, which the proof's `htm` must name.
+    pub http_method: String,
+    /// The request's URL (its query ignored), which the proof's `htu` must name.
+    pub http_url: String,
+    /// The client's TLS certificate, DER or PEM.
+    pub client_certificate: Vec<u8>,
+}
+
 /// A client of `TokenV1Proto/ValidateStream` that apps create once and share between threads:
 /// `Arc<TokenValidator>`, or a reference. See the module documentation.
 pub struct TokenValidator {
@@ -227,12 +242,41 @@ impl TokenValidator {
 
     /// Validates `token`; the future resolves with the answer or once `deadline` has passed.
     pub fn validate_async_before(&self, token: &str, deadline: Instant) -> PendingValidation {
+        self.validate_presented_async_before(token, &Presented::default(), deadline)
+    }
+
+    /// Validates `token` as the app's request `presented` it (its DPoP proof, method and URL,
+    /// client certificate), for tokens bound to a key or certificate; blocking until the answer
+    /// or the configured timeout.
+    pub fn validate_presented(&self, token: &str, presented: &Presented) -> Validation {
+        let deadline = Instant::now() + self.shared.config.timeout;
+        futures::executor::block_on(
+            self.validate_presented_async_before(token, presented, deadline),
+        )
+    }
+
+    /// As [`Self::validate_presented`], as a future that resolves with the answer or once
+    /// `deadline` has passed.
+    pub fn validate_presented_async_before(
+        &self,
+        token: &str,
+        presented: &Presented,
+        deadline: Instant,
+    ) -> PendingValidation {
         if token.len() > MAX_TOKEN_BYTES {
             // Answered here as the server would: a message the server cannot read would end the
             // stream, and every re-send would end the next one.
             return PendingValidation::ready(Ok(too_long(token.len()).into()));
         }
-        self.shared.admit(token, deadline)
+        let mut question = TokenV1Input::new();
+        question.token = token.to_owned();
+        question.dpop_proof.clone_from(&presented.dpop_proof);
+        question.http_method.clone_from(&presented.http_method);
+        question.http_url.clone_from(&presented.http_url);
+        question
+            .client_certificate
+            .clone_from(&presented.client_certificate);
+        self.shared.admit(question, deadline)
     }
 
     /// How the stream is doing.

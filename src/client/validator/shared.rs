@@ -12,6 +12,7 @@ use super::answer::TokenAnswer;
 use super::pending::{Awaited, PendingValidation};
 use super::state::{Link, Request, StreamState};
 use super::{ValidateError, ValidatorConfig, RECENT_FAILURES};
+use crate::proto::TokenV1Input;
 use crate::status::status_name;
 
 /// What every caller and the supervisor share.
@@ -70,7 +71,7 @@ impl Shared {
             .expect("the validator's lock is never poisoned")
     }
 
-    pub(super) fn admit(&self, token: &str, deadline: Instant) -> PendingValidation {
+    pub(super) fn admit(&self, question: TokenV1Input, deadline: Instant) -> PendingValidation {
         let (reply, answer) = oneshot::channel();
         let mut state = self.lock();
         if state.closing.is_some() {
@@ -85,14 +86,14 @@ impl Shared {
         let id = state.next_id;
         state.next_id += 1;
         let request = Request {
-            token: token.to_owned(),
+            question,
             deadline,
             admitted: Instant::now(),
             reply,
         };
         state.deadlines.insert((deadline, id));
         if state.in_flight.len() < self.config.max_in_flight {
-            state.send(id, &request.token);
+            state.send(id, &request.question);
             state.in_flight.insert(id, request);
         } else {
             state.queued.push_back((id, request));

@@ -10,7 +10,8 @@ use super::{ValidateError, Validation, ValidatorStats};
 use crate::proto::TokenV1Input;
 
 pub(super) struct Request {
-    pub(super) token: String,
+    /// The question, its `request_id` set when it is sent.
+    pub(super) question: TokenV1Input,
     pub(super) deadline: Instant,
     pub(super) admitted: Instant,
     pub(super) reply: oneshot::Sender<Validation>,
@@ -69,11 +70,10 @@ impl StreamState {
     }
 
     /// Sends question `id` on the stream, if one is up; otherwise it goes when one is.
-    pub(super) fn send(&mut self, id: u64, token: &str) {
+    pub(super) fn send(&mut self, id: u64, question: &TokenV1Input) {
         if let Link::Up { sender, .. } = &self.link {
-            let mut question = TokenV1Input::new();
+            let mut question = question.clone();
             question.request_id = id;
-            question.token = token.to_owned();
             // A closed receiver means the stream has ended; the question is re-sent on the next.
             if sender.unbounded_send(question).is_ok() {
                 self.stats.sent += 1;
@@ -88,10 +88,10 @@ impl StreamState {
             sender,
             answered: false,
         };
-        let pending: Vec<(u64, String)> = self
+        let pending: Vec<(u64, TokenV1Input)> = self
             .in_flight
             .iter()
-            .map(|(id, request)| (*id, request.token.clone()))
+            .map(|(id, request)| (*id, request.question.clone()))
             .collect();
         if !pending.is_empty() && generation > 1 {
             log::info!(
@@ -99,8 +99,8 @@ impl StreamState {
                 pending.len()
             );
         }
-        for (id, token) in pending {
-            self.send(id, &token);
+        for (id, question) in pending {
+            self.send(id, &question);
         }
     }
 
@@ -110,7 +110,7 @@ impl StreamState {
             let Some((id, request)) = self.queued.pop_front() else {
                 break;
             };
-            self.send(id, &request.token);
+            self.send(id, &request.question);
             self.in_flight.insert(id, request);
         }
     }
