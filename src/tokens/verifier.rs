@@ -202,10 +202,17 @@ impl TokenVerifier {
     /// `outcome`, held to the binding of its token (`token`) as `presented`; a refusal of a
     /// token sent with the DPoP scheme, or bound to a key, answered with a DPoP challenge.
     fn bound(&self, outcome: Outcome, token: &str, presented: &Presentation) -> Outcome {
-        let now = unix_now();
         let valid = match outcome {
             Ok(valid) => valid,
-            Err(refusal) => return Err(self.binding.challenged(refusal, presented, false, now)),
+            Err(refusal) if refusal.dpop.is_none() && presented.dpop.is_none() => {
+                // A Bearer request's refusal of the token itself: Bearer's challenge, as before.
+                return Err(refusal);
+            }
+            Err(refusal) => {
+                return Err(self
+                    .binding
+                    .challenged(refusal, presented, false, unix_now()))
+            }
         };
         let (kind, key_bound) = match valid.claims.get("cnf") {
             None if presented.dpop.is_none() => return Ok(valid),
@@ -213,6 +220,7 @@ impl TokenVerifier {
             Some(cnf) if cnf.get("jkt").is_some() => ("dpop", true),
             Some(_) => ("certificate", false),
         };
+        let now = unix_now();
         let checked = self
             .binding
             .check(&valid, &cache::key(token), presented, now);

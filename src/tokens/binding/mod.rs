@@ -42,8 +42,9 @@ pub const DEFAULT_DPOP_ALGORITHMS: &[Algorithm] = &[
 /// How far a proof's `iat` may be from now, by default.
 pub const DEFAULT_DPOP_WINDOW: Duration = Duration::from_secs(60);
 
-/// Proofs remembered against replay at most, by default (a few tens of MB at most).
-pub const DEFAULT_DPOP_REPLAY_ENTRIES: usize = 1_000_000;
+/// Proofs remembered against replay at most, by default: two cores' worth of ES256 proofs
+/// (some 16,000 a second each, measured) over the default window; about 41 bytes each.
+pub const DEFAULT_DPOP_REPLAY_ENTRIES: usize = 2_000_000;
 
 /// How DPoP proofs are checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
