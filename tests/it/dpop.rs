@@ -234,6 +234,11 @@ fn a_dpop_bound_token_is_allowed_with_its_proof_and_every_wrong_proof_is_refused
         URL_SAFE_NO_PAD.encode([7u8; 64])
     );
     invalid(forged, "does not verify");
+    // Another key's proof is refused by its thumbprint before any signature is checked: a
+    // stranger's key (an RSA key of any size, say) costs no verification.
+    let strangers = stranger.proof("GET", URL, &token);
+    let unverifiable = format!("{}.AAAA", &strangers[..strangers.rfind('.').unwrap()]);
+    invalid(unverifiable, "signed by another key");
 
     // Replayed: the same proof twice.
     let proof = client.proof("GET", URL, &token);

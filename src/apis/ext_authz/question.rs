@@ -348,6 +348,49 @@ mod tests {
     }
 
     #[test]
+    fn the_dpop_header_scheme_and_peer_certificate_make_the_presentation() {
+        let mut request = request(&[("authorization", "DPoP t"), ("dpop", "p.r.f")], None);
+        let attributes = request.attributes.mut_or_insert_default();
+        let http = attributes
+            .request
+            .mut_or_insert_default()
+            .http
+            .mut_or_insert_default();
+        http.scheme = "https".to_owned();
+        http.host = "API.example:443".to_owned();
+        http.path = "/orders?page=2".to_owned();
+        let der = rcgen::generate_simple_self_signed(vec!["c.example".to_owned()])
+            .expect("a certificate")
+            .cert;
+        let pem = der.pem();
+        attributes.source.mut_or_insert_default().certificate =
+            percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let question = asked(&request);
+        assert_eq!(question.dpop, vec![b"p.r.f".to_vec()]);
+        let presented = question.presentation(true);
+        let dpop = presented.dpop.expect("the DPoP scheme");
+        assert_eq!(dpop.proofs, ["p.r.f"]);
+        assert_eq!(dpop.method, "GET");
+        assert_eq!(dpop.url.as_deref(), Ok("https://api.example/orders"));
+        assert_eq!(
+            presented.certificate,
+            Some(openssl::sha::sha256(der.der())),
+            "the thumbprint of the certificate's DER"
+        );
+        // Bearer: no proof read; the certificate still, for certificate-bound tokens.
+        let bearer = question.presentation(false);
+        assert!(bearer.dpop.is_none());
+        assert!(bearer.certificate.is_some());
+        // A certificate that does not read is none.
+        let broken = CheckRequestFields {
+            certificate: b"-----BEGIN%20CERTIFICATE-----garbage".to_vec(),
+            ..CheckRequestFields::default()
+        };
+        assert_eq!(broken.presentation(false).certificate, None);
+    }
+
+    #[test]
     fn non_utf8_bytes_anywhere_are_no_error() {
         // A map<string, string> entry with bytes that are not UTF-8, as Envoy may send a header.
         let entry = [&[10u8, 6][..], b"cookie", &[18, 2, 0xff, 0xfe]].concat();

@@ -307,16 +307,11 @@ impl Binding {
             method: &request.method,
             url: request.url.as_deref().map_err(String::as_str),
             token_hash,
+            jkt,
             now,
             window: self.window,
         };
         let proof = proof::check(proof, &expected)?;
-        if proof.jkt != jkt {
-            return Err(proof::refused(
-                "the DPoP proof is signed by another key than the one the token is bound to \
-                 (cnf.jkt)",
-            ));
-        }
         if let Some(nonces) = &self.nonces {
             let current = proof
                 .nonce

@@ -1,7 +1,8 @@
 //! A DPoP proof (RFC 9449 section 4.3), checked: one compact JWS of `typ` `dpop+jwt`, signed
 //! with an allowed asymmetric algorithm by the public key in its own `jwk` header, for this
-//! request's method (`htm`) and URL (`htu`), made recently (`iat`), for this token (`ath`). What
-//! remains for the caller: the replay of its `jti`, its nonce, and the key's binding.
+//! request's method (`htm`) and URL (`htu`), made recently (`iat`), for this token (`ath`), by the
+//! key the token is bound to (`jkt`). What remains for the caller: the replay of its `jti` and its
+//! nonce.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -48,6 +49,10 @@ pub struct Expected<'a> {
     pub url: Result<&'a str, &'a str>,
     /// The SHA-256 of the access token, which `ath` must name.
     pub token_hash: &'a [u8; 32],
+    /// The thumbprint of the key the token is bound to (`cnf.jkt`), which the proof's key must
+    /// have: checked before the signature, so that no key but the bound one (of the size its
+    /// provider accepted) costs a verification.
+    pub jkt: &'a str,
     /// Now, and how far `iat` may be from it, in seconds.
     pub now: i64,
     pub window: i64,
@@ -112,6 +117,13 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<Proof, Refusal> {
             key.key_type
         )));
     }
+    let jkt = thumbprint(jwk, key.key_type);
+    if jkt != expected.jkt {
+        return Err(refused(
+            "the DPoP proof is signed by another key than the one the token is bound to \
+             (cnf.jkt)",
+        ));
+    }
     let claims = decode_json_object(payload)
         .map_err(|why| refused(format!("the DPoP proof's payload {why}")))?;
     let read = Claims::read(&claims)?;
@@ -126,7 +138,7 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<Proof, Refusal> {
         }
     }
     Ok(Proof {
-        jkt: thumbprint(jwk, key.key_type),
+        jkt,
         jti: read.jti.to_owned(),
         iat: read.iat,
         nonce: read.nonce.map(str::to_owned),
