@@ -523,6 +523,7 @@ fn through_envoy_with_client_certificates_bound_tokens_need_their_certificate_or
     let pki = Pki::new();
     let issuer = SigningKey::p256("envoy-idp");
     let keys = KeyFile::new(&[&issuer]);
+    let mut provider = common::oidc::OpenIdProvider::start(&pki);
     let grpc_port = common::free_port();
     let mut args = token_args(&keys);
     args.extend([
@@ -531,6 +532,15 @@ fn through_envoy_with_client_certificates_bound_tokens_need_their_certificate_or
         "--listen".to_owned(),
     ]);
     args.push(format!("127.0.0.1:{grpc_port}"));
+    // And the real provider's tokens (audience api), its keys by discovery.
+    args.extend([
+        "--oidc-issuer".to_owned(),
+        provider.issuer.clone(),
+        "--jwks-ca-cert".to_owned(),
+        pki.path("ca.pem").display().to_string(),
+        "--token-audience".to_owned(),
+        "api".to_owned(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let _server = ServerProcess::start(&args);
     let app = App::start();
@@ -626,6 +636,38 @@ fn through_envoy_with_client_certificates_bound_tokens_need_their_certificate_or
     .expect("an answer");
     assert_eq!(answer.status, 401, "{answer:?}");
     assert!(answer.body.contains("not this request's URL"), "{answer:?}");
+
+    // The real provider's certificate-bound token, for client.pem, through the same listener.
+    let token = provider.certificate_bound_token(&der("client.pem"));
+    let bearer = format!("Authorization: Bearer {token}");
+    assert!(
+        common::holds_within(std::time::Duration::from_secs(20), || {
+            curl(&pki, "client", &url, std::slice::from_ref(&bearer))
+                .is_some_and(|answer| answer.reached_app())
+        }),
+        "the provider's certificate-bound token with its certificate"
+    );
+    let answer =
+        curl(&pki, "admin-client", &url, std::slice::from_ref(&bearer)).expect("an answer");
+    assert_eq!(answer.status, 401, "{answer:?}");
+    // And its DPoP-bound one, with a proof for the URL the client asked for.
+    let mut to_token_endpoint =
+        ClientKey::claims("POST", &format!("{}/token", provider.issuer), "");
+    to_token_endpoint
+        .as_object_mut()
+        .expect("an object")
+        .remove("ath");
+    let token = provider.dpop_token(
+        "dev-job",
+        &client.sign(&client.header(), &to_token_endpoint),
+    );
+    let headers = [
+        format!("Authorization: DPoP {token}"),
+        format!("DPoP: {}", client.proof("GET", &url, &token)),
+    ];
+    let answer = curl(&pki, "client", &url, &headers).expect("an answer");
+    assert!(answer.reached_app(), "{answer:?}");
+    assert_eq!(answer.app_saw("x-auth-subject"), ["dev-job"]);
 }
 
 #[test]
