@@ -141,7 +141,7 @@ fn assert_refused(answer: &hostile::Answer, error: &str, why: &str) {
 
 #[test]
 fn a_dpop_bound_token_is_allowed_with_its_proof_and_every_wrong_proof_is_refused() {
-    let port = forward_auth(&[]);
+    let port = forward_auth(&["--metrics-listen", "127.0.0.1:0"]);
     let client = ClientKey::new();
     let token = bound_token(&port, json!({"jkt": client.thumbprint()}));
     let address = &port.address;
@@ -240,6 +240,24 @@ fn a_dpop_bound_token_is_allowed_with_its_proof_and_every_wrong_proof_is_refused
     let unverifiable = format!("{}.AAAA", &strangers[..strangers.rfind('.').unwrap()]);
     invalid(unverifiable, "signed by another key");
 
+    // A header that names alg twice, and one nested 2,000 deep (within the size limit): refused,
+    // never read twice or overflowed.
+    let jwk = client.jwk.to_string();
+    let twice = format!(r#"{{"typ":"dpop+jwt","alg":"none","alg":"ES256","jwk":{jwk}}}"#);
+    let deep = format!(
+        r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{jwk},"x":{}{}}}"#,
+        "[".repeat(2_000),
+        "]".repeat(2_000)
+    );
+    for (header, why) in [(twice, "more than once"), (deep, "not valid JSON")] {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(proof_claims().to_string())
+        );
+        invalid(format!("{input}.AAAA"), why);
+    }
+
     // Replayed: the same proof twice.
     let proof = client.proof("GET", URL, &token);
     assert_eq!(dpop(address, &token, &proof).status, 200);
@@ -281,6 +299,19 @@ fn a_dpop_bound_token_is_allowed_with_its_proof_and_every_wrong_proof_is_refused
     );
     let answer = ask(address, &[format!("Authorization: Bearer {unbound}")]);
     assert_eq!(answer.status, 200, "{answer:?}");
+
+    // Counted by binding and outcome: the three valid proofs, the replay among the refusals.
+    let series = |binding: &str, outcome: &str| {
+        port._server
+            .metric(&format!(
+                "mrmat_token_bound_checks_total{{binding=\"{binding}\",outcome=\"{outcome}\"}}"
+            ))
+            .unwrap_or(0.0)
+    };
+    assert_eq!(series("dpop", "valid"), 3.0);
+    assert!(series("dpop", "invalid_dpop_proof") >= 20.0);
+    assert_eq!(series("dpop", "wrong_binding"), 1.0);
+    assert_eq!(series("none", "wrong_binding"), 1.0);
 }
 
 #[test]

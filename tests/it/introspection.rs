@@ -424,6 +424,8 @@ fn a_bad_client_secret_is_unavailable_with_why_and_a_missing_one_stops_the_start
     let opaque = config.tokens.providers.last_mut().expect("the opaque one");
     let introspection = opaque.introspection.as_mut().expect("introspects");
     introspection.client_secret_file = setup.endpoint.secret_dir.path().join("absent");
+    // A store of its own: the server above may still be closing the file it shares.
+    config.store = mrmat_rust_api_grpc::store::StoreOptions::memory();
     let Err(e) = mrmat_rust_api_grpc::server::start(&config) else {
         panic!("a missing secret stops the start");
     };
