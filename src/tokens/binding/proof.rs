@@ -263,10 +263,10 @@ impl<'a> Claims<'a> {
                 expected.window
             )));
         }
-        if -age > expected.window {
+        if age < -expected.window {
             return Err(refused(format!(
                 "the DPoP proof is made {} s in the future (iat); check the client's clock",
-                -age
+                age.unsigned_abs()
             )));
         }
         let ath = self
@@ -306,4 +306,43 @@ pub fn thumbprint(jwk: &Map<String, Value>, key_type: KeyType) -> String {
         ),
     };
     URL_SAFE_NO_PAD.encode(openssl::sha::sha256(canonical.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn expected(token_hash: &[u8; 32]) -> Expected<'_> {
+        Expected {
+            algorithms: &[Algorithm::ES256],
+            method: "GET",
+            url: Ok("https://a.example/"),
+            token_hash,
+            jkt: "",
+            now: 1_800_000_000,
+            window: 60,
+        }
+    }
+
+    #[test]
+    fn times_at_either_end_of_the_range_are_refused_without_overflow() {
+        let hash = [0u8; 32];
+        let ath = URL_SAFE_NO_PAD.encode(hash);
+        for iat in [
+            json!(i64::MAX),
+            json!(i64::MIN),
+            json!(1e300),
+            json!(-1e300),
+            json!(0.5),
+        ] {
+            let claims = json!({"jti": "j", "htm": "GET", "htu": "https://a.example/",
+                "iat": iat, "ath": ath});
+            let claims = claims.as_object().expect("an object").clone();
+            let refused = Claims::read(&claims).and_then(|read| read.check(&expected(&hash)));
+            let refusal = refused.expect_err("far from now");
+            assert_eq!(refusal.verdict, Verdict::InvalidDpopProof, "{iat}");
+        }
+    }
 }
