@@ -95,6 +95,15 @@ impl ClientKey {
     }
 }
 
+/// The DER of `pki`'s certificate `name` (`client.pem`, ...).
+fn certificate_der(pki: &Pki, name: &str) -> Vec<u8> {
+    let pem = std::fs::read(pki.path(name)).expect("a certificate");
+    openssl::x509::X509::from_pem(&pem)
+        .expect("PEM")
+        .to_der()
+        .expect("DER")
+}
+
 /// A token of `port`'s issuer with `cnf`.
 fn bound_token(port: &Port, cnf: Value) -> String {
     let mut claims = claims("alice");
@@ -360,13 +369,7 @@ fn with_a_nonce_secret_a_proof_needs_a_current_nonce_which_every_replica_accepts
 #[test]
 fn a_certificate_bound_token_needs_its_certificate_from_a_header_only_when_trusted() {
     let pki = Pki::new();
-    let der = |name: &str| {
-        let pem = std::fs::read(pki.path(name)).expect("a certificate");
-        openssl::x509::X509::from_pem(&pem)
-            .expect("PEM")
-            .to_der()
-            .expect("DER")
-    };
+    let der = |name: &str| certificate_der(&pki, name);
     let (mine, other) = (der("client.pem"), der("other-client.pem"));
     let thumbprint = URL_SAFE_NO_PAD.encode(openssl::sha::sha256(&mine));
     let client_cert = |der: &[u8]| format!("Client-Cert: :{}:", STANDARD.encode(der));
@@ -494,13 +497,7 @@ fn a_real_provider_s_dpop_and_certificate_bound_tokens_pass_forward_auth_with_th
     );
 
     // A certificate-bound one, by the client whose certificate the provider saw.
-    let der = |name: &str| {
-        let pem = std::fs::read(pki.path(name)).expect("a certificate");
-        openssl::x509::X509::from_pem(&pem)
-            .expect("PEM")
-            .to_der()
-            .expect("DER")
-    };
+    let der = |name: &str| certificate_der(&pki, name);
     let (mine, other) = (der("client.pem"), der("other-client.pem"));
     let token = provider.certificate_bound_token(&mine);
     let bearer = format!("Authorization: Bearer {token}");
@@ -611,13 +608,7 @@ fn through_envoy_with_client_certificates_bound_tokens_need_their_certificate_or
     );
 
     // Certificate-bound: the token names client.pem; admin-client.pem (same CA) is another.
-    let der = |name: &str| {
-        let pem = std::fs::read(pki.path(name)).expect("a certificate");
-        openssl::x509::X509::from_pem(&pem)
-            .expect("PEM")
-            .to_der()
-            .expect("DER")
-    };
+    let der = |name: &str| certificate_der(&pki, name);
     let thumbprint = URL_SAFE_NO_PAD.encode(openssl::sha::sha256(&der("client.pem")));
     let mut bound = claims("carol");
     bound["cnf"] = json!({"x5t#S256": thumbprint});

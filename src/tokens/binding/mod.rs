@@ -234,20 +234,16 @@ impl Binding {
         presented: &Presentation,
         now: i64,
     ) -> Result<(), Refusal> {
-        let Some(cnf) = valid.claims.get("cnf") else {
-            return match presented.dpop {
-                None => Ok(()),
-                Some(_) => Err(wrong_binding(
-                    "the token is not bound to a key (it has no cnf.jkt): send it with the \
-                     Bearer scheme",
-                )),
-            };
-        };
-        let Value::Object(cnf) = cnf else {
-            return Err(Refusal::new(
-                Verdict::Malformed,
-                "the token's cnf is not a JSON object",
-            ));
+        let empty = serde_json::Map::new();
+        let cnf = match valid.claims.get("cnf") {
+            None => &empty,
+            Some(Value::Object(cnf)) => cnf,
+            Some(_) => {
+                return Err(Refusal::new(
+                    Verdict::Malformed,
+                    "the token's cnf is not a JSON object",
+                ))
+            }
         };
         let member = |name: &str| match cnf.get(name) {
             None => Ok(None),
